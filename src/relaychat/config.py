@@ -1,0 +1,309 @@
+"""Configuration: one frozen :class:`Config`, built in one place.
+
+Precedence, lowest first: the defaults below < a TOML file (``--config``) < ``RELAYCHAT_*``
+environment variables < command-line flags. Nothing else in relaychat reads ``os.environ``.
+
+Environment names mirror the keys: ``RELAYCHAT_PORT``, ``RELAYCHAT_SERVER_NAME``, and for a section
+``RELAYCHAT_LIMITS__NICKLEN``. Opers are only read from the TOML file (``[[opers]]`` tables), since
+they carry password hashes.
+
+Every bad value raises :class:`~relaychat.errors.ConfigError` naming its key path; the CLI turns it
+into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relaychat.errors import ConfigError
+
+__all__ = ["Config", "Limits", "Oper", "load_config"]
+
+ENV_PREFIX = "RELAYCHAT_"
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every bound the server enforces; exceeding one has a defined outcome."""
+
+    max_clients: int = _opt(10_000, "most connections at once; more are refused with ERROR")
+    max_per_ip: int = _opt(256, "most connections from one IP address (0 = no limit)")
+    sendq: int = _opt(1 << 20, "bytes queued to one client before it is dropped (SendQ exceeded)")
+    recvq: int = _opt(
+        16_384, "bytes of unprocessed input held for a flooding client (Excess Flood)"
+    )
+    flood_burst: int = _opt(30, "lines a client may send at once before it is throttled")
+    flood_rate: float = _opt(10.0, "lines per second a client may send after its burst (0 = off)")
+    nicklen: int = _opt(30, "longest nickname")
+    channellen: int = _opt(64, "longest channel name")
+    topiclen: int = _opt(390, "longest topic")
+    kicklen: int = _opt(390, "longest kick reason")
+    awaylen: int = _opt(390, "longest away message")
+    maxtargets: int = _opt(4, "most targets in one PRIVMSG/NOTICE/JOIN/PART/KICK")
+    modes: int = _opt(4, "most modes with a parameter in one MODE command")
+    chanlimit: int = _opt(50, "most channels one user may be in")
+    maxbans: int = _opt(100, "most entries in a channel's ban list")
+    whowas: int = _opt(256, "nicknames remembered for WHOWAS")
+
+
+@dataclass(frozen=True, slots=True)
+class Oper:
+    """An IRC operator account: ``OPER <name> <password>``; the password is stored hashed."""
+
+    name: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration of a relaychat server; immutable, replaced whole."""
+
+    host: str = _opt("127.0.0.1", "addresses to listen on, comma-separated (e.g. 127.0.0.1,::1)")
+    port: int = _opt(6667, "IRC port on every host (0 picks a free one)")
+    server_name: str = _opt("relaychat.local", "this server's name, shown as the source of replies")
+    network: str = _opt("relaychat", "network name, announced as NETWORK in 005")
+    motd: str = _opt("", "message of the day text (lines separated by newlines)")
+    motd_file: str = _opt("", "file holding the message of the day (overrides motd)")
+    password: str = _opt("", "server password clients must send with PASS (argon2 hash or plain)")
+    ping_interval: float = _opt(90.0, "seconds of silence before the server PINGs a client")
+    ping_timeout: float = _opt(60.0, "seconds to wait for the PONG before dropping the client")
+    registration_timeout: float = _opt(60.0, "seconds a connection may take to register")
+    shutdown_timeout: float = _opt(5.0, "seconds to flush clients on shutdown before closing")
+    log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
+    limits: Limits = field(default_factory=Limits)
+    opers: tuple[Oper, ...] = ()
+
+    def hosts(self) -> list[str]:
+        """The listen addresses, split and stripped."""
+        return [h.strip() for h in self.host.split(",") if h.strip()]
+
+    def motd_lines(self) -> list[str] | None:
+        """The message of the day as lines, or ``None`` when there is none.
+
+        Raises:
+            ConfigError: ``motd_file`` cannot be read.
+        """
+        text = self.motd
+        if self.motd_file:
+            try:
+                text = Path(self.motd_file).read_text(encoding="utf-8", errors="replace")
+            except OSError as exc:
+                raise ConfigError(
+                    "motd_file", f"cannot read {self.motd_file}: {exc.strerror}"
+                ) from None
+        lines = text.splitlines()
+        return lines or None
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+_HINTS = typing.get_type_hints(Config)
+_LIMIT_HINTS = typing.get_type_hints(Limits)
+
+
+def scalar_fields(cls: type[Any]) -> list[dataclasses.Field[Any]]:
+    """The fields of ``cls`` that hold a str, int, float or bool (what flags and env can set)."""
+    hints = typing.get_type_hints(cls)
+    return [f for f in dataclasses.fields(cls) if hints[f.name] in (str, int, float, bool)]
+
+
+def _coerce(key: str, kind: Any, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, f"expected a boolean, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected an integer, got {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected a number, got {value!r}") from None
+    if kind is str:
+        if not isinstance(value, str | int | float):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(key, "cannot be set this way")  # pragma: no cover
+
+
+def _merge_section(
+    cls: type[Any],
+    hints: Mapping[str, Any],
+    prefix: str,
+    raw: Mapping[str, Any],
+    into: dict[str, Any],
+) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in raw.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(path, "unknown setting")
+        into[key] = _coerce(path, hints[key], value)
+
+
+def _parse_opers(raw: Any) -> tuple[Oper, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("opers", "expected a list of [[opers]] tables")
+    opers = []
+    for i, item in enumerate(raw):
+        path = f"opers[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(path, "expected a table with name and password_hash")
+        unknown = set(item) - {"name", "password_hash"}
+        if unknown:
+            raise ConfigError(f"{path}.{sorted(unknown)[0]}", "unknown setting")
+        name, pw = item.get("name"), item.get("password_hash")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{path}.name", "required")
+        if not isinstance(pw, str) or not pw.startswith("$argon2"):
+            raise ConfigError(
+                f"{path}.password_hash",
+                "must be an argon2 hash (make one with `relaychat mkpasswd`)",
+            )
+        opers.append(Oper(name, pw))
+    return tuple(opers)
+
+
+def load_config(
+    *,
+    file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the :class:`Config` from its four layers.
+
+    Args:
+        file: a TOML file, or ``None``.
+        environ: the environment to read ``RELAYCHAT_*`` from (``os.environ`` when ``None``).
+        overrides: values from command-line flags: top-level keys and ``limits.<key>`` keys;
+            ``None`` values are ignored.
+
+    Returns:
+        The validated, frozen configuration.
+
+    Raises:
+        ConfigError: a value is wrong, a key unknown, or the file unreadable.
+    """
+    top: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    opers: tuple[Oper, ...] = ()
+    top_names = {f.name for f in scalar_fields(Config)}
+    limit_names = {f.name for f in dataclasses.fields(Limits)}
+
+    if file is not None:
+        try:
+            with open(file, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError("config", f"cannot read {os.fspath(file)}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{os.fspath(file)} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            if key == "limits":
+                if not isinstance(value, dict):
+                    raise ConfigError("limits", "expected a [limits] table")
+                _merge_section(Limits, _LIMIT_HINTS, "limits.", value, limits)
+            elif key == "opers":
+                opers = _parse_opers(value)
+            elif key in top_names:
+                top[key] = _coerce(key, _HINTS[key], value)
+            else:
+                raise ConfigError(key, "unknown setting")
+
+    env = os.environ if environ is None else environ
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key.startswith("limits__"):
+            sub = key[len("limits__") :]
+            if sub not in limit_names:
+                raise ConfigError(name, "unknown setting")
+            limits[sub] = _coerce(name, _LIMIT_HINTS[sub], value)
+        elif key in top_names:
+            top[key] = _coerce(name, _HINTS[key], value)
+        # Other RELAYCHAT_* variables belong to the client commands (nick, target, ...).
+
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key.startswith("limits."):
+            sub = key[len("limits.") :]
+            limits[sub] = _coerce(key, _LIMIT_HINTS[sub], value)
+        else:
+            top[key] = _coerce(key, _HINTS[key], value)
+
+    config = Config(**top, limits=Limits(**limits), opers=opers)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Check every value of ``config``.
+
+    Raises:
+        ConfigError: the first wrong value, by key path.
+    """
+    if not 0 <= config.port <= 65535:
+        raise ConfigError("port", f"{config.port} is not a port number (0-65535)")
+    hosts = config.hosts()
+    if not hosts:
+        raise ConfigError("host", "at least one address is needed")
+    for h in hosts:
+        if h in ("localhost", "*", "0.0.0.0", "::"):
+            continue
+        try:
+            ipaddress.ip_address(h)
+        except ValueError:
+            raise ConfigError("host", f"{h!r} is not an IP address") from None
+    name = config.server_name
+    if not name or " " in name or "." not in name or len(name) > 63:
+        raise ConfigError(
+            "server_name", f"{name!r} must look like a host name (with a dot, no spaces)"
+        )
+    if not config.network or " " in config.network:
+        raise ConfigError("network", f"{config.network!r} must be one word")
+    for key in ("ping_interval", "ping_timeout", "registration_timeout", "shutdown_timeout"):
+        if getattr(config, key) <= 0:
+            raise ConfigError(key, "must be greater than 0")
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level", f"{config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+    lim = config.limits
+    for f in dataclasses.fields(Limits):
+        value = getattr(lim, f.name)
+        floor = 0 if f.name in ("max_per_ip", "flood_rate") else 1
+        if value < floor:
+            raise ConfigError(f"limits.{f.name}", f"must be at least {floor}")
+    if lim.nicklen < 9:
+        raise ConfigError("limits.nicklen", "must be at least 9 (RFC 2812)")
+    if lim.channellen < 2:
+        raise ConfigError("limits.channellen", "must be at least 2")
+    if lim.recvq < 1024:
+        raise ConfigError("limits.recvq", "must be at least 1024")
+    if lim.sendq < 4096:
+        raise ConfigError("limits.sendq", "must be at least 4096")
+    config.motd_lines()

@@ -1,0 +1,64 @@
+"""Every exception relaychat raises on purpose derives from one base.
+
+The tree::
+
+    RelaychatError
+    ├── ProtocolError          a peer sent something that is not valid IRC (carries a numeric hint)
+    │   ├── InputTooLong       a line over 512 bytes (or tags over 8191)  -> 417 ERR_INPUTTOOLONG
+    │   └── EmptyMessage       a line with no command                    -> ignored
+    └── ConfigError            the operator's configuration is wrong (carries the key path)
+
+Errors are values at the edges: the server turns a ``ProtocolError`` into its numeric reply and the
+CLI turns a ``ConfigError`` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "EmptyMessage", "InputTooLong", "ProtocolError", "RelaychatError"]
+
+
+class RelaychatError(Exception):
+    """Base of every error relaychat raises on purpose."""
+
+
+class ProtocolError(RelaychatError):
+    """The peer broke the protocol.
+
+    Attributes:
+        numeric: the code of the reply the server should send back, or ``None`` to stay silent.
+    """
+
+    numeric: str | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InputTooLong(ProtocolError):
+    """A line longer than the protocol allows (RFC 1459 §2.3, IRCv3 message-tags)."""
+
+    numeric = "417"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"line of {size} bytes exceeds the limit of {limit}")
+        self.size = size
+        self.limit = limit
+
+
+class EmptyMessage(ProtocolError):
+    """A line that holds no command (only tags, a source or blanks)."""
+
+
+class ConfigError(RelaychatError, ValueError):
+    """A configuration value is wrong.
+
+    Attributes:
+        key: the dotted key path, e.g. ``limits.nicklen``.
+        reason: why the value was refused.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason

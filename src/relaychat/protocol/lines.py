@@ -1,0 +1,87 @@
+"""Splitting a byte stream into IRC lines, with a required bound on line length.
+
+Rules:
+- Lines end with ``\\n``; a ``\\r`` before it is stripped (RFC 1459 says CR-LF; many
+  clients send LF).
+  A lone ``\\r`` also ends a line, as several servers accept.
+- Empty lines are dropped.
+- A line longer than ``max_length`` bytes is never kept in memory whole: the buffer reports it as
+  :class:`Overlong` (once) and discards bytes until the next line ending. The caller replies
+  417 ERR_INPUTTOOLONG and the connection lives on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["LineBuffer", "Overlong"]
+
+_SPLIT = re.compile(rb"\r\n|\n|\r")
+
+
+@dataclass(frozen=True, slots=True)
+class Overlong:
+    """Stands in the output of :meth:`LineBuffer.feed` for a line that was too long.
+
+    Attributes:
+        size: how many bytes of it had been seen when it was refused (at least ``max_length + 1``).
+    """
+
+    size: int
+
+
+class LineBuffer:
+    """Bytes in, complete lines out.
+
+    Args:
+        max_length: the longest line accepted, in bytes, line ending excluded. This is a security
+            limit: it bounds the memory one peer can make the buffer hold.
+    """
+
+    __slots__ = ("_buf", "_discarding", "max_length")
+
+    def __init__(self, max_length: int) -> None:
+        if max_length < 1:
+            raise ValueError("max_length must be positive")
+        self.max_length = max_length
+        self._buf = b""
+        self._discarding = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that do not yet form a complete line."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | Overlong]:
+        """Add ``data`` and return every line completed by it, in order.
+
+        Returns:
+            A list of lines (bytes without their ending) and :class:`Overlong` markers.
+            The caller handles each item, then feeds the next chunk.
+        """
+        buf = self._buf + data if self._buf else data
+        parts = _SPLIT.split(buf)
+        # The last part is an incomplete line (b"" if buf ended with a line ending).
+        tail = parts.pop()
+        out: list[bytes | Overlong] = []
+        limit = self.max_length
+        for line in parts:
+            if self._discarding:
+                # The end of an overlong line that was already reported.
+                self._discarding = False
+                continue
+            if not line:
+                continue
+            if len(line) > limit:
+                out.append(Overlong(len(line)))
+                continue
+            out.append(line)
+        if self._discarding:
+            tail = b""
+        elif len(tail) > limit:
+            out.append(Overlong(len(tail)))
+            self._discarding = True
+            tail = b""
+        self._buf = tail
+        return out

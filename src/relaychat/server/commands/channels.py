@@ -1,0 +1,260 @@
+"""Channel operations: JOIN, PART, TOPIC, NAMES, LIST, KICK, INVITE (RFC 2812 §3.2)."""
+
+from __future__ import annotations
+
+import re
+
+from relaychat.protocol import numerics as N
+from relaychat.protocol.message import Message
+from relaychat.server.core import Replies, ServerCore
+from relaychat.server.masks import match_mask
+from relaychat.server.registry import command
+from relaychat.server.state import Channel, User
+
+__all__ = ["is_banned", "send_names", "valid_channel"]
+
+# RFC 2812 §1.3 / §2.3.1: any octet except NUL, BELL, CR, LF, space, comma and colon.
+_CHAN_BAD = re.compile(r"[\x00\x07\r\n ,:]")
+
+
+def valid_channel(name: str, channellen: int) -> bool:
+    """Whether ``name`` is a well-formed channel name for this server (``#`` channels only)."""
+    return 1 < len(name) <= channellen and name[0] == "#" and _CHAN_BAD.search(name) is None
+
+
+def is_banned(channel: Channel, user: User) -> bool:
+    """Whether a ban mask of ``channel`` matches ``user``."""
+    if not channel.bans:
+        return False
+    return any(match_mask(mask, user.prefix) for mask, _, _ in channel.bans)
+
+
+def send_names(core: ServerCore, user: User, channel: Channel, out: Replies) -> None:
+    """353 lines for ``channel`` (split to fit 512 bytes) and 366."""
+    symbol = "@" if "s" in channel.modes else "="
+    multi = "multi-prefix" in user.caps
+    head = len(core.name) + len(user.nick) + len(channel.name) + 20
+    room = 510 - head
+    line: list[str] = []
+    size = 0
+    for member, ms in channel.members.items():
+        entry = ms.prefixes(multi) + member.nick
+        if line and size + len(entry) + 1 > room:
+            out.numeric(N.RPL_NAMREPLY, symbol, channel.name, text=" ".join(line))
+            line, size = [], 0
+        line.append(entry)
+        size += len(entry) + 1
+    if line:
+        out.numeric(N.RPL_NAMREPLY, symbol, channel.name, text=" ".join(line))
+    out.numeric(N.RPL_ENDOFNAMES, channel.name)
+
+
+def send_topic(core: ServerCore, channel: Channel, out: Replies) -> None:
+    """332 and 333, or 331 when no topic is set."""
+    if channel.topic:
+        out.numeric(N.RPL_TOPIC, channel.name, text=channel.topic)
+        out.numeric(N.RPL_TOPICWHOTIME, channel.name, channel.topic_by, str(channel.topic_time))
+    else:
+        out.numeric(N.RPL_NOTOPIC, channel.name)
+
+
+def _targets(core: ServerCore, raw: str, out: Replies) -> list[str]:
+    """Split a comma list of targets, refusing the ones over MAXTARGETS with 407."""
+    names = [n for n in raw.split(",") if n]
+    limit = core.config.limits.maxtargets
+    if len(names) > limit:
+        for extra in names[limit:]:
+            out.numeric(N.ERR_TOOMANYTARGETS, extra, text=f"Too many targets (at most {limit})")
+        names = names[:limit]
+    return names
+
+
+@command("JOIN", min_params=1)
+def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """JOIN <channel>{,<channel>} [<key>{,<key>}] | JOIN 0"""
+    if msg.params[0] == "0":
+        for joined in list(user.channels.values()):
+            _part(core, user, joined, user.nick, out)
+        return
+    keys = msg.param(1).split(",")
+    lim = core.config.limits
+    for i, name in enumerate(_targets(core, msg.params[0], out)):
+        key = keys[i] if i < len(keys) else ""
+        if not valid_channel(name, lim.channellen):
+            if name.startswith("#"):
+                out.numeric(N.ERR_BADCHANMASK, name)
+            else:
+                out.numeric(N.ERR_NOSUCHCHANNEL, name)
+            continue
+        channel = core.find_channel(name)
+        if channel is not None and user in channel.members:
+            continue
+        if len(user.channels) >= lim.chanlimit:
+            out.numeric(N.ERR_TOOMANYCHANNELS, name)
+            continue
+        creating = channel is None
+        if channel is None:
+            channel = Channel(name, core.now)
+            core.channels[channel.key] = channel
+        else:
+            invited = user.key in channel.invites
+            if is_banned(channel, user) and not invited:
+                out.numeric(N.ERR_BANNEDFROMCHAN, channel.name)
+                continue
+            if "i" in channel.modes and not invited:
+                out.numeric(N.ERR_INVITEONLYCHAN, channel.name)
+                continue
+            if channel.password is not None and key != channel.password:
+                out.numeric(N.ERR_BADCHANNELKEY, channel.name)
+                continue
+            if channel.limit is not None and len(channel.members) >= channel.limit:
+                out.numeric(N.ERR_CHANNELISFULL, channel.name)
+                continue
+        core.add_member(channel, user, op=creating)
+        data = Message("JOIN", (channel.name,), user.prefix).to_bytes()
+        core.broadcast(channel, data, skip=user)
+        out.raw(data)
+        if channel.topic:
+            send_topic(core, channel, out)
+        send_names(core, user, channel, out)
+
+
+def _part(core: ServerCore, user: User, channel: Channel, reason: str, out: Replies) -> None:
+    params = (channel.name, reason) if reason else (channel.name,)
+    data = Message("PART", params, user.prefix).to_bytes()
+    core.broadcast(channel, data, skip=user)
+    out.raw(data)
+    core.remove_member(channel, user)
+
+
+@command("PART", min_params=1)
+def part(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """PART <channel>{,<channel>} [<reason>]"""
+    reason = msg.param(1)[: core.config.limits.kicklen]
+    for name in _targets(core, msg.params[0], out):
+        channel = core.find_channel(name)
+        if channel is None:
+            out.numeric(N.ERR_NOSUCHCHANNEL, name)
+        elif user not in channel.members:
+            out.numeric(N.ERR_NOTONCHANNEL, channel.name)
+        else:
+            _part(core, user, channel, reason, out)
+
+
+@command("TOPIC", min_params=1)
+def topic(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """TOPIC <channel> [<topic>]"""
+    name = msg.params[0]
+    channel = core.find_channel(name)
+    if channel is None:
+        out.numeric(N.ERR_NOSUCHCHANNEL, name)
+        return
+    member = channel.members.get(user)
+    if len(msg.params) < 2:
+        if member is None and "s" in channel.modes:
+            out.numeric(N.ERR_NOTONCHANNEL, channel.name)
+            return
+        send_topic(core, channel, out)
+        return
+    if member is None:
+        out.numeric(N.ERR_NOTONCHANNEL, channel.name)
+        return
+    if "t" in channel.modes and not member.op:
+        out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
+        return
+    channel.topic = msg.params[1][: core.config.limits.topiclen]
+    channel.topic_by = user.prefix
+    channel.topic_time = int(core.now)
+    data = Message("TOPIC", (channel.name, channel.topic), user.prefix).to_bytes()
+    core.broadcast(channel, data, skip=user)
+    out.raw(data)
+
+
+@command("NAMES")
+def names(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """NAMES [<channel>{,<channel>}]"""
+    if not msg.params:
+        # Listing every channel of the network is refused by design; say where the list ends.
+        out.numeric(N.RPL_ENDOFNAMES, "*")
+        return
+    for name in _targets(core, msg.params[0], out):
+        channel = core.find_channel(name)
+        if channel is None or ("s" in channel.modes and user not in channel.members):
+            out.numeric(N.RPL_ENDOFNAMES, name)
+        else:
+            send_names(core, user, channel, out)
+
+
+@command("LIST")
+def list_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """LIST [<channel>{,<channel>}]"""
+    out.numeric(N.RPL_LISTSTART, "Channel")
+    if msg.params and msg.params[0]:
+        chans = [c for c in (core.find_channel(n) for n in msg.params[0].split(",")) if c]
+    else:
+        chans = list(core.channels.values())
+    for channel in chans:
+        if "s" in channel.modes and user not in channel.members:
+            continue
+        out.numeric(N.RPL_LIST, channel.name, str(len(channel.members)), text=channel.topic)
+    out.numeric(N.RPL_LISTEND)
+
+
+@command("KICK", min_params=2)
+def kick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """KICK <channel> <nick>{,<nick>} [<reason>]"""
+    name = msg.params[0]
+    channel = core.find_channel(name)
+    if channel is None:
+        out.numeric(N.ERR_NOSUCHCHANNEL, name)
+        return
+    member = channel.members.get(user)
+    if member is None:
+        out.numeric(N.ERR_NOTONCHANNEL, channel.name)
+        return
+    if not member.op:
+        out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
+        return
+    reason = (msg.param(2) or user.nick)[: core.config.limits.kicklen]
+    for nick in _targets(core, msg.params[1], out):
+        target = core.find_user(nick)
+        if target is None:
+            out.numeric(N.ERR_NOSUCHNICK, nick)
+            continue
+        if target not in channel.members:
+            out.numeric(N.ERR_USERNOTINCHANNEL, target.nick, channel.name)
+            continue
+        data = Message("KICK", (channel.name, target.nick, reason), user.prefix).to_bytes()
+        core.broadcast(channel, data, skip=user)
+        out.raw(data)
+        core.remove_member(channel, target)
+        if not channel.members:
+            break
+
+
+@command("INVITE", min_params=2)
+def invite(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """INVITE <nick> <channel>"""
+    nick, name = msg.params[0], msg.params[1]
+    target = core.find_user(nick)
+    if target is None:
+        out.numeric(N.ERR_NOSUCHNICK, nick)
+        return
+    channel = core.find_channel(name)
+    if channel is not None:
+        member = channel.members.get(user)
+        if member is None:
+            out.numeric(N.ERR_NOTONCHANNEL, channel.name)
+            return
+        if target in channel.members:
+            out.numeric(N.ERR_USERONCHANNEL, target.nick, channel.name)
+            return
+        if "i" in channel.modes and not member.op:
+            out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
+            return
+        channel.invites.add(target.key)
+        name = channel.name
+    out.numeric(N.RPL_INVITING, target.nick, name)
+    if target.away is not None:
+        out.numeric(N.RPL_AWAY, target.nick, text=target.away)
+    target.peer.send(Message("INVITE", (target.nick, name), user.prefix).to_bytes())

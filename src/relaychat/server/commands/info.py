@@ -1,0 +1,266 @@
+"""Queries about the server and its users: LUSERS, MOTD, VERSION, TIME, HELP, WHO, WHOIS,
+WHOWAS, ISON, USERHOST (RFC 2812 §3.4, §3.6)."""
+
+from __future__ import annotations
+
+import time
+
+from relaychat.protocol import numerics as N
+from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.message import Message
+from relaychat.server.core import Replies, ServerCore
+from relaychat.server.isupport import isupport_tokens
+from relaychat.server.masks import match_mask
+from relaychat.server.registry import COMMANDS, command
+from relaychat.server.state import Channel, User
+
+__all__ = ["send_lusers", "send_motd"]
+
+
+def send_lusers(core: ServerCore, out: Replies) -> None:
+    """RPL_LUSER* : how many users, operators, unknown connections and channels."""
+    total = core.registered_count
+    invisible = sum(1 for u in core.connections.values() if u.registered and "i" in u.modes)
+    unknown = len(core.connections) - total
+    out.numeric(
+        N.RPL_LUSERCLIENT,
+        text=f"There are {total - invisible} users and {invisible} invisible on 1 servers",
+    )
+    if core.oper_count:
+        out.numeric(N.RPL_LUSEROP, str(core.oper_count))
+    if unknown:
+        out.numeric(N.RPL_LUSERUNKNOWN, str(unknown))
+    if core.channels:
+        out.numeric(N.RPL_LUSERCHANNELS, str(len(core.channels)))
+    out.numeric(N.RPL_LUSERME, text=f"I have {total} clients and 0 servers")
+    out.numeric(
+        N.RPL_LOCALUSERS,
+        str(total),
+        str(core.max_users),
+        text=f"Current local users {total}, max {core.max_users}",
+    )
+    out.numeric(
+        N.RPL_GLOBALUSERS,
+        str(total),
+        str(core.max_users),
+        text=f"Current global users {total}, max {core.max_users}",
+    )
+
+
+def send_motd(core: ServerCore, out: Replies) -> None:
+    """The message of the day, or 422 when there is none."""
+    if not core.motd:
+        out.numeric(N.ERR_NOMOTD)
+        return
+    out.numeric(N.RPL_MOTDSTART, text=f"- {core.name} Message of the day - ")
+    for line in core.motd:
+        out.numeric(N.RPL_MOTD, text=f"- {line}")
+    out.numeric(N.RPL_ENDOFMOTD)
+
+
+def _server_param_ok(core: ServerCore, msg: Message, index: int, out: Replies) -> bool:
+    """A command naming a server other than this one gets 402."""
+    target = msg.param(index)
+    if target and not match_mask(target, core.name):
+        out.numeric(N.ERR_NOSUCHSERVER, target)
+        return False
+    return True
+
+
+@command("LUSERS")
+def lusers(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """LUSERS"""
+    send_lusers(core, out)
+
+
+@command("MOTD")
+def motd(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """MOTD [<server>]"""
+    if _server_param_ok(core, msg, 0, out):
+        send_motd(core, out)
+
+
+@command("VERSION")
+def version(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """VERSION [<server>]"""
+    if not _server_param_ok(core, msg, 0, out):
+        return
+    out.numeric(N.RPL_VERSION, core.version_string() + ".", core.name, text="relaychat IRC server")
+    tokens = isupport_tokens(core.config)
+    for i in range(0, len(tokens), 13):
+        out.numeric(N.RPL_ISUPPORT, *tokens[i : i + 13])
+
+
+@command("TIME")
+def time_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """TIME [<server>]"""
+    if _server_param_ok(core, msg, 0, out):
+        stamp = time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(core.now))
+        out.numeric(N.RPL_TIME, core.name, text=stamp)
+
+
+@command("HELP")
+def help_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """HELP [<command>]"""
+    topic = msg.param(0).upper()
+    if not topic:
+        out.numeric(N.RPL_HELPSTART, "*", text="relaychat commands:")
+        names = sorted(COMMANDS)
+        for i in range(0, len(names), 10):
+            out.numeric(N.RPL_HELPTXT, "*", text=" ".join(names[i : i + 10]))
+        out.numeric(N.RPL_ENDOFHELP, "*", text="End of /HELP")
+        return
+    cmd = COMMANDS.get(topic)
+    if cmd is None:
+        out.numeric(N.ERR_HELPNOTFOUND, topic)
+        return
+    out.numeric(N.RPL_HELPSTART, topic, text=cmd.help)
+    out.numeric(N.RPL_ENDOFHELP, topic, text="End of /HELP")
+
+
+def _who_flags(core: ServerCore, target: User, channel: Channel | None, multi: bool) -> str:
+    flags = "G" if target.away is not None else "H"
+    if target.is_oper:
+        flags += "*"
+    if channel is not None:
+        flags += channel.members[target].prefixes(multi)
+    return flags
+
+
+def _who_line(
+    core: ServerCore, out: Replies, target: User, channel: Channel | None, shown: str, multi: bool
+) -> None:
+    out.numeric(
+        N.RPL_WHOREPLY,
+        shown,
+        target.username,
+        target.host,
+        core.name,
+        target.nick,
+        _who_flags(core, target, channel, multi),
+        text=f"0 {target.realname}",
+    )
+
+
+@command("WHO")
+def who(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """WHO [<mask> [o]]"""
+    mask = msg.param(0) or "*"
+    only_opers = msg.param(1) == "o"
+    multi = "multi-prefix" in user.caps
+    if mask.startswith("#"):
+        channel = core.find_channel(mask)
+        if channel is not None and ("s" not in channel.modes or user in channel.members):
+            for member in channel.members:
+                if not only_opers or member.is_oper:
+                    _who_line(core, out, member, channel, channel.name, multi)
+        out.numeric(N.RPL_ENDOFWHO, mask)
+        return
+    exact = core.find_user(mask)
+    if exact is not None:
+        if not only_opers or exact.is_oper:
+            _who_line(core, out, exact, None, "*", multi)
+        out.numeric(N.RPL_ENDOFWHO, mask)
+        return
+    shared = set(core.neighbours(user))
+    limit = 200
+    for other in core.connections.values():
+        if not other.registered or (only_opers and not other.is_oper):
+            continue
+        if "i" in other.modes and other is not user and other not in shared:
+            continue
+        if mask in ("*", "0") or any(
+            match_mask(mask, s) for s in (other.nick, other.host, other.realname, core.name)
+        ):
+            _who_line(core, out, other, None, "*", multi)
+            limit -= 1
+            if not limit:
+                break
+    out.numeric(N.RPL_ENDOFWHO, mask)
+
+
+@command("WHOIS", min_params=1)
+def whois(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """WHOIS [<server>] <nick>"""
+    nick = msg.params[-1]
+    target = core.find_user(nick)
+    if target is None:
+        out.numeric(N.ERR_NOSUCHNICK, nick)
+        out.numeric(N.RPL_ENDOFWHOIS, nick)
+        return
+    out.numeric(
+        N.RPL_WHOISUSER, target.nick, target.username, target.host, "*", text=target.realname
+    )
+    multi = "multi-prefix" in user.caps
+    chans = [
+        ch.members[target].prefixes(multi) + ch.name
+        for ch in target.channels.values()
+        if "s" not in ch.modes or user in ch.members
+    ]
+    if chans:
+        out.numeric(N.RPL_WHOISCHANNELS, target.nick, text=" ".join(chans))
+    out.numeric(N.RPL_WHOISSERVER, target.nick, core.name, text="relaychat")
+    if target.away is not None:
+        out.numeric(N.RPL_AWAY, target.nick, text=target.away)
+    if target.is_oper:
+        out.numeric(N.RPL_WHOISOPERATOR, target.nick)
+    out.numeric(
+        N.RPL_WHOISIDLE,
+        target.nick,
+        str(int(core.now - target.last_active)),
+        str(int(target.connected_at)),
+    )
+    out.numeric(N.RPL_ENDOFWHOIS, target.nick)
+
+
+@command("WHOWAS", min_params=1)
+def whowas(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """WHOWAS <nick> [<count>]"""
+    nick = msg.params[0]
+    count_s = msg.param(1)
+    count = int(count_s) if count_s.isdigit() and int(count_s) > 0 else 0
+    found = 0
+    key = irc_lower(nick)
+    for entry in core.whowas:
+        if irc_lower(entry.nick) == key:
+            out.numeric(
+                N.RPL_WHOWASUSER, entry.nick, entry.username, entry.host, "*", text=entry.realname
+            )
+            out.numeric(
+                N.RPL_WHOISSERVER,
+                entry.nick,
+                core.name,
+                text=time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(entry.when)),
+            )
+            found += 1
+            if count and found >= count:
+                break
+    if not found:
+        out.numeric(N.ERR_WASNOSUCHNICK, nick)
+    out.numeric(N.RPL_ENDOFWHOWAS, nick)
+
+
+@command("ISON", min_params=1)
+def ison(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """ISON <nick> [<nick> ...]"""
+    present = []
+    for param in msg.params:
+        for nick in param.split():
+            target = core.find_user(nick)
+            if target is not None:
+                present.append(target.nick)
+    out.numeric(N.RPL_ISON, text=" ".join(present))
+
+
+@command("USERHOST", min_params=1)
+def userhost(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """USERHOST <nick> [<nick> ...] (at most 5)"""
+    replies = []
+    nicks = [n for p in msg.params for n in p.split()][:5]
+    for nick in nicks:
+        target = core.find_user(nick)
+        if target is not None:
+            oper = "*" if target.is_oper else ""
+            away = "-" if target.away is not None else "+"
+            replies.append(f"{target.nick}{oper}={away}{target.username}@{target.host}")
+    out.numeric(N.RPL_USERHOST, text=" ".join(replies))

@@ -1,0 +1,202 @@
+"""MODE for channels and users (RFC 2812 §3.1.5, §3.2.3); parsing is in ``server/modes.py``."""
+
+from __future__ import annotations
+
+from relaychat.protocol import numerics as N
+from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.message import Message
+from relaychat.server.core import Replies, ServerCore
+from relaychat.server.isupport import USER_MODES
+from relaychat.server.masks import normalize_ban_mask
+from relaychat.server.modes import ModeChange, parse_channel_modes, parse_user_modes
+from relaychat.server.registry import command
+from relaychat.server.state import Channel, User
+
+__all__: list[str] = []
+
+
+@command("MODE", min_params=1)
+def mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """MODE <channel|nick> [<modes> [<params>...]]"""
+    target = msg.params[0]
+    if target.startswith("#"):
+        _channel_mode(core, user, msg, out)
+    else:
+        _user_mode(core, user, msg, out)
+
+
+def _user_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    target = msg.params[0]
+    if irc_lower(target) != user.key:
+        if core.find_user(target) is None:
+            out.numeric(N.ERR_NOSUCHNICK, target)
+        else:
+            out.numeric(N.ERR_USERSDONTMATCH)
+        return
+    if len(msg.params) < 2:
+        out.numeric(N.RPL_UMODEIS, "+" + "".join(sorted(user.modes)))
+        return
+    changes, unknown = parse_user_modes(msg.params[1], USER_MODES)
+    applied: list[ModeChange] = []
+    for change in changes:
+        if change.mode == "i":
+            if change.adding != ("i" in user.modes):
+                (user.modes.add if change.adding else user.modes.discard)("i")
+                applied.append(change)
+        elif change.mode == "o" and not change.adding and user.is_oper:
+            # Only OPER gives +o; anyone may drop it.
+            core.set_oper(user, False)
+            user.oper_name = None
+            applied.append(change)
+    if unknown:
+        out.numeric(N.ERR_UMODEUNKNOWNFLAG)
+    if applied:
+        out.add(Message("MODE", (user.nick, _render(applied)[0]), user.prefix))
+
+
+def _render(changes: list[ModeChange]) -> tuple[str, list[str]]:
+    """``[+o alice, +v bob, -k]`` -> ``("+ov-k", ["alice", "bob", "*"])``."""
+    text = ""
+    sign = ""
+    params: list[str] = []
+    for c in changes:
+        s = "+" if c.adding else "-"
+        if s != sign:
+            text += s
+            sign = s
+        text += c.mode
+        if c.param is not None:
+            params.append(c.param)
+    return text, params
+
+
+def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    name = msg.params[0]
+    channel = core.find_channel(name)
+    if channel is None:
+        out.numeric(N.ERR_NOSUCHCHANNEL, name)
+        return
+    member = channel.members.get(user)
+    if len(msg.params) < 2:
+        out.numeric(
+            N.RPL_CHANNELMODEIS, channel.name, *channel.mode_string(show_key=member is not None)
+        )
+        out.numeric(N.RPL_CREATIONTIME, channel.name, str(channel.created))
+        return
+    changes, unknown = parse_channel_modes(msg.params[1], msg.params[2:])
+    for letter in unknown:
+        out.numeric(
+            N.ERR_UNKNOWNMODE, letter, text=f"is unknown mode char to me for {channel.name}"
+        )
+    applied: list[ModeChange] = []
+    denied = False
+    with_param = 0
+    for change in changes:
+        if change.mode == "b" and change.param is None:
+            for mask, setter, when in channel.bans:
+                out.numeric(N.RPL_BANLIST, channel.name, mask, setter, str(when))
+            out.numeric(N.RPL_ENDOFBANLIST, channel.name)
+            continue
+        if member is None or not member.op:
+            denied = True
+            continue
+        if change.param is not None:
+            with_param += 1
+            if with_param > core.config.limits.modes:
+                continue
+        result = _apply(core, channel, user, change, out)
+        if result is not None:
+            applied.append(result)
+    if denied:
+        if member is None:
+            out.numeric(N.ERR_NOTONCHANNEL, channel.name)
+        else:
+            out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
+    if applied:
+        text, params = _render(applied)
+        data = Message("MODE", (channel.name, text, *params), user.prefix).to_bytes()
+        core.broadcast(channel, data, skip=user)
+        out.raw(data)
+
+
+def _apply(
+    core: ServerCore, channel: Channel, user: User, change: ModeChange, out: Replies
+) -> ModeChange | None:
+    """Apply one change; return what to announce, or ``None`` when nothing changed."""
+    m, adding, param = change.mode, change.adding, change.param
+    if m in "ov":
+        if param is None:
+            out.numeric(N.ERR_NEEDMOREPARAMS, "MODE", text=f"Mode +{m} needs a nickname")
+            return None
+        target = core.find_user(param)
+        if target is None:
+            out.numeric(N.ERR_NOSUCHNICK, param)
+            return None
+        ms = channel.members.get(target)
+        if ms is None:
+            out.numeric(N.ERR_USERNOTINCHANNEL, target.nick, channel.name)
+            return None
+        if (ms.op if m == "o" else ms.voice) == adding:
+            return None
+        if m == "o":
+            ms.op = adding
+        else:
+            ms.voice = adding
+        return ModeChange(adding, m, target.nick)
+    if m == "k":
+        if not adding:
+            if channel.password is None:
+                return None
+            channel.password = None
+            return ModeChange(False, "k", "*")
+        if not param:
+            out.numeric(N.ERR_NEEDMOREPARAMS, "MODE", text="Mode +k needs a key")
+            return None
+        if " " in param or "," in param or len(param) > 23:
+            out.numeric(N.ERR_INVALIDKEY, channel.name)
+            return None
+        channel.password = param
+        return ModeChange(True, "k", param)
+    if m == "l":
+        if not adding:
+            if channel.limit is None:
+                return None
+            channel.limit = None
+            return ModeChange(False, "l")
+        if param is None or not param.isdigit() or int(param) <= 0:
+            out.numeric(
+                N.ERR_INVALIDMODEPARAM,
+                channel.name,
+                "l",
+                param or "*",
+                text="Invalid limit: a positive number is needed",
+            )
+            return None
+        channel.limit = int(param)
+        return ModeChange(True, "l", str(channel.limit))
+    if m == "b":
+        assert param is not None
+        mask = normalize_ban_mask(param)
+        masks = [b[0] for b in channel.bans]
+        if adding:
+            if mask in masks:
+                return None
+            if len(channel.bans) >= core.config.limits.maxbans:
+                out.numeric(N.ERR_BANLISTFULL, channel.name, mask)
+                return None
+            channel.bans.append((mask, user.prefix, int(core.now)))
+            return ModeChange(True, "b", mask)
+        if mask not in masks:
+            return None
+        del channel.bans[masks.index(mask)]
+        return ModeChange(False, "b", mask)
+    # A flag mode (imnst).
+    if (m in channel.modes) == adding:
+        return None
+    if adding:
+        channel.modes.add(m)
+    else:
+        channel.modes.discard(m)
+        if m == "i":
+            channel.invites.clear()
+    return ModeChange(adding, m)

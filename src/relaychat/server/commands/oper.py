@@ -1,0 +1,43 @@
+"""Operator commands: OPER and KILL (RFC 2812 §3.1.4, §3.7.1)."""
+
+from __future__ import annotations
+
+from relaychat.passwords import verify_password
+from relaychat.protocol import numerics as N
+from relaychat.protocol.message import Message
+from relaychat.server.core import Replies, ServerCore
+from relaychat.server.masks import match_mask
+from relaychat.server.registry import command
+from relaychat.server.state import User
+
+__all__: list[str] = []
+
+
+@command("OPER", min_params=2)
+def oper(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """OPER <name> <password>"""
+    name, password = msg.params[0], msg.params[1]
+    for entry in core.config.opers:
+        if entry.name == name and verify_password(entry.password_hash, password):
+            if not user.is_oper:
+                core.set_oper(user, True)
+                user.oper_name = name
+                out.numeric(N.RPL_YOUREOPER)
+                out.add(Message("MODE", (user.nick, "+o"), user.prefix))
+            return
+    out.numeric(N.ERR_PASSWDMISMATCH)
+
+
+@command("KILL", min_params=2, oper=True)
+def kill(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """KILL <nick> <reason>"""
+    nick, reason = msg.params[0], msg.params[1]
+    target = core.find_user(nick)
+    if target is None:
+        if match_mask(nick, core.name):
+            out.numeric(N.ERR_CANTKILLSERVER)
+        else:
+            out.numeric(N.ERR_NOSUCHNICK, nick)
+        return
+    out.flush()
+    core.disconnect(target, f"Killed ({user.nick} ({reason}))")

@@ -1,0 +1,192 @@
+"""Connection registration and keepalive: PASS, NICK, USER, CAP, PING, PONG, QUIT.
+
+RFC 2812 §3.1 and IRCv3 capability negotiation (https://ircv3.net/specs/extensions/capability-negotiation).
+A client without CAP registers as soon as it has sent NICK and USER; a client that sent
+``CAP LS`` or ``CAP REQ`` first registers at ``CAP END``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from relaychat.passwords import verify_password
+from relaychat.protocol import numerics as N
+from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.message import Message
+from relaychat.server.commands.info import send_lusers, send_motd
+from relaychat.server.core import Replies, ServerCore
+from relaychat.server.isupport import CHANMODES, USER_MODES, isupport_tokens
+from relaychat.server.registry import command
+from relaychat.server.state import User, WhowasEntry
+
+__all__ = ["SUPPORTED_CAPS", "valid_nick"]
+
+# RFC 2812 §2.3.1: nickname = ( letter / special ) *( letter / digit / special / "-" )
+_NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
+_USERNAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
+
+#: Capabilities this server offers, with their CAP LS 302 values ("" for none).
+SUPPORTED_CAPS: dict[str, str] = {"multi-prefix": ""}
+
+
+def valid_nick(nick: str, nicklen: int) -> bool:
+    """Whether ``nick`` is a well-formed nickname no longer than ``nicklen``."""
+    return 0 < len(nick) <= nicklen and _NICK_RE.match(nick) is not None
+
+
+@command("PASS", min_params=1, pre_registration=True)
+def pass_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """PASS <password>"""
+    if user.registered:
+        out.numeric(N.ERR_ALREADYREGISTERED)
+        return
+    user.pass_given = msg.params[0]
+
+
+@command("NICK", pre_registration=True)
+def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """NICK <nickname>"""
+    new = msg.param(0)
+    if not new:
+        out.numeric(N.ERR_NONICKNAMEGIVEN)
+        return
+    if not valid_nick(new, core.config.limits.nicklen):
+        out.numeric(N.ERR_ERRONEUSNICKNAME, new)
+        return
+    key = irc_lower(new)
+    holder = core.users.get(key)
+    if holder is not None and holder is not user:
+        out.numeric(N.ERR_NICKNAMEINUSE, new)
+        return
+    if new == user.nick:
+        return
+    if user.key and core.users.get(user.key) is user and user.key != key:
+        del core.users[user.key]
+    core.users[key] = user
+    if not user.registered:
+        user.set_nick(new)
+        try_register(core, user, out)
+        return
+    data = Message("NICK", (new,), user.prefix).to_bytes()
+    core.whowas.appendleft(WhowasEntry(user, core.now))
+    for channel in user.channels.values():
+        if user.key in channel.invites:
+            channel.invites.discard(user.key)
+    user.set_nick(new)
+    out.raw(data)
+    for other in core.neighbours(user):
+        other.peer.send(data)
+
+
+@command("USER", min_params=4, pre_registration=True)
+def user_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """USER <username> <mode> <unused> <realname>"""
+    if user.registered or user.username:
+        out.numeric(N.ERR_ALREADYREGISTERED)
+        return
+    name = _USERNAME_BAD.sub("", msg.params[0])[:10] or "user"
+    user.username = "~" + name
+    user.realname = msg.params[3][:100]
+    user.update_prefix()
+    try_register(core, user, out)
+
+
+def try_register(core: ServerCore, user: User, out: Replies) -> None:
+    """Complete registration when NICK, USER and any CAP negotiation are done."""
+    if user.registered or user.nick == "*" or not user.username or user.cap_negotiating:
+        return
+    cfg = core.config
+    if cfg.password and not (user.pass_given and verify_password(cfg.password, user.pass_given)):
+        out.numeric(N.ERR_PASSWDMISMATCH)
+        out.flush()
+        core.disconnect(user, "Bad password")
+        return
+    user.registered = True
+    core.registered_count += 1
+    core.max_users = max(core.max_users, core.registered_count)
+    name, nick = core.name, user.nick
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(core.started))
+    out.numeric(N.RPL_WELCOME, text=f"Welcome to the {cfg.network} IRC Network {user.prefix}")
+    out.numeric(
+        N.RPL_YOURHOST, text=f"Your host is {name}, running version {core.version_string()}"
+    )
+    out.numeric(N.RPL_CREATED, text=f"This server was created {created}")
+    out.numeric(
+        N.RPL_MYINFO,
+        name,
+        core.version_string(),
+        USER_MODES,
+        "".join(sorted("".join(CHANMODES) + "ov")),
+        "bklov",
+    )
+    tokens = isupport_tokens(cfg)
+    for i in range(0, len(tokens), 13):
+        out.numeric(N.RPL_ISUPPORT, *tokens[i : i + 13])
+    send_lusers(core, out)
+    send_motd(core, out)
+    if user.modes:
+        out.add(Message("MODE", (nick, "+" + "".join(sorted(user.modes))), user.prefix))
+
+
+@command("CAP", min_params=1, pre_registration=True)
+def cap(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """CAP <LS|LIST|REQ|END> [<version>|:<capabilities>]"""
+    sub = msg.params[0].upper()
+    target = user.nick
+    if sub == "LS":
+        if not user.registered:
+            user.cap_negotiating = True
+        version = msg.param(1)
+        if version.isdigit():
+            user.cap_version = max(user.cap_version, int(version))
+        if user.cap_version >= 302:
+            caps = " ".join(f"{k}={v}" if v else k for k, v in SUPPORTED_CAPS.items())
+        else:
+            caps = " ".join(SUPPORTED_CAPS)
+        out.add(Message("CAP", (target, "LS", caps), core.name))
+    elif sub == "LIST":
+        out.add(Message("CAP", (target, "LIST", " ".join(sorted(user.caps))), core.name))
+    elif sub == "REQ":
+        if not user.registered:
+            user.cap_negotiating = True
+        wanted = msg.param(1).split()
+        names = [c[1:] if c.startswith("-") else c for c in wanted]
+        if wanted and all(n in SUPPORTED_CAPS for n in names):
+            for c in wanted:
+                if c.startswith("-"):
+                    user.caps.discard(c[1:])
+                else:
+                    user.caps.add(c)
+            out.add(Message("CAP", (target, "ACK", " ".join(wanted)), core.name))
+        else:
+            out.add(Message("CAP", (target, "NAK", msg.param(1)), core.name))
+    elif sub == "END":
+        if user.cap_negotiating:
+            user.cap_negotiating = False
+            try_register(core, user, out)
+    else:
+        out.numeric(N.ERR_INVALIDCAPCMD, msg.params[0])
+
+
+@command("PING", pre_registration=True)
+def ping(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """PING <token>"""
+    if not msg.params or not msg.params[0]:
+        out.numeric(N.ERR_NOORIGIN)
+        return
+    out.add(Message("PONG", (core.name, msg.params[0]), core.name))
+
+
+@command("PONG", pre_registration=True)
+def pong(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """PONG <token>"""
+    # Any input proves the link is alive; ServerCore.handle has reset the keepalive already.
+
+
+@command("QUIT", pre_registration=True)
+def quit_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """QUIT [<reason>]"""
+    reason = msg.param(0)
+    out.flush()
+    core.disconnect(user, f"Quit: {reason}" if reason else "Client Quit")

@@ -1,0 +1,226 @@
+"""Per-socket glue: bytes -> LineBuffer -> parse -> core, and core -> coalesced writes.
+
+Rules:
+1. No IRC logic here: every decision about a line is the core's.
+2. Writes are coalesced: ``send`` only appends; the server flushes every connection that has
+   output once per event-loop turn, in one ``transport.write`` each.
+3. Bounded: a client whose unsent output passes ``limits.sendq`` is dropped (SendQ exceeded); one
+   that sends faster than ``limits.flood_rate`` is throttled (reading pauses), and dropped (Excess
+   Flood) when its throttled input passes ``limits.recvq``.
+4. Closing always ends: a peer that never reads its last bytes is aborted after a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from relaychat.errors import InputTooLong, ProtocolError
+from relaychat.protocol.lines import LineBuffer, Overlong
+from relaychat.protocol.message import MAX_LINE_BYTES, parse_bytes
+from relaychat.server.state import User
+
+if TYPE_CHECKING:
+    from relaychat.server.listeners import Server
+
+__all__ = ["Connection", "set_keepalive"]
+
+log = logging.getLogger("relaychat.server")
+
+
+def set_keepalive(sock: socket.socket, idle: int = 60, interval: int = 15, count: int = 4) -> None:
+    """Turn on TCP keepalive (and TCP_NODELAY) where the platform allows; never raises."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # pragma: no cover - e.g. a socket type without TCP options
+        pass
+
+
+class Connection(asyncio.Protocol):
+    """One client socket; implements :class:`~relaychat.server.effects.Peer` for the core."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.core = server.core
+        self.transport: asyncio.Transport | None = None
+        self.user: User | None = None
+        self.lines = LineBuffer(MAX_LINE_BYTES)
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.dirty = False
+        self.closed = False
+        limits = server.config.limits
+        self.sendq = limits.sendq
+        self.recvq = limits.recvq
+        self.rate = limits.flood_rate
+        self.burst = float(limits.flood_burst)
+        self.tokens = self.burst
+        self.refilled = time.monotonic()
+        self.backlog: deque[bytes | Overlong] = deque()
+        self.backlog_size = 0
+        self.resume_handle: asyncio.TimerHandle | None = None
+        self.abort_handle: asyncio.TimerHandle | None = None
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            set_keepalive(sock)
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "unknown"
+        if ip.startswith("::ffff:"):
+            ip = ip[7:]
+        self.server.connections.add(self)
+        self.user = self.core.accept(self, ip, time.time())
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self.user is None:
+            return
+        items = self.lines.feed(data)
+        if not items:
+            return
+        if self.rate <= 0:
+            now = time.time()
+            for item in items:
+                self._process(item, now)
+                if self.closed:
+                    return
+            return
+        self.backlog.extend(items)
+        self.backlog_size += sum(len(i) if isinstance(i, bytes) else 1 for i in items)
+        self._drain_backlog()
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        for handle in (self.resume_handle, self.abort_handle):
+            if handle is not None:
+                handle.cancel()
+        user = self.user
+        if user is not None and not user.quitting:
+            reason = "Connection closed" if exc is None else f"Connection error: {exc}"
+            self.closed = True
+            self.core.now = time.time()
+            self.core.disconnect(user, reason)
+        self.closed = True
+
+    # --- input ---------------------------------------------------------------------------------
+
+    def _process(self, item: bytes | Overlong, now: float) -> None:
+        user = self.user
+        assert user is not None
+        if isinstance(item, Overlong):
+            self.core.protocol_error(user, InputTooLong(item.size, MAX_LINE_BYTES), now)
+            return
+        try:
+            msg = parse_bytes(item)
+        except ProtocolError as exc:
+            self.core.protocol_error(user, exc, now)
+            return
+        self.core.handle(user, msg, now)
+
+    def _drain_backlog(self) -> None:
+        """Process queued lines as the flood bucket allows; pause reading while it is empty."""
+        self.resume_handle = None
+        mono = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (mono - self.refilled) * self.rate)
+        self.refilled = mono
+        now = time.time()
+        backlog = self.backlog
+        while backlog and self.tokens >= 1.0:
+            item = backlog.popleft()
+            self.backlog_size -= len(item) if isinstance(item, bytes) else 1
+            self.tokens -= 1.0
+            self._process(item, now)
+            if self.closed:
+                return
+        transport = self.transport
+        assert transport is not None
+        if backlog:
+            if self.backlog_size > self.recvq:
+                backlog.clear()
+                self.backlog_size = 0
+                assert self.user is not None
+                self.core.disconnect(self.user, "Excess Flood")
+                return
+            transport.pause_reading()
+            delay = (1.0 - self.tokens) / self.rate
+            self.resume_handle = asyncio.get_running_loop().call_later(delay, self._drain_backlog)
+        elif not transport.is_closing():
+            transport.resume_reading()
+
+    # --- Peer ----------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.out.append(data)
+        self.out_size += len(data)
+        if not self.dirty:
+            self.dirty = True
+            self.server.mark_dirty(self)
+        if self.out_size > self.sendq:
+            transport = self.transport
+            assert transport is not None
+            if self.out_size + transport.get_write_buffer_size() > self.sendq:
+                self._sendq_exceeded()
+
+    def _sendq_exceeded(self) -> None:
+        # Never disconnect from inside a broadcast: stop queueing now, leave the core later.
+        self.closed = True
+        self.out.clear()
+        self.out_size = 0
+        user = self.user
+        if user is not None:
+            asyncio.get_running_loop().call_soon(self._drop_for_sendq, user)
+
+    def _drop_for_sendq(self, user: User) -> None:
+        if user.quitting:
+            return
+        self.closed = False  # let close() write the ERROR line
+        self.core.now = time.time()
+        self.core.disconnect(user, "SendQ exceeded")
+
+    def flush(self) -> None:
+        """Write everything queued in one call (the server calls this once per loop turn)."""
+        self.dirty = False
+        if not self.out:
+            return
+        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+        self.out.clear()
+        self.out_size = 0
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def close(self, error: str) -> None:
+        if self.closed and self.transport is not None and self.transport.is_closing():
+            return
+        self.closed = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.out.append(b"ERROR :" + error.encode("utf-8", "replace") + b"\r\n")
+        self.flush()
+        if self.resume_handle is not None:
+            self.resume_handle.cancel()
+            self.resume_handle = None
+        transport.close()
+        # A peer that never reads would keep the socket open for ever: abort after a deadline.
+        self.abort_handle = asyncio.get_running_loop().call_later(
+            self.server.config.shutdown_timeout, transport.abort
+        )

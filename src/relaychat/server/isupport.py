@@ -1,0 +1,40 @@
+"""RPL_ISUPPORT (005) tokens, derived from the configuration and nothing else.
+
+See https://modern.ircdocs.horse/#rplisupport-parameter. At most 13 tokens go in one 005 line.
+"""
+
+from __future__ import annotations
+
+from relaychat.config import Config
+
+__all__ = ["CHANMODES", "PREFIX", "USER_MODES", "isupport_tokens"]
+
+#: Channel modes by ISUPPORT class:
+#: A (list), B (always a parameter), C (parameter when set), D (flag).
+CHANMODES = ("b", "k", "l", "imnst")
+PREFIX = "(ov)@+"
+USER_MODES = "io"
+
+
+def isupport_tokens(config: Config) -> list[str]:
+    """Every 005 token for ``config``, in a stable order."""
+    lim = config.limits
+    return [
+        "AWAYLEN=%d" % lim.awaylen,
+        "CASEMAPPING=rfc1459",
+        "CHANLIMIT=#:%d" % lim.chanlimit,
+        "CHANMODES=" + ",".join(CHANMODES),
+        "CHANNELLEN=%d" % lim.channellen,
+        "CHANTYPES=#",
+        "KICKLEN=%d" % lim.kicklen,
+        "MAXLIST=b:%d" % lim.maxbans,
+        "MAXTARGETS=%d" % lim.maxtargets,
+        "MODES=%d" % lim.modes,
+        "NETWORK=" + config.network,
+        "NICKLEN=%d" % lim.nicklen,
+        "PREFIX=" + PREFIX,
+        "STATUSMSG=@+",
+        "TARGMAX=JOIN:%d,KICK:%d,NAMES:1,NOTICE:%d,PART:%d,PRIVMSG:%d,WHOIS:1"
+        % (lim.maxtargets, lim.maxtargets, lim.maxtargets, lim.maxtargets, lim.maxtargets),
+        "TOPICLEN=%d" % lim.topiclen,
+    ]

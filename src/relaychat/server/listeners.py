@@ -1,0 +1,188 @@
+"""The asyncio server: listeners, the keepalive tick, write flushing and graceful shutdown.
+
+uvloop is used when installed. Every listener speaks lines to the same :class:`ServerCore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import time
+from collections.abc import Iterator
+
+from relaychat.config import Config
+from relaychat.errors import RelaychatError
+from relaychat.server.connection import Connection
+from relaychat.server.core import ServerCore
+
+__all__ = ["ListenError", "Server", "install_uvloop", "run"]
+
+log = logging.getLogger("relaychat.server")
+
+
+class ListenError(RelaychatError):
+    """A listener could not be opened (address in use, not available, no permission)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
+class Server:
+    """A running relaychat server.
+
+    Use ``await server.start()``, then ``await server.wait_closed()``; ``await server.stop()``
+    (or SIGINT/SIGTERM under :func:`run`) shuts it down gracefully.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.core = ServerCore(config, time.time())
+        self.connections: set[Connection] = set()
+        self._listeners: list[asyncio.Server] = []
+        self._dirty: list[Connection] = []
+        self._flush_scheduled = False
+        self._tick_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of every listening socket (ports resolved when 0 was asked)."""
+        out = []
+        for srv in self._listeners:
+            for sock in srv.sockets:
+                name = sock.getsockname()
+                out.append((str(name[0]), int(name[1])))
+        return out
+
+    async def start(self) -> None:
+        """Open every listener and start the keepalive tick.
+
+        Raises:
+            ListenError: a listener could not be opened (nothing is left open then).
+        """
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        cfg = self.config
+        for host in cfg.hosts():
+            bind: str | None = None if host in ("*", "") else host
+            try:
+                srv = await loop.create_server(
+                    lambda: Connection(self), bind, cfg.port, reuse_address=True, backlog=4096
+                )
+            except OSError as exc:
+                for other in self._listeners:
+                    other.close()
+                self._listeners.clear()
+                reason = {
+                    errno.EADDRINUSE: "address already in use",
+                    errno.EADDRNOTAVAIL: "address not available on this machine",
+                    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+                }.get(exc.errno or 0, exc.strerror or str(exc))
+                raise ListenError(host, cfg.port, reason) from None
+            self._listeners.append(srv)
+        for host, port in self.addresses:
+            log.info("listening on %s port %d", host, port)
+        self._tick_task = loop.create_task(self._tick_loop())
+
+    def mark_dirty(self, conn: Connection) -> None:
+        """Schedule ``conn`` for the flush at the end of this loop turn."""
+        self._dirty.append(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+    async def _tick_loop(self) -> None:
+        cfg = self.config
+        step = min(
+            5.0, max(0.05, min(cfg.ping_interval, cfg.ping_timeout, cfg.registration_timeout) / 4)
+        )
+        while True:
+            await asyncio.sleep(step)
+            try:
+                self.core.tick(time.time())
+            except Exception:  # pragma: no cover - a bug; keep serving
+                log.exception("keepalive tick failed")
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop accepting, tell every client, flush, close within a deadline."""
+        if self._stopped.is_set():
+            return
+        log.info("shutting down: %d connections", len(self.connections))
+        for srv in self._listeners:
+            srv.close()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        self.core.shutdown()
+        self._flush()
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for srv in self._listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 1.0)
+        self._stopped.set()
+        log.info("stopped")
+
+    async def wait_closed(self) -> None:
+        """Return once :meth:`stop` has finished."""
+        await self._stopped.wait()
+
+
+def install_uvloop() -> bool:
+    """Use uvloop's event loop policy when uvloop is installed; return whether it is."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+@contextlib.contextmanager
+def _quiet_keyboard_interrupt() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:  # pragma: no cover - signal handlers normally catch SIGINT
+        pass
+
+
+def run(config: Config) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks.
+
+    Raises:
+        ListenError: a listener could not be opened.
+    """
+    uv = install_uvloop()
+
+    async def main() -> None:
+        server = Server(config)
+        await server.start()
+        log.info(
+            "relaychat %s ready (%s event loop)",
+            server.core.version_string(),
+            "uvloop" if uv else "asyncio",
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
+        await server.wait_closed()
+
+    with _quiet_keyboard_interrupt():
+        asyncio.run(main())

@@ -1,0 +1,164 @@
+"""Server state: users, channels and membership, keyed by casefolded name.
+
+Rules:
+1. Everything that says who is connected, who is in which channel and with which modes lives here.
+2. Lookups are dict lookups by folded key (``irc_lower``); nothing scans all users on a hot path.
+3. Nothing here sends anything: the command handlers decide what to tell whom.
+"""
+
+from __future__ import annotations
+
+from relaychat.protocol.casemap import irc_lower
+from relaychat.server.effects import Peer
+
+__all__ = ["Channel", "Membership", "User", "WhowasEntry"]
+
+
+class User:
+    """One connection, registered or not."""
+
+    __slots__ = (
+        "away",
+        "cap_negotiating",
+        "cap_version",
+        "caps",
+        "channels",
+        "connected_at",
+        "host",
+        "id",
+        "ip",
+        "key",
+        "last_active",
+        "last_seen",
+        "modes",
+        "nick",
+        "oper_name",
+        "pass_given",
+        "peer",
+        "ping_sent_at",
+        "prefix",
+        "quitting",
+        "realname",
+        "registered",
+        "username",
+    )
+
+    def __init__(self, uid: int, peer: Peer, ip: str, now: float) -> None:
+        self.id = uid
+        self.peer = peer
+        self.ip = ip
+        # A host starting with ':' would break the message grammar (IPv6 "::1").
+        self.host = "0" + ip if ip.startswith(":") else ip
+        self.nick = "*"
+        self.key = ""  # irc_lower(nick) once a nick is set
+        self.username = ""
+        self.realname = ""
+        self.prefix = "*"
+        self.registered = False
+        self.pass_given: str | None = None
+        self.cap_negotiating = False
+        self.cap_version = 0
+        self.caps: set[str] = set()
+        self.modes: set[str] = set()
+        self.channels: dict[str, Channel] = {}
+        self.away: str | None = None
+        self.oper_name: str | None = None
+        self.connected_at = now
+        self.last_seen = now  # any input: drives keepalive
+        self.last_active = now  # last PRIVMSG/NOTICE: drives WHOIS idle time
+        self.ping_sent_at: float | None = None
+        self.quitting = False
+
+    def set_nick(self, nick: str) -> None:
+        """Set the nick and everything derived from it."""
+        self.nick = nick
+        self.key = irc_lower(nick)
+        self.update_prefix()
+
+    def update_prefix(self) -> None:
+        """Recompute ``nick!user@host``, the source of everything this user sends."""
+        self.prefix = f"{self.nick}!{self.username or '*'}@{self.host}"
+
+    @property
+    def is_oper(self) -> bool:
+        return "o" in self.modes
+
+    def __repr__(self) -> str:
+        return f"<User #{self.id} {self.nick}>"
+
+
+class Membership:
+    """A user's modes in one channel."""
+
+    __slots__ = ("op", "voice")
+
+    def __init__(self, op: bool = False, voice: bool = False) -> None:
+        self.op = op
+        self.voice = voice
+
+    def prefixes(self, multi: bool = False) -> str:
+        """``@``/``+`` for NAMES and WHO: all with multi-prefix, else the highest."""
+        if multi:
+            return ("@" if self.op else "") + ("+" if self.voice else "")
+        return "@" if self.op else "+" if self.voice else ""
+
+
+class Channel:
+    """One channel; exists while it has members."""
+
+    __slots__ = (
+        "bans",
+        "created",
+        "invites",
+        "key",
+        "limit",
+        "members",
+        "modes",
+        "name",
+        "password",
+        "topic",
+        "topic_by",
+        "topic_time",
+    )
+
+    def __init__(self, name: str, now: float) -> None:
+        self.name = name
+        self.key = irc_lower(name)
+        self.members: dict[User, Membership] = {}
+        self.modes: set[str] = {"n", "t"}
+        self.password: str | None = None  # +k
+        self.limit: int | None = None  # +l
+        self.bans: list[tuple[str, str, int]] = []  # (mask, set by, set at)
+        self.invites: set[str] = set()  # folded nicks invited while +i
+        self.topic = ""
+        self.topic_by = ""
+        self.topic_time = 0
+        self.created = int(now)
+
+    def mode_string(self, show_key: bool) -> tuple[str, ...]:
+        """The channel's modes as MODE parameters (``+ntkl``, key, limit)."""
+        flags = "".join(sorted(self.modes))
+        params: list[str] = []
+        if self.password is not None:
+            flags += "k"
+            params.append(self.password if show_key else "*")
+        if self.limit is not None:
+            flags += "l"
+            params.append(str(self.limit))
+        return ("+" + flags, *params)
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.name} ({len(self.members)})>"
+
+
+class WhowasEntry:
+    """What WHOWAS remembers of a nick that left or changed."""
+
+    __slots__ = ("host", "nick", "realname", "username", "when")
+
+    def __init__(self, user: User, when: float) -> None:
+        self.nick = user.nick
+        self.username = user.username
+        self.host = user.host
+        self.realname = user.realname
+        self.when = when

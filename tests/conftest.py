@@ -1,0 +1,34 @@
+"""Shared fixtures: a real server on 127.0.0.1 with an ephemeral port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from relaychat.config import Config
+from relaychat.server.listeners import Server
+from tests.harness import free_config
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    srv = Server(free_config())
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[Callable[..., object]]:
+    started: list[Server] = []
+
+    async def factory(config: Config | None = None, **kwargs: object) -> Server:
+        srv = Server(config or free_config(**kwargs))
+        await srv.start()
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        await srv.stop()

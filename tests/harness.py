@@ -1,0 +1,186 @@
+"""Test helpers shared by every tier.
+
+- :class:`CoreHarness` drives a :class:`ServerCore` in memory: ``connect("alice")`` registers a
+  client, ``send("alice", "JOIN #a")`` feeds a line, ``lines("alice")`` takes what it was sent.
+- :class:`LineClient` is a minimal asyncio IRC client over a real socket, with ``expect``.
+- :func:`free_config` builds a Config for a server on 127.0.0.1 with an ephemeral port.
+- ``TIMEOUT`` scales every wait with ``RELAYCHAT_TESTS_TIMEOUT_FACTOR`` (slow CI machines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from dataclasses import replace
+from typing import Any
+
+from relaychat.config import Config, load_config
+from relaychat.errors import ProtocolError
+from relaychat.protocol.message import Message, parse, parse_bytes
+from relaychat.server.core import ServerCore
+from relaychat.server.state import User
+
+TIMEOUT = 5.0 * float(os.environ.get("RELAYCHAT_TESTS_TIMEOUT_FACTOR", "1"))
+
+
+def free_config(**kwargs: Any) -> Config:
+    """A config for tests: loopback, port 0, no flood throttle unless asked, extra limits."""
+    limits = kwargs.pop("limits", {})
+    base = load_config(environ={}, overrides={"host": "127.0.0.1", "port": 0})
+    lim = replace(base.limits, **{"flood_rate": 0.0, **limits})
+    return replace(base, limits=lim, **kwargs)
+
+
+class MemoryPeer:
+    """A Peer that records what the core sends."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.closed: str | None = None
+
+    def send(self, data: bytes) -> None:
+        assert self.closed is None, "send after close"
+        self.buffer += data
+
+    def close(self, error: str) -> None:
+        assert self.closed is None, "closed twice"
+        self.closed = error
+
+    def take(self) -> list[str]:
+        data, self.buffer = self.buffer, b""
+        return [line.decode() for line in data.split(b"\r\n") if line]
+
+
+class CoreHarness:
+    """An in-memory server with named clients; time moves only when the test says so."""
+
+    def __init__(self, config: Config | None = None, now: float = 1_000_000.0) -> None:
+        self.config = config or load_config(environ={})
+        self.now = now
+        self.core = ServerCore(self.config, now)
+        self.peers: dict[str, MemoryPeer] = {}
+        self.users: dict[str, User] = {}
+
+    def open(self, name: str, ip: str = "127.0.0.1") -> User | None:
+        """A new unregistered connection called ``name`` (only a test label)."""
+        peer = MemoryPeer()
+        self.peers[name] = peer
+        user = self.core.accept(peer, ip, self.now)
+        if user is not None:
+            self.users[name] = user
+        return user
+
+    def connect(self, nick: str, ip: str = "127.0.0.1", realname: str = "Test User") -> User:
+        """Open and register a client whose nick is ``nick``; its welcome burst is discarded."""
+        user = self.open(nick, ip)
+        assert user is not None
+        self.send(nick, f"NICK {nick}")
+        self.send(nick, f"USER {nick.lower()} 0 * :{realname}")
+        assert user.registered, self.lines(nick)
+        self.lines(nick)
+        return user
+
+    def send(self, name: str, line: str | bytes) -> None:
+        """Feed one line from ``name`` to the core, as the transport would."""
+        raw = line.encode() if isinstance(line, str) else line
+        user = self.users[name]
+        try:
+            msg = parse_bytes(raw)
+        except ProtocolError as exc:
+            self.core.protocol_error(user, exc, self.now)
+            return
+        self.core.handle(user, msg, self.now)
+
+    def lines(self, name: str) -> list[str]:
+        """Everything sent to ``name`` since the last call."""
+        return self.peers[name].take()
+
+    def messages(self, name: str) -> list[Message]:
+        return [parse(line) for line in self.lines(name)]
+
+    def numerics(self, name: str) -> list[str]:
+        """The commands (numerics and verbs) of what ``name`` was sent since the last call."""
+        return [m.command for m in self.messages(name)]
+
+    def clear(self) -> None:
+        for peer in self.peers.values():
+            peer.take()
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock and run the keepalive tick."""
+        self.now += seconds
+        self.core.tick(self.now)
+
+
+class LineClient:
+    """A small IRC client over a real socket, for integration tests."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.seen: list[str] = []
+
+    @classmethod
+    async def open(cls, host: str, port: int, **kwargs: Any) -> LineClient:
+        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20, **kwargs)
+        return cls(reader, writer)
+
+    async def send(self, line: str) -> None:
+        self.writer.write(line.encode() + b"\r\n")
+        await self.writer.drain()
+
+    async def readline(self, timeout: float = TIMEOUT) -> str:
+        raw = await asyncio.wait_for(self.reader.readline(), timeout)
+        if not raw:
+            raise ConnectionError("connection closed")
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        self.seen.append(line)
+        return line
+
+    async def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
+        """Read lines until one matches ``pattern`` (a regex searched in the line)."""
+        rx = re.compile(pattern)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {pattern!r}; last: {self.seen[-5:]}")
+            try:
+                line = await self.readline(remaining)
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out waiting for {pattern!r}; last: {self.seen[-5:]}"
+                ) from None
+            m = rx.search(line)
+            if m:
+                return m
+
+    async def register(self, nick: str) -> None:
+        await self.send(f"NICK {nick}")
+        await self.send(f"USER {nick} 0 * :{nick}")
+        await self.expect(r" 001 ")
+        await self.expect(r" (376|422) ")
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+    async def closed(self, timeout: float = TIMEOUT) -> list[str]:
+        """Read until EOF; return the lines read on the way."""
+        out: list[str] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                out.append(await self.readline(max(0.01, deadline - loop.time())))
+            except ConnectionError:
+                return out
+            except TimeoutError:
+                raise AssertionError(f"connection still open; read {out[-5:]}") from None
+
+
