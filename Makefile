@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/relaychat serve --host 127.0.0.1 --port 6667
+	$(BIN)/relaychat serve $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 
 from relaychat.config import Config
 from relaychat.server.listeners import Server
 from tests.harness import free_config
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run the async tests on uvloop, the loop `relaychat serve` uses, when it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return {"asyncio": asyncio.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture

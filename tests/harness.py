@@ -184,3 +184,60 @@ class LineClient:
                 raise AssertionError(f"connection still open; read {out[-5:]}") from None
 
 
+class ServerProcess:
+    """The real ``relaychat serve`` command in a subprocess, on an ephemeral port."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, host: str, port: int) -> None:
+        self.proc = proc
+        self.host = host
+        self.port = port
+        self.log: list[str] = []
+
+    @classmethod
+    async def start(cls, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        """Start ``relaychat serve --port 0 ARGS`` and wait until it listens."""
+        import sys
+
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYCHAT_")}
+        full_env.update(env or {})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "relaychat",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=full_env,
+        )
+        assert proc.stderr is not None
+        log: list[str] = []
+        rx = re.compile(r"listening on (\S+) port (\d+)")
+        while True:
+            raw = await asyncio.wait_for(proc.stderr.readline(), TIMEOUT * 2)
+            if not raw:
+                raise AssertionError(f"server exited early: {log}")
+            line = raw.decode(errors="replace").rstrip()
+            log.append(line)
+            m = rx.search(line)
+            if m:
+                server = cls(proc, m.group(1), int(m.group(2)))
+                server.log = log
+                return server
+
+    async def stop(self) -> int:
+        """SIGTERM, wait for the exit; return the exit code (killing it if it hangs)."""
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), TIMEOUT * 2)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        assert self.proc.returncode is not None
+        return self.proc.returncode

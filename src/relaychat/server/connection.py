@@ -17,7 +17,7 @@ import logging
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from relaychat.errors import InputTooLong, ProtocolError
 from relaychat.protocol.lines import LineBuffer, Overlong
@@ -56,6 +56,7 @@ class Connection(asyncio.Protocol):
         self.lines = LineBuffer(MAX_LINE_BYTES)
         self.out: list[bytes] = []
         self.out_size = 0
+        self.tx_buffered = 0  # transport's write buffer size at the last flush
         self.dirty = False
         self.closed = False
         limits = server.config.limits
@@ -73,8 +74,8 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             set_keepalive(sock)
@@ -173,10 +174,12 @@ class Connection(asyncio.Protocol):
         if not self.dirty:
             self.dirty = True
             self.server.mark_dirty(self)
-        if self.out_size > self.sendq:
+        if self.out_size + self.tx_buffered > self.sendq:
+            # tx_buffered is the kernel-side backlog seen at the last flush; look again.
             transport = self.transport
             assert transport is not None
-            if self.out_size + transport.get_write_buffer_size() > self.sendq:
+            self.tx_buffered = transport.get_write_buffer_size()
+            if self.out_size + self.tx_buffered > self.sendq:
                 self._sendq_exceeded()
 
     def _sendq_exceeded(self) -> None:
@@ -206,6 +209,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
+            self.tx_buffered = transport.get_write_buffer_size()
 
     def close(self, error: str) -> None:
         if self.closed and self.transport is not None and self.transport.is_closing():

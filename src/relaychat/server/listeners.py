@@ -18,7 +18,7 @@ from relaychat.errors import RelaychatError
 from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
 
-__all__ = ["ListenError", "Server", "install_uvloop", "run"]
+__all__ = ["ListenError", "Server", "install_uvloop", "raise_fd_limit", "run"]
 
 log = logging.getLogger("relaychat.server")
 
@@ -163,6 +163,27 @@ def _quiet_keyboard_interrupt() -> Iterator[None]:
         pass
 
 
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft limit on open files towards ``wanted`` (capped by the hard limit).
+
+    Returns:
+        The soft limit now in force.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # pragma: no cover
+            pass
+    return int(soft)
+
+
 def run(config: Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks.
 
@@ -170,6 +191,13 @@ def run(config: Config) -> None:
         ListenError: a listener could not be opened.
     """
     uv = install_uvloop()
+    limit = raise_fd_limit(config.limits.max_clients + 64)
+    if limit < config.limits.max_clients + 16:
+        log.warning(
+            "open-file limit %d is below max_clients %d; connections past it will fail",
+            limit,
+            config.limits.max_clients,
+        )
 
     async def main() -> None:
         server = Server(config)

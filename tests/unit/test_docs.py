@@ -1,0 +1,35 @@
+"""Checks against drift between the code and what the README and help say."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from relaychat.config import Config, Limits, scalar_fields
+from relaychat.protocol import numerics
+from relaychat.server.registry import COMMANDS
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_readme_documents_every_setting() -> None:
+    for f in scalar_fields(Config):
+        assert f"`RELAYCHAT_{f.name.upper()}`" in README, f.name
+    for f in dataclasses.fields(Limits):
+        assert f"`RELAYCHAT_LIMITS__{f.name.upper()}`" in README, f.name
+
+
+def test_readme_lists_every_command() -> None:
+    for name in COMMANDS:
+        assert name in README, name
+
+
+def test_every_command_has_a_syntax_line() -> None:
+    for cmd in COMMANDS.values():
+        assert cmd.help.split()[0] == cmd.name, cmd.help
+
+
+def test_numerics_are_unique_and_three_digits() -> None:
+    codes = [v.code for v in vars(numerics).values() if isinstance(v, numerics.Numeric)]
+    assert len(codes) == len(set(codes))
+    assert all(len(c) == 3 and c.isdigit() for c in codes)
