@@ -183,7 +183,7 @@ async def test_handler_exception_is_contained(
     a = await connect(server, "alice")
     b = await connect(server, "bob")
     await a.send("TIME")
-    await a.expect(r"FAIL TIME INTERNAL_ERROR :")
+    await a.expect(r" 400 alice TIME :Internal error")
     await a.send("PRIVMSG bob :still fine")
     await b.expect(r"PRIVMSG bob :still fine")
     await a.close()

@@ -34,9 +34,16 @@ class Overlong:
 class LineBuffer:
     """Bytes in, complete lines out.
 
+    Only the new bytes of each chunk are searched for line endings, and at most ``max_length``
+    bytes of an incomplete line are kept, so feeding a line one byte at a time costs linear time
+    and bounded memory.
+
     Args:
         max_length: the longest line accepted, in bytes, line ending excluded. This is a security
             limit: it bounds the memory one peer can make the buffer hold.
+
+    Raises:
+        ValueError: ``max_length`` is not positive.
     """
 
     __slots__ = ("_buf", "_discarding", "max_length")
@@ -45,7 +52,7 @@ class LineBuffer:
         if max_length < 1:
             raise ValueError("max_length must be positive")
         self.max_length = max_length
-        self._buf = b""
+        self._buf = bytearray()
         self._discarding = False
 
     @property
@@ -56,32 +63,42 @@ class LineBuffer:
     def feed(self, data: bytes) -> list[bytes | Overlong]:
         """Add ``data`` and return every line completed by it, in order.
 
+        Args:
+            data: the next chunk of the stream, of any size; it may end in the middle of a line,
+                or of a multi-byte character.
+
         Returns:
             A list of lines (bytes without their ending) and :class:`Overlong` markers.
             The caller handles each item, then feeds the next chunk.
         """
-        buf = self._buf + data if self._buf else data
-        parts = _SPLIT.split(buf)
-        # The last part is an incomplete line (b"" if buf ended with a line ending).
+        parts = _SPLIT.split(data)
+        # The last part is an incomplete line (b"" if data ended with a line ending).
         tail = parts.pop()
         out: list[bytes | Overlong] = []
         limit = self.max_length
-        for line in parts:
+        if parts:
             if self._discarding:
                 # The end of an overlong line that was already reported.
                 self._discarding = False
-                continue
-            if not line:
-                continue
-            if len(line) > limit:
-                out.append(Overlong(len(line)))
-                continue
-            out.append(line)
-        if self._discarding:
-            tail = b""
-        elif len(tail) > limit:
-            out.append(Overlong(len(tail)))
+                parts[0] = b""
+            elif self._buf:
+                self._buf += parts[0]
+                parts[0] = bytes(self._buf)
+                self._buf.clear()
+            for line in parts:
+                if not line:
+                    continue
+                if len(line) > limit:
+                    out.append(Overlong(len(line)))
+                    continue
+                out.append(line)
+        if self._discarding or not tail:
+            return out
+        size = len(self._buf) + len(tail)
+        if size > limit:
+            out.append(Overlong(size))
             self._discarding = True
-            tail = b""
-        self._buf = tail
+            self._buf.clear()
+        else:
+            self._buf += tail
         return out

@@ -8,6 +8,11 @@ Limits enforced here (the caller turns :class:`~relaychat.errors.InputTooLong` i
 
 Bytes are decoded as UTF-8; a line that is not valid UTF-8 is decoded as latin-1 instead, so any
 input parses and nothing crashes on encoding.
+
+Separators are ASCII spaces (0x20) only, one or more (RFC 1459 §2.3.1); tabs and other Unicode
+whitespace are ordinary characters inside a parameter. NUL, CR and LF are never part of a message
+(RFC 1459 §2.3.1, Modern IRC "Messages"): :func:`parse` refuses a line holding one, so every
+:class:`Message` it returns can be serialised again.
 """
 
 from __future__ import annotations
@@ -35,9 +40,16 @@ MAX_TAGS_BYTES = 8191
 MAX_LINE_BYTES = MAX_TAGS_BYTES + MAX_BODY_BYTES
 
 
+def _has_forbidden(text: str) -> bool:
+    return "\0" in text or "\r" in text or "\n" in text
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One IRC message.
+
+    An empty ``source`` is normalised to ``None``. Fields are not checked when the message is
+    built; :meth:`check` (called by :meth:`serialize`) refuses what could not go on the wire.
 
     Attributes:
         command: the verb or three-digit numeric, upper-cased when parsed.
@@ -51,13 +63,51 @@ class Message:
     source: str | None = None
     tags: dict[str, str] = field(default_factory=dict, compare=True, hash=False)
 
+    def __post_init__(self) -> None:
+        if self.source == "":
+            object.__setattr__(self, "source", None)
+
+    def check(self) -> None:
+        """Check that this message is one valid line which parses back to an equal message.
+
+        Raises:
+            ProtocolError: the command is empty, holds a space or starts with ``:`` or ``@``;
+                the source holds a space; a tag key is empty or holds ``=``, ``;`` or a space;
+                a middle parameter is empty, holds a space or starts with ``:``; or any part
+                holds CR, LF or NUL.
+        """
+        command = self.command
+        if not command or " " in command or command[0] in ":@":
+            raise ProtocolError(f"invalid command {command!r}")
+        if self.source is not None and " " in self.source:
+            raise ProtocolError(f"invalid source {self.source!r}")
+        for key, value in self.tags.items():
+            if not key or "=" in key or ";" in key or " " in key:
+                raise ProtocolError(f"invalid tag key {key!r}")
+            # CR and LF in a value are escaped; NUL cannot be.
+            if "\0" in value or _has_forbidden(key):
+                raise ProtocolError(f"CR, LF or NUL in tag {key!r}")
+        params = self.params
+        for p in params[:-1]:
+            if not p or " " in p or p[0] == ":":
+                raise ProtocolError(f"invalid middle parameter {p!r}")
+        if (
+            _has_forbidden(command)
+            or (self.source is not None and _has_forbidden(self.source))
+            or any(_has_forbidden(p) for p in params)
+        ):
+            raise ProtocolError("CR, LF and NUL are not allowed in a message")
+
     def serialize(self) -> str:
         """Return the line without its ending.
 
+        Returns:
+            The line; :func:`parse` turns it back into an equal message.
+
         Raises:
-            ProtocolError: a middle parameter is empty, holds a space or starts with ``:``, or
-                any part holds CR, LF or NUL.
+            ProtocolError: :meth:`check` refused the message.
         """
+        self.check()
         parts: list[str] = []
         if self.tags:
             parts.append("@" + serialize_tags(self.tags))
@@ -66,24 +116,17 @@ class Message:
         parts.append(self.command)
         params = self.params
         if params:
-            last = len(params) - 1
-            for i, p in enumerate(params):
-                if i == last:
-                    if not p or " " in p or p[0] == ":":
-                        parts.append(":" + p)
-                    else:
-                        parts.append(p)
-                else:
-                    if not p or " " in p or p[0] == ":":
-                        raise ProtocolError(f"invalid middle parameter {p!r}")
-                    parts.append(p)
-        line = " ".join(parts)
-        if "\r" in line or "\n" in line or "\0" in line:
-            raise ProtocolError("CR, LF and NUL are not allowed in a message")
-        return line
+            parts.extend(params[:-1])
+            p = params[-1]
+            parts.append(":" + p if not p or " " in p or p[0] == ":" else p)
+        return " ".join(parts)
 
     def to_bytes(self) -> bytes:
-        """Serialise to wire bytes, CR-LF included."""
+        """Serialise to wire bytes, CR-LF included.
+
+        Raises:
+            ProtocolError: as :meth:`serialize`.
+        """
         return (self.serialize() + "\r\n").encode("utf-8", "replace")
 
     def param(self, index: int, default: str = "") -> str:
@@ -105,6 +148,7 @@ def parse_bytes(raw: bytes) -> Message:
     Raises:
         InputTooLong: the tag section or the rest is over its limit.
         EmptyMessage: the line holds no command.
+        ProtocolError: the line holds NUL (or CR or LF, which a LineBuffer never leaves in).
     """
     if raw[:1] == b"@":
         sp = raw.find(b" ")
@@ -122,14 +166,19 @@ def parse_bytes(raw: bytes) -> Message:
 def parse(line: str) -> Message:
     """Parse one line (no ending) into a :class:`Message`.
 
-    Separators may be one or more spaces. The command is upper-cased.
+    Separators are one or more ASCII spaces. The command is upper-cased. The result always
+    passes :meth:`Message.check`.
 
     Raises:
         EmptyMessage: the line holds no command.
+        ProtocolError: the line holds NUL, CR or LF, or its command starts with ``@``.
     """
+    if _has_forbidden(line):
+        raise ProtocolError("NUL, CR and LF are not allowed in a message")
     tags: dict[str, str] = {}
     source: str | None = None
-    rest = line
+    # Leading spaces are skipped, so what follows them is read as tags, source or command.
+    rest = line.lstrip(" ")
     if rest.startswith("@"):
         raw_tags, _, rest = rest[1:].partition(" ")
         tags = parse_tags(raw_tags)
@@ -138,17 +187,22 @@ def parse(line: str) -> Message:
         src, _, rest = rest[1:].partition(" ")
         source = src or None
         rest = rest.lstrip(" ")
-    if not rest:
+    # A ':' where the command should be starts a trailing parameter: there is no command.
+    if not rest or rest[0] == ":":
         raise EmptyMessage("no command")
     trailing: str | None = None
     idx = rest.find(" :")
     if idx >= 0:
         trailing = rest[idx + 2 :]
         rest = rest[:idx]
-    words = rest.split()
+    # RFC 1459 §2.3.1: only ASCII spaces separate; str.split() would also split on tabs etc.
+    words = [w for w in rest.split(" ") if w]
     if not words:
         raise EmptyMessage("no command")
     command = words[0].upper()
+    if command[0] == "@":
+        # Only the first word may open a tag section; as a command, '@' is never valid.
+        raise ProtocolError(f"invalid command {command!r}")
     if trailing is not None:
         words.append(trailing)
     return Message(command, tuple(words[1:]), source, tags)

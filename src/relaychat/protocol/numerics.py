@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from relaychat.protocol.message import Message
 
-__all__ = ["BY_CODE", "Numeric", "reply"]
+__all__ = ["BY_CODE", "Numeric", "reply", "safe_param"]
 
 
 class Numeric(NamedTuple):
@@ -146,9 +146,22 @@ def reply(
         The :class:`Message`, ready to serialise.
     """
     trailing = numeric.text if text is None else text
+    middle = tuple(safe_param(p) for p in params)
     if trailing is None:
-        return Message(numeric.code, (target, *params), server)
-    return Message(numeric.code, (target, *params, trailing), server)
+        return Message(numeric.code, (target, *middle), server)
+    return Message(numeric.code, (target, *middle, trailing), server)
+
+
+def safe_param(param: str) -> str:
+    """``param`` when it can stand as a middle parameter, else ``*``.
+
+    A client can send a parameter that could not be echoed in the middle of a reply (empty,
+    holding a space, starting with ``:``; RFC 1459 §2.3.1), e.g. ``WHOIS :a b``. Every numeric
+    goes through this, as Ergo's SafeErrorParam does, so no reply can fail to serialise.
+    """
+    if not param or param[0] == ":" or " " in param:
+        return "*"
+    return param
 
 
 # Late additions, kept apart so the RFC order above stays readable.

@@ -147,16 +147,10 @@ class ServerCore:
                     user.nick,
                 )
                 out.items.clear()
-                out.add(
-                    Message(
-                        "FAIL",
-                        (
-                            msg.command,
-                            "INTERNAL_ERROR",
-                            "The server could not process that command",
-                        ),
-                        self.name,
-                    )
+                out.numeric(
+                    N.ERR_UNKNOWNERROR,
+                    msg.command,
+                    text="Internal error; the command was not carried out",
                 )
         out.flush()
 
@@ -164,6 +158,7 @@ class ServerCore:
         """Reply to a line that could not be parsed (e.g. 417 for one that was too long)."""
         self.now = now
         user.last_seen = now
+        user.ping_sent_at = None
         if exc.numeric is not None and not user.quitting:
             num = N.BY_CODE[exc.numeric]
             user.peer.send(N.reply(self.name, user.nick, num).to_bytes())
@@ -191,6 +186,10 @@ class ServerCore:
         for channel in user.channels.values():
             self._remove_member(channel, user)
         user.channels.clear()
+        for key in user.invited:
+            invited_to = self.channels.get(key)
+            if invited_to is not None:
+                invited_to.invites.discard(user.key)
         if user.key and self.users.get(user.key) is user:
             del self.users[user.key]
         if user.is_oper:

@@ -34,7 +34,8 @@ def isupport_tokens(config: Config) -> list[str]:
         "NICKLEN=%d" % lim.nicklen,
         "PREFIX=" + PREFIX,
         "STATUSMSG=@+",
-        "TARGMAX=JOIN:%d,KICK:%d,NAMES:1,NOTICE:%d,PART:%d,PRIVMSG:%d,WHOIS:1"
-        % (lim.maxtargets, lim.maxtargets, lim.maxtargets, lim.maxtargets, lim.maxtargets),
+        # Every command that splits its target list with MAXTARGETS; WHOIS takes one nick.
+        "TARGMAX=JOIN:,KICK:%d,NAMES:%d,NOTICE:%d,PART:,PRIVMSG:%d,WHOIS:1"
+        % ((lim.maxtargets,) * 4),
         "TOPICLEN=%d" % lim.topiclen,
     ]

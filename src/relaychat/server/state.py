@@ -26,6 +26,7 @@ class User:
         "connected_at",
         "host",
         "id",
+        "invited",
         "ip",
         "key",
         "last_active",
@@ -61,6 +62,9 @@ class User:
         self.caps: set[str] = set()
         self.modes: set[str] = set()
         self.channels: dict[str, Channel] = {}
+        # Folded names of channels this user was invited to; an invite counts only while both
+        # this set and the channel's ``invites`` hold it (see commands/channels.py).
+        self.invited: set[str] = set()
         self.away: str | None = None
         self.oper_name: str | None = None
         self.connected_at = now
@@ -129,7 +133,7 @@ class Channel:
         self.password: str | None = None  # +k
         self.limit: int | None = None  # +l
         self.bans: list[tuple[str, str, int]] = []  # (mask, set by, set at)
-        self.invites: set[str] = set()  # folded nicks invited while +i
+        self.invites: set[str] = set()  # folded nicks invited (see User.invited)
         self.topic = ""
         self.topic_by = ""
         self.topic_time = 0

@@ -6,6 +6,7 @@ import re
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
+from relaychat.server.commands.params import fit, safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.masks import match_mask
 from relaychat.server.registry import command
@@ -30,14 +31,21 @@ def is_banned(channel: Channel, user: User) -> bool:
 
 
 def send_names(core: ServerCore, user: User, channel: Channel, out: Replies) -> None:
-    """353 lines for ``channel`` (split to fit 512 bytes) and 366."""
+    """353 lines for ``channel`` (split to fit 512 bytes) and 366.
+
+    RFC 2812 §3.2.5: a user sees the nicknames visible to it, so seen from outside the channel,
+    invisible (+i) members are left out unless they share another channel with ``user``.
+    """
     symbol = "@" if "s" in channel.modes else "="
     multi = "multi-prefix" in user.caps
+    shared = None if user in channel.members else set(core.neighbours(user))
     head = len(core.name) + len(user.nick) + len(channel.name) + 20
     room = 510 - head
     line: list[str] = []
     size = 0
     for member, ms in channel.members.items():
+        if shared is not None and "i" in member.modes and member not in shared:
+            continue
         entry = ms.prefixes(multi) + member.nick
         if line and size + len(entry) + 1 > room:
             out.numeric(N.RPL_NAMREPLY, symbol, channel.name, text=" ".join(line))
@@ -64,7 +72,9 @@ def _targets(core: ServerCore, raw: str, out: Replies) -> list[str]:
     limit = core.config.limits.maxtargets
     if len(names) > limit:
         for extra in names[limit:]:
-            out.numeric(N.ERR_TOOMANYTARGETS, extra, text=f"Too many targets (at most {limit})")
+            out.numeric(
+                N.ERR_TOOMANYTARGETS, safe(extra), text=f"Too many targets (at most {limit})"
+            )
         names = names[:limit]
     return names
 
@@ -78,13 +88,14 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         return
     keys = msg.param(1).split(",")
     lim = core.config.limits
-    for i, name in enumerate(_targets(core, msg.params[0], out)):
+    # JOIN and PART are bounded by CHANLIMIT, not MAXTARGETS: clients auto-join many at once.
+    for i, name in enumerate(n for n in msg.params[0].split(",") if n):
         key = keys[i] if i < len(keys) else ""
         if not valid_channel(name, lim.channellen):
             if name.startswith("#"):
-                out.numeric(N.ERR_BADCHANMASK, name)
+                out.numeric(N.ERR_BADCHANMASK, safe(name))
             else:
-                out.numeric(N.ERR_NOSUCHCHANNEL, name)
+                out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
             continue
         channel = core.find_channel(name)
         if channel is not None and user in channel.members:
@@ -97,7 +108,9 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             channel = Channel(name, core.now)
             core.channels[channel.key] = channel
         else:
-            invited = user.key in channel.invites
+            # An invite is the user's, not the nick's: it follows NICK changes and is not
+            # inherited by the next holder of the nick (see ``invite``).
+            invited = user.key in channel.invites and channel.key in user.invited
             if is_banned(channel, user) and not invited:
                 out.numeric(N.ERR_BANNEDFROMCHAN, channel.name)
                 continue
@@ -111,6 +124,7 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
                 out.numeric(N.ERR_CHANNELISFULL, channel.name)
                 continue
         core.add_member(channel, user, op=creating)
+        user.invited.discard(channel.key)
         data = Message("JOIN", (channel.name,), user.prefix).to_bytes()
         core.broadcast(channel, data, skip=user)
         out.raw(data)
@@ -120,7 +134,8 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 
 def _part(core: ServerCore, user: User, channel: Channel, reason: str, out: Replies) -> None:
-    params = (channel.name, reason) if reason else (channel.name,)
+    overhead = len(user.prefix.encode()) + len(channel.name.encode()) + 9  # ": PART  :"
+    params = (channel.name, fit(reason, overhead)) if reason else (channel.name,)
     data = Message("PART", params, user.prefix).to_bytes()
     core.broadcast(channel, data, skip=user)
     out.raw(data)
@@ -131,10 +146,10 @@ def _part(core: ServerCore, user: User, channel: Channel, reason: str, out: Repl
 def part(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     """PART <channel>{,<channel>} [<reason>]"""
     reason = msg.param(1)[: core.config.limits.kicklen]
-    for name in _targets(core, msg.params[0], out):
+    for name in [n for n in msg.params[0].split(",") if n]:
         channel = core.find_channel(name)
         if channel is None:
-            out.numeric(N.ERR_NOSUCHCHANNEL, name)
+            out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
         elif user not in channel.members:
             out.numeric(N.ERR_NOTONCHANNEL, channel.name)
         else:
@@ -147,7 +162,7 @@ def topic(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     name = msg.params[0]
     channel = core.find_channel(name)
     if channel is None:
-        out.numeric(N.ERR_NOSUCHCHANNEL, name)
+        out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
         return
     member = channel.members.get(user)
     if len(msg.params) < 2:
@@ -180,7 +195,7 @@ def names(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     for name in _targets(core, msg.params[0], out):
         channel = core.find_channel(name)
         if channel is None or ("s" in channel.modes and user not in channel.members):
-            out.numeric(N.RPL_ENDOFNAMES, name)
+            out.numeric(N.RPL_ENDOFNAMES, safe(name))
         else:
             send_names(core, user, channel, out)
 
@@ -206,7 +221,7 @@ def kick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     name = msg.params[0]
     channel = core.find_channel(name)
     if channel is None:
-        out.numeric(N.ERR_NOSUCHCHANNEL, name)
+        out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
         return
     member = channel.members.get(user)
     if member is None:
@@ -219,17 +234,20 @@ def kick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     for nick in _targets(core, msg.params[1], out):
         target = core.find_user(nick)
         if target is None:
-            out.numeric(N.ERR_NOSUCHNICK, nick)
+            out.numeric(N.ERR_NOSUCHNICK, safe(nick))
             continue
         if target not in channel.members:
             out.numeric(N.ERR_USERNOTINCHANNEL, target.nick, channel.name)
             continue
-        data = Message("KICK", (channel.name, target.nick, reason), user.prefix).to_bytes()
+        overhead = len(user.prefix.encode()) + len(channel.name.encode()) + len(target.nick) + 10
+        data = Message(
+            "KICK", (channel.name, target.nick, fit(reason, overhead)), user.prefix
+        ).to_bytes()
         core.broadcast(channel, data, skip=user)
         out.raw(data)
         core.remove_member(channel, target)
-        if not channel.members:
-            break
+        if user not in channel.members:
+            break  # the kicker kicked itself: it may kick no more
 
 
 @command("INVITE", min_params=2)
@@ -238,10 +256,16 @@ def invite(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     nick, name = msg.params[0], msg.params[1]
     target = core.find_user(nick)
     if target is None:
-        out.numeric(N.ERR_NOSUCHNICK, nick)
+        out.numeric(N.ERR_NOSUCHNICK, safe(nick))
         return
     channel = core.find_channel(name)
-    if channel is not None:
+    if channel is None:
+        # RFC 2812 §3.2.7 allows inviting to a channel nobody is in, but it must be a name
+        # someone could join.
+        if not valid_channel(name, core.config.limits.channellen):
+            out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
+            return
+    else:
         member = channel.members.get(user)
         if member is None:
             out.numeric(N.ERR_NOTONCHANNEL, channel.name)
@@ -253,6 +277,7 @@ def invite(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
             return
         channel.invites.add(target.key)
+        target.invited.add(channel.key)
         name = channel.name
     out.numeric(N.RPL_INVITING, target.nick, name)
     if target.away is not None:

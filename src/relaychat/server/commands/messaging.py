@@ -6,10 +6,13 @@ bytes to every member.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.channels import is_banned
+from relaychat.server.commands.params import fit, safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.registry import command
 from relaychat.server.state import User
@@ -30,13 +33,21 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, notice: b
         return
     text = params[1]
     user.last_active = core.now
-    targets = params[0].split(",") if "," in params[0] else (params[0],)
+    if "," in params[0]:
+        # Each target once, whatever its case (RFC 1459 casemapping).
+        targets: Iterable[str] = {irc_lower(t): t for t in params[0].split(",")}.values()
+    else:
+        targets = (params[0],)
     limit = core.config.limits.maxtargets
-    for i, target in enumerate(targets):
-        if i >= limit:
+    i = 0
+    for target in targets:
+        if not target:
+            continue
+        i += 1
+        if i > limit:
             if not notice:
                 out.numeric(
-                    N.ERR_TOOMANYTARGETS, target, text=f"Too many targets (at most {limit})"
+                    N.ERR_TOOMANYTARGETS, safe(target), text=f"Too many targets (at most {limit})"
                 )
             continue
         # STATUSMSG: "@#chan" reaches the channel's operators, "+#chan" its voiced and operators.
@@ -48,7 +59,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, notice: b
             channel = core.channels.get(irc_lower(name))
             if channel is None:
                 if not notice:
-                    out.numeric(N.ERR_NOSUCHCHANNEL, name)
+                    out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
                 continue
             member = channel.members.get(user)
             if member is None and "n" in channel.modes:
@@ -75,7 +86,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, notice: b
                         )
                     continue
             shown = status + channel.name if status else channel.name
-            data = Message(verb, (shown, text), user.prefix).to_bytes()
+            data = _relay(verb, shown, text, user)
             if status:
                 for other, ms in channel.members.items():
                     if other is not user and (ms.op or (status == "+" and ms.voice)):
@@ -88,11 +99,24 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, notice: b
             dest = core.users.get(irc_lower(target))
             if dest is None or not dest.registered:
                 if not notice:
-                    out.numeric(N.ERR_NOSUCHNICK, target)
+                    out.numeric(N.ERR_NOSUCHNICK, safe(target))
                 continue
-            dest.peer.send(Message(verb, (dest.nick, text), user.prefix).to_bytes())
+            dest.peer.send(_relay(verb, dest.nick, text, user))
             if not notice and dest.away is not None:
                 out.numeric(N.RPL_AWAY, dest.nick, text=dest.away)
+
+
+def _relay(verb: str, target: str, text: str, user: User) -> bytes:
+    """The relayed line, its text cut so that it fits in 512 bytes with the sender's prefix."""
+    # ":prefix VERB target :text" -- the sender's own line had no prefix, so it may not fit.
+    # The text always goes as a trailing parameter (with its colon), as naive clients expect.
+    # Built directly rather than through Message: this is the hottest line in the server, and
+    # every part is already valid (the parser refused CR, LF and NUL; names are validated).
+    line = f":{user.prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
+    if len(line) <= 512:
+        return line
+    overhead = len(user.prefix.encode()) + len(verb) + len(target.encode()) + 5
+    return f":{user.prefix} {verb} {target} :{fit(text, overhead)}\r\n".encode("utf-8", "replace")
 
 
 @command("PRIVMSG")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.server.commands.params import number, safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.isupport import USER_MODES
 from relaychat.server.masks import normalize_ban_mask
@@ -29,7 +30,7 @@ def _user_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None
     target = msg.params[0]
     if irc_lower(target) != user.key:
         if core.find_user(target) is None:
-            out.numeric(N.ERR_NOSUCHNICK, target)
+            out.numeric(N.ERR_NOSUCHNICK, safe(target))
         else:
             out.numeric(N.ERR_USERSDONTMATCH)
         return
@@ -74,7 +75,7 @@ def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> N
     name = msg.params[0]
     channel = core.find_channel(name)
     if channel is None:
-        out.numeric(N.ERR_NOSUCHCHANNEL, name)
+        out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
         return
     member = channel.members.get(user)
     if len(msg.params) < 2:
@@ -86,7 +87,7 @@ def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> N
     changes, unknown = parse_channel_modes(msg.params[1], msg.params[2:])
     for letter in unknown:
         out.numeric(
-            N.ERR_UNKNOWNMODE, letter, text=f"is unknown mode char to me for {channel.name}"
+            N.ERR_UNKNOWNMODE, safe(letter), text=f"is unknown mode char to me for {channel.name}"
         )
     applied: list[ModeChange] = []
     denied = False
@@ -108,10 +109,8 @@ def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> N
         if result is not None:
             applied.append(result)
     if denied:
-        if member is None:
-            out.numeric(N.ERR_NOTONCHANNEL, channel.name)
-        else:
-            out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
+        # Modern IRC "MODE": without the privileges, 482 -- whether a member or not.
+        out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
     if applied:
         text, params = _render(applied)
         data = Message("MODE", (channel.name, text, *params), user.prefix).to_bytes()
@@ -130,7 +129,7 @@ def _apply(
             return None
         target = core.find_user(param)
         if target is None:
-            out.numeric(N.ERR_NOSUCHNICK, param)
+            out.numeric(N.ERR_NOSUCHNICK, safe(param))
             return None
         ms = channel.members.get(target)
         if ms is None:
@@ -152,7 +151,8 @@ def _apply(
         if not param:
             out.numeric(N.ERR_NEEDMOREPARAMS, "MODE", text="Mode +k needs a key")
             return None
-        if " " in param or "," in param or len(param) > 23:
+        # The key must be usable in "JOIN <channel> <key>" and as a middle parameter of 324.
+        if safe(param) != param or "," in param or len(param) > 23:
             out.numeric(N.ERR_INVALIDKEY, channel.name)
             return None
         channel.password = param
@@ -163,19 +163,23 @@ def _apply(
                 return None
             channel.limit = None
             return ModeChange(False, "l")
-        if param is None or not param.isdigit() or int(param) <= 0:
+        limit = number(param or "")
+        if not limit:
             out.numeric(
                 N.ERR_INVALIDMODEPARAM,
                 channel.name,
                 "l",
-                param or "*",
+                safe(param or ""),
                 text="Invalid limit: a positive number is needed",
             )
             return None
-        channel.limit = int(param)
+        channel.limit = limit
         return ModeChange(True, "l", str(channel.limit))
     if m == "b":
         assert param is not None
+        if safe(param) != param:
+            out.numeric(N.ERR_INVALIDMODEPARAM, channel.name, "b", "*", text="Invalid ban mask")
+            return None
         mask = normalize_ban_mask(param)
         masks = [b[0] for b in channel.bans]
         if adding:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
+from relaychat.server.commands.params import safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.masks import match_mask
 from relaychat.server.registry import command
@@ -19,10 +20,10 @@ def oper(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     name, password = msg.params[0], msg.params[1]
     for entry in core.config.opers:
         if entry.name == name and verify_password(entry.password_hash, password):
+            out.numeric(N.RPL_YOUREOPER)
             if not user.is_oper:
                 core.set_oper(user, True)
                 user.oper_name = name
-                out.numeric(N.RPL_YOUREOPER)
                 out.add(Message("MODE", (user.nick, "+o"), user.prefix))
             return
     out.numeric(N.ERR_PASSWDMISMATCH)
@@ -37,7 +38,7 @@ def kill(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         if match_mask(nick, core.name):
             out.numeric(N.ERR_CANTKILLSERVER)
         else:
-            out.numeric(N.ERR_NOSUCHNICK, nick)
+            out.numeric(N.ERR_NOSUCHNICK, safe(nick))
         return
     out.flush()
     core.disconnect(target, f"Killed ({user.nick} ({reason}))")

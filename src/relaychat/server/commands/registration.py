@@ -15,6 +15,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.info import send_lusers, send_motd
+from relaychat.server.commands.params import number, safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.isupport import CHANMODES, USER_MODES, isupport_tokens
 from relaychat.server.registry import command
@@ -52,7 +53,7 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.numeric(N.ERR_NONICKNAMEGIVEN)
         return
     if not valid_nick(new, core.config.limits.nicklen):
-        out.numeric(N.ERR_ERRONEUSNICKNAME, new)
+        out.numeric(N.ERR_ERRONEUSNICKNAME, safe(new))
         return
     key = irc_lower(new)
     holder = core.users.get(key)
@@ -70,13 +71,22 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         return
     data = Message("NICK", (new,), user.prefix).to_bytes()
     core.whowas.appendleft(WhowasEntry(user, core.now))
-    for channel in user.channels.values():
-        if user.key in channel.invites:
-            channel.invites.discard(user.key)
+    _move_invites(core, user, key)
     user.set_nick(new)
     out.raw(data)
     for other in core.neighbours(user):
         other.peer.send(data)
+
+
+def _move_invites(core: ServerCore, user: User, new_key: str) -> None:
+    """Carry ``user``'s pending invites over to its new folded nick."""
+    for chan_key in list(user.invited):
+        channel = core.channels.get(chan_key)
+        if channel is None or user.key not in channel.invites:
+            user.invited.discard(chan_key)  # the channel ended, or -i cleared its invites
+            continue
+        channel.invites.discard(user.key)
+        channel.invites.add(new_key)
 
 
 @command("USER", min_params=4, pre_registration=True)
@@ -137,9 +147,9 @@ def cap(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     if sub == "LS":
         if not user.registered:
             user.cap_negotiating = True
-        version = msg.param(1)
-        if version.isdigit():
-            user.cap_version = max(user.cap_version, int(version))
+        version = number(msg.param(1))
+        if version is not None:
+            user.cap_version = max(user.cap_version, version)
         if user.cap_version >= 302:
             caps = " ".join(f"{k}={v}" if v else k for k, v in SUPPORTED_CAPS.items())
         else:
@@ -166,7 +176,7 @@ def cap(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             user.cap_negotiating = False
             try_register(core, user, out)
     else:
-        out.numeric(N.ERR_INVALIDCAPCMD, msg.params[0])
+        out.numeric(N.ERR_INVALIDCAPCMD, safe(msg.params[0]))
 
 
 @command("PING", pre_registration=True)
@@ -187,6 +197,7 @@ def pong(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 @command("QUIT", pre_registration=True)
 def quit_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     """QUIT [<reason>]"""
-    reason = msg.param(0)
+    # No QUITLEN exists; KICKLEN bounds it so the QUIT and ERROR lines fit in 512 bytes.
+    reason = msg.param(0)[: core.config.limits.kicklen]
     out.flush()
     core.disconnect(user, f"Quit: {reason}" if reason else "Client Quit")
