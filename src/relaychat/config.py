@@ -51,7 +51,7 @@ class Limits:
     topiclen: int = _opt(390, "longest topic")
     kicklen: int = _opt(390, "longest kick reason")
     awaylen: int = _opt(390, "longest away message")
-    maxtargets: int = _opt(4, "most targets in one PRIVMSG/NOTICE/JOIN/PART/KICK")
+    maxtargets: int = _opt(4, "most targets in one PRIVMSG, NOTICE, KICK or NAMES")
     modes: int = _opt(4, "most modes with a parameter in one MODE command")
     chanlimit: int = _opt(50, "most channels one user may be in")
     maxbans: int = _opt(100, "most entries in a channel's ban list")
