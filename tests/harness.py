@@ -192,6 +192,7 @@ class ServerProcess:
         self.host = host
         self.port = port
         self.log: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
@@ -228,7 +229,14 @@ class ServerProcess:
             if m:
                 server = cls(proc, m.group(1), int(m.group(2)))
                 server.log = log
+                # Keep reading its log, so a chatty server never blocks on a full pipe.
+                server._drain = asyncio.create_task(server._read_log())
                 return server
+
+    async def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        while raw := await self.proc.stderr.readline():
+            self.log.append(raw.decode(errors="replace").rstrip())
 
     async def stop(self) -> int:
         """SIGTERM, wait for the exit; return the exit code (killing it if it hangs)."""

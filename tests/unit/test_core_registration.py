@@ -159,13 +159,20 @@ class TestProtocolErrors:
         assert h.core.find_user("alice") is h.users["alice"]
 
 
+CAPS = (
+    "account-notify account-tag away-notify batch cap-notify chghost echo-message extended-join "
+    "invite-notify labeled-response message-tags multi-prefix server-time setname "
+    "standard-replies userhost-in-names"
+)
+
+
 class TestCap:
     """IRCv3 capability negotiation: https://ircv3.net/specs/extensions/capability-negotiation"""
 
     def test_ls_holds_registration_until_end(self, h: CoreHarness) -> None:
         h.open("c")
         h.send("c", "CAP LS")
-        assert h.lines("c") == [f":{SERVER} CAP * LS multi-prefix"]
+        assert h.lines("c") == [f":{SERVER} CAP * LS :{CAPS}"]
         h.send("c", "NICK alice")
         h.send("c", "USER alice 0 * :Alice")
         assert h.lines("c") == []
@@ -176,8 +183,9 @@ class TestCap:
     def test_ls_302(self, h: CoreHarness) -> None:
         h.open("c")
         h.send("c", "CAP LS 302")
-        assert h.lines("c") == [f":{SERVER} CAP * LS multi-prefix"]
+        assert h.lines("c") == [f":{SERVER} CAP * LS :{CAPS}"]
         assert h.users["c"].cap_version == 302
+        assert h.users["c"].caps == {"cap-notify"}  # implied by 302
 
     def test_req_alone_holds_registration(self, h: CoreHarness) -> None:
         h.open("c")
@@ -197,16 +205,16 @@ class TestCap:
         h.send("c", "CAP REQ :multi-prefix")
         h.send("c", "CAP LIST")
         assert h.lines("c") == [
-            f":{SERVER} CAP * LS multi-prefix",
-            f":{SERVER} CAP * LIST :",
+            f":{SERVER} CAP * LS :{CAPS}",
+            f":{SERVER} CAP * LIST cap-notify",
             f":{SERVER} CAP * ACK multi-prefix",
-            f":{SERVER} CAP * LIST multi-prefix",
+            f":{SERVER} CAP * LIST :cap-notify multi-prefix",
         ]
 
     def test_req_unknown_is_nak(self, h: CoreHarness) -> None:
         h.open("c")
-        h.send("c", "CAP REQ :sasl")
-        assert h.lines("c") == [f":{SERVER} CAP * NAK sasl"]
+        h.send("c", "CAP REQ :bogus-cap")
+        assert h.lines("c") == [f":{SERVER} CAP * NAK bogus-cap"]
 
     def test_req_is_all_or_nothing(self, h: CoreHarness) -> None:
         h.open("c")
@@ -262,10 +270,10 @@ class TestCap:
         h.send("alice", "CAP REQ multi-prefix")
         h.send("alice", "CAP END")
         assert h.lines("alice") == [
-            f":{SERVER} CAP alice LS multi-prefix",
+            f":{SERVER} CAP alice LS :{CAPS}",
             f":{SERVER} CAP alice ACK multi-prefix",
         ]
-        assert h.users["alice"].caps == {"multi-prefix"}
+        assert h.users["alice"].caps == {"cap-notify", "multi-prefix"}
 
 
 class TestPass:

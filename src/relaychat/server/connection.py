@@ -198,14 +198,27 @@ class Connection(asyncio.Protocol):
         self.core.now = time.time()
         self.core.disconnect(user, "SendQ exceeded")
 
-    def flush(self) -> None:
-        """Write everything queued in one call (the server calls this once per loop turn)."""
-        self.dirty = False
-        if not self.out:
-            return
-        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
-        self.out.clear()
-        self.out_size = 0
+    def flush(self, count: int | None = None) -> None:
+        """Write what is queued in one call (the server calls this once per loop turn).
+
+        Args:
+            count: write only the first ``count`` items (those covered by a history commit);
+                the rest stay queued and the connection stays dirty.
+        """
+        out = self.out
+        if count is None or count >= len(out):
+            self.dirty = False
+            if not out:
+                return
+            data = b"".join(out) if len(out) > 1 else out[0]
+            out.clear()
+            self.out_size = 0
+        else:
+            if count <= 0:
+                return
+            data = b"".join(out[:count])
+            del out[:count]
+            self.out_size -= len(data)
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)

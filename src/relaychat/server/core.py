@@ -13,6 +13,8 @@ Rules:
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from collections import deque
 from collections.abc import Iterable
 
@@ -22,9 +24,13 @@ from relaychat.errors import ProtocolError
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.protocol.tags import escape_value
+from relaychat.server import caps as C
 from relaychat.server.effects import Peer
 from relaychat.server.registry import COMMANDS
+from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User, WhowasEntry
+from relaychat.store.base import HistoryStore
 
 __all__ = ["Replies", "ServerCore"]
 
@@ -34,15 +40,19 @@ log = logging.getLogger("relaychat.server")
 class Replies:
     """Collects one command's replies to its sender; sent together in one write.
 
-    Handlers add to it; :meth:`ServerCore.handle` flushes it after the handler returns.
+    Handlers add to it; :meth:`ServerCore.handle` flushes it after the handler returns. When the
+    command carried a ``label`` tag and the client has ``labeled-response``, the replies are
+    labeled: one reply carries the label, several go in a ``labeled-response`` batch, and a
+    command with no reply at all gets ``ACK`` (https://ircv3.net/specs/extensions/labeled-response).
     """
 
-    __slots__ = ("core", "items", "user")
+    __slots__ = ("core", "items", "label", "user")
 
-    def __init__(self, core: ServerCore, user: User) -> None:
+    def __init__(self, core: ServerCore, user: User, label: str | None = None) -> None:
         self.core = core
         self.user = user
         self.items: list[bytes] = []
+        self.label = label
 
     def numeric(self, numeric: N.Numeric, *params: str, text: str | None = None) -> None:
         """Add a numeric reply addressed to the sender."""
@@ -54,16 +64,50 @@ class Replies:
         self.items.append(msg.to_bytes())
 
     def raw(self, data: bytes) -> None:
-        """Add bytes already serialised (a broadcast the sender also gets)."""
+        """Add bytes already serialised."""
         self.items.append(data)
+
+    def relay(self, event: Relay) -> None:
+        """Add the sender's own copy of a relayed event."""
+        self.items.append(event.data(self.user))
+
+    def standard(self, kind: str, command: str, code: str, *context: str, text: str) -> None:
+        """Add a standard reply (``FAIL``/``WARN``/``NOTE``, IRCv3 standard-replies)."""
+        msg = Message(
+            kind, (command, code, *(N.safe_param(c) for c in context), text), self.core.name
+        )
+        self.items.append(msg.to_bytes())
 
     def flush(self) -> None:
         """Send everything collected, in one write."""
-        if self.items:
-            data = b"".join(self.items) if len(self.items) > 1 else self.items[0]
-            self.items = []
-            if not self.user.quitting:
-                self.user.peer.send(data)
+        items = self.items
+        if not items and self.label is None:
+            return
+        self.items = []
+        if self.label is not None:
+            items = self._labeled(items, self.label)
+            self.label = None
+        if items and not self.user.quitting:
+            self.user.peer.send(b"".join(items) if len(items) > 1 else items[0])
+
+    def _labeled(self, items: list[bytes], label: str) -> list[bytes]:
+        tag = b"label=" + escape_value(label).encode("utf-8", "replace")
+        if not items:
+            return [b"@" + tag + b" :" + self.core.name.encode() + b" ACK\r\n"]
+        if len(items) == 1:
+            return [add_tag(items[0], tag)]
+        ref = self.core.new_batch_id()
+        start = b"@%s :%s BATCH +%s labeled-response\r\n" % (tag, self.core.name.encode(), ref)
+        batch_tag = b"batch=" + ref
+        end = b":%s BATCH -%s\r\n" % (self.core.name.encode(), ref)
+        return [start, *(add_tag(item, batch_tag) for item in items), end]
+
+
+def add_tag(line: bytes, tag: bytes) -> bytes:
+    """Put ``tag`` (``key=value``, escaped) first in the tags of the serialised ``line``."""
+    if line[:1] == b"@":
+        return b"@" + tag + b";" + line[1:]
+    return b"@" + tag + b" " + line
 
 
 class ServerCore:
@@ -89,6 +133,72 @@ class ServerCore:
         self.oper_count = 0
         self.max_users = 0
         self._next_id = 1
+        #: Where relayed messages are kept (store/base.py); ``None`` keeps no history.
+        self.history: HistoryStore | None = None
+        #: Capabilities contributed by optional parts (sasl, chathistory), name -> 302 value.
+        self.extra_caps: dict[str, str] = {}
+        # msgids: a random prefix per process and a counter, unique across restarts.
+        self._msgid_prefix = secrets.token_hex(5)
+        self._msgid_counter = 0
+        self._batch_counter = 0
+        self._time_cache = (-1.0, "")
+
+    # --- IRCv3 helpers -------------------------------------------------------------------------
+
+    def offered_caps(self) -> dict[str, str]:
+        """Every capability offered now, with its CAP LS 302 value."""
+        return C.offered(self.config, self.extra_caps)
+
+    def set_caps(self, user: User, caps: set[str]) -> None:
+        """Replace ``user``'s capabilities and recompute its tag profile."""
+        user.caps = caps
+        user.profile = C.profile_of(caps)
+
+    def new_msgid(self) -> str:
+        """A new message id (message-ids), unique across restarts."""
+        self._msgid_counter += 1
+        return f"{self._msgid_prefix}{self._msgid_counter:x}"
+
+    def new_batch_id(self) -> bytes:
+        """A new batch reference tag."""
+        self._batch_counter += 1
+        return b"b%x" % self._batch_counter
+
+    def time_tag(self) -> str:
+        """``now`` as a server-time value: ``YYYY-MM-DDThh:mm:ss.sssZ`` (cached per ``now``)."""
+        now = self.now
+        cached_at, text = self._time_cache
+        if cached_at != now:
+            ms = int(now * 1000) % 1000
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{ms:03d}Z"
+            self._time_cache = (now, text)
+        return text
+
+    def event(
+        self,
+        user: User,
+        command: str,
+        *params: str,
+        client_tags: dict[str, str] | None = None,
+        ext_params: tuple[str, ...] | None = None,
+        msgid: str | None = None,
+    ) -> Relay:
+        """A relayed event from ``user``: its line, time, msgid and account tags.
+
+        Args:
+            ext_params: the parameters for clients with extended-join, when they differ.
+            msgid: reuse this id (a message stored in history keeps one id everywhere).
+        """
+        line = Message(command, params, user.prefix).to_bytes()
+        ext = Message(command, ext_params, user.prefix).to_bytes() if ext_params else None
+        return Relay(
+            line,
+            time=self.time_tag(),
+            msgid=msgid or self.new_msgid(),
+            account=user.account,
+            client_tags=client_tags,
+            ext_line=ext,
+        )
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -124,7 +234,8 @@ class ServerCore:
         user.last_seen = now
         user.ping_sent_at = None
         cmd = COMMANDS.get(msg.command)
-        out = Replies(self, user)
+        label = msg.tags.get("label") if msg.tags and "labeled-response" in user.caps else None
+        out = Replies(self, user, label)
         if cmd is None:
             if user.registered:
                 out.numeric(N.ERR_UNKNOWNCOMMAND, msg.command)
@@ -176,11 +287,14 @@ class ServerCore:
         if user.quitting:
             return
         user.quitting = True
-        if user.registered:
-            if broadcast:
-                data = Message("QUIT", (reason,), user.prefix).to_bytes()
+        try:
+            if user.registered and broadcast:
+                event = self.event(user, "QUIT", reason)
                 for other in self.neighbours(user):
-                    other.peer.send(data)
+                    other.peer.send(event.data(other))
+        except Exception:  # a bug must not leave a ghost user behind: clean up regardless
+            log.exception("QUIT broadcast failed for connection #%d", user.id)
+        if user.registered:
             self.whowas.appendleft(WhowasEntry(user, self.now))
             self.registered_count -= 1
         for channel in user.channels.values():
@@ -251,11 +365,12 @@ class ServerCore:
         seen.pop(user, None)
         return seen.keys()
 
-    def broadcast(self, channel: Channel, data: bytes, skip: User | None = None) -> None:
-        """Send the same bytes to every member of ``channel`` except ``skip``."""
+    def broadcast(self, channel: Channel, event: Relay, skip: User | None = None) -> None:
+        """Send ``event`` to every member of ``channel`` except ``skip``."""
+        line = event.line
         for member in channel.members:
             if member is not skip:
-                member.peer.send(data)
+                member.peer.send(line if not member.profile else event.data(member))
 
     def find_user(self, nick: str) -> User | None:
         """The registered user holding ``nick``, any case."""

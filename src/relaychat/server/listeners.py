@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from relaychat.config import Config
 from relaychat.errors import RelaychatError
@@ -47,6 +48,9 @@ class Server:
         self._listeners: list[asyncio.Server] = []
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
+        self._committing = False
+        # One writer thread for history commits, so they happen in order and off the loop.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaychat-store")
         self._tick_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,16 +98,47 @@ class Server:
     def mark_dirty(self, conn: Connection) -> None:
         """Schedule ``conn`` for the flush at the end of this loop turn."""
         self._dirty.append(conn)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._committing:
             self._flush_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Write out every connection's queued bytes, after a group commit of history.
+
+        When the core handed history records over since the last flush, the bytes queued so far
+        (which may carry those messages) are held until a worker thread has committed the
+        records: nobody receives a message that a crash could still lose. Bytes queued during
+        the commit wait for the next one.
+        """
         self._flush_scheduled = False
+        if self._committing:
+            return  # _committed flushes when the commit in flight is done
+        history = self.core.history
+        if history is not None and history.has_pending():
+            held = [(conn, len(conn.out)) for conn in self._dirty]
+            self._dirty = []
+            self._committing = True
+            assert self._loop is not None
+            future = self._loop.run_in_executor(self._executor, history.commit_pending)
+            future.add_done_callback(lambda f: self._committed(f, held))
+            return
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()
+
+    def _committed(self, future: asyncio.Future[None], held: list[tuple[Connection, int]]) -> None:
+        self._committing = False
+        exc = future.exception()
+        if exc is not None:
+            # Availability wins over durability: relay anyway, and say so loudly.
+            log.error("history commit failed; messages were relayed without being stored: %s", exc)
+        for conn, count in held:
+            conn.flush(count)
+            if conn.out:
+                self._dirty.append(conn)  # bytes queued during the commit: the next round
+        if self._dirty:
+            self._flush()
 
     async def _tick_loop(self) -> None:
         cfg = self.config
@@ -129,6 +164,8 @@ class Server:
         self.core.shutdown()
         self._flush()
         deadline = time.monotonic() + self.config.shutdown_timeout
+        while self._committing and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
@@ -137,6 +174,10 @@ class Server:
         for srv in self._listeners:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(srv.wait_closed(), 1.0)
+        history = self.core.history
+        if history is not None and history.has_pending():
+            await asyncio.get_running_loop().run_in_executor(self._executor, history.commit_pending)
+        self._executor.shutdown(wait=True)
         self._stopped.set()
         log.info("stopped")
 

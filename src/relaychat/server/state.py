@@ -18,6 +18,7 @@ class User:
     """One connection, registered or not."""
 
     __slots__ = (
+        "account",
         "away",
         "cap_negotiating",
         "cap_version",
@@ -38,6 +39,7 @@ class User:
         "peer",
         "ping_sent_at",
         "prefix",
+        "profile",
         "quitting",
         "realname",
         "registered",
@@ -60,6 +62,8 @@ class User:
         self.cap_negotiating = False
         self.cap_version = 0
         self.caps: set[str] = set()
+        self.profile = 0  # tag profile derived from caps (server/caps.py)
+        self.account: str | None = None  # the account logged in to, if any
         self.modes: set[str] = set()
         self.channels: dict[str, Channel] = {}
         # Folded names of channels this user was invited to; an invite counts only while both

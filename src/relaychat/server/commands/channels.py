@@ -38,6 +38,7 @@ def send_names(core: ServerCore, user: User, channel: Channel, out: Replies) -> 
     """
     symbol = "@" if "s" in channel.modes else "="
     multi = "multi-prefix" in user.caps
+    full = "userhost-in-names" in user.caps
     shared = None if user in channel.members else set(core.neighbours(user))
     head = len(core.name) + len(user.nick) + len(channel.name) + 20
     room = 510 - head
@@ -46,7 +47,7 @@ def send_names(core: ServerCore, user: User, channel: Channel, out: Replies) -> 
     for member, ms in channel.members.items():
         if shared is not None and "i" in member.modes and member not in shared:
             continue
-        entry = ms.prefixes(multi) + member.nick
+        entry = ms.prefixes(multi) + (member.prefix if full else member.nick)
         if line and size + len(entry) + 1 > room:
             out.numeric(N.RPL_NAMREPLY, symbol, channel.name, text=" ".join(line))
             line, size = [], 0
@@ -125,9 +126,20 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
                 continue
         core.add_member(channel, user, op=creating)
         user.invited.discard(channel.key)
-        data = Message("JOIN", (channel.name,), user.prefix).to_bytes()
-        core.broadcast(channel, data, skip=user)
-        out.raw(data)
+        event = core.event(
+            user,
+            "JOIN",
+            channel.name,
+            ext_params=(channel.name, user.account or "*", user.realname),
+        )
+        core.broadcast(channel, event, skip=user)
+        out.relay(event)
+        if user.away is not None:
+            # away-notify: members learn at once that the newcomer is away.
+            away = core.event(user, "AWAY", user.away)
+            for member in channel.members:
+                if member is not user and "away-notify" in member.caps:
+                    member.peer.send(away.data(member))
         if channel.topic:
             send_topic(core, channel, out)
         send_names(core, user, channel, out)
@@ -136,9 +148,9 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 def _part(core: ServerCore, user: User, channel: Channel, reason: str, out: Replies) -> None:
     overhead = len(user.prefix.encode()) + len(channel.name.encode()) + 9  # ": PART  :"
     params = (channel.name, fit(reason, overhead)) if reason else (channel.name,)
-    data = Message("PART", params, user.prefix).to_bytes()
-    core.broadcast(channel, data, skip=user)
-    out.raw(data)
+    event = core.event(user, "PART", *params)
+    core.broadcast(channel, event, skip=user)
+    out.relay(event)
     core.remove_member(channel, user)
 
 
@@ -180,9 +192,9 @@ def topic(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     channel.topic = msg.params[1][: core.config.limits.topiclen]
     channel.topic_by = user.prefix
     channel.topic_time = int(core.now)
-    data = Message("TOPIC", (channel.name, channel.topic), user.prefix).to_bytes()
-    core.broadcast(channel, data, skip=user)
-    out.raw(data)
+    event = core.event(user, "TOPIC", channel.name, channel.topic)
+    core.broadcast(channel, event, skip=user)
+    out.relay(event)
 
 
 @command("NAMES")
@@ -240,11 +252,9 @@ def kick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             out.numeric(N.ERR_USERNOTINCHANNEL, target.nick, channel.name)
             continue
         overhead = len(user.prefix.encode()) + len(channel.name.encode()) + len(target.nick) + 10
-        data = Message(
-            "KICK", (channel.name, target.nick, fit(reason, overhead)), user.prefix
-        ).to_bytes()
-        core.broadcast(channel, data, skip=user)
-        out.raw(data)
+        event = core.event(user, "KICK", channel.name, target.nick, fit(reason, overhead))
+        core.broadcast(channel, event, skip=user)
+        out.relay(event)
         core.remove_member(channel, target)
         if user not in channel.members:
             break  # the kicker kicked itself: it may kick no more
@@ -282,4 +292,10 @@ def invite(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     out.numeric(N.RPL_INVITING, target.nick, name)
     if target.away is not None:
         out.numeric(N.RPL_AWAY, target.nick, text=target.away)
-    target.peer.send(Message("INVITE", (target.nick, name), user.prefix).to_bytes())
+    event = core.event(user, "INVITE", target.nick, name)
+    target.peer.send(event.data(target))
+    if channel is not None:
+        # invite-notify: the channel's operators who asked for it see the invite too.
+        for other, ms in channel.members.items():
+            if ms.op and other is not user and "invite-notify" in other.caps:
+                other.peer.send(event.data(other))

@@ -1,7 +1,8 @@
-"""Messages between users: PRIVMSG, NOTICE (RFC 2812 §3.3) and AWAY (§4.1).
+"""Messages between users: PRIVMSG, NOTICE (RFC 2812 §3.3), TAGMSG (IRCv3 message-tags) and
+AWAY (§4.1, with IRCv3 away-notify).
 
-PRIVMSG is the hot path: one dict lookup per target, one serialisation per target, the same
-bytes to every member.
+PRIVMSG is the hot path: one dict lookup per target, one serialisation per tag profile, the same
+bytes to every member; the message is handed to history before anyone is sent it.
 """
 
 from __future__ import annotations
@@ -11,27 +12,67 @@ from collections.abc import Iterable
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.server.caps import MSGTAGS
 from relaychat.server.commands.channels import is_banned
 from relaychat.server.commands.params import fit, safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.registry import command
-from relaychat.server.state import User
+from relaychat.server.relay import Relay
+from relaychat.server.state import Channel, User
+from relaychat.store.base import StoredMessage, conversation_key
 
 __all__: list[str] = []
 
+#: IRCv3 message-tags: client-only tags may take at most 4094 bytes of the tag section.
+MAX_CLIENT_TAG_BYTES = 4094
 
-def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, notice: bool) -> None:
-    verb = msg.command
+
+def _client_tags(msg: Message) -> dict[str, str] | None:
+    """The sender's client-only tags (``+...``), or ``None``; too large a set is dropped."""
+    tags = msg.tags
+    if not tags:
+        return None
+    own = {k: v for k, v in tags.items() if k[:1] == "+"}
+    if not own:
+        return None
+    if sum(len(k) + len(v) + 2 for k, v in own.items()) > MAX_CLIENT_TAG_BYTES:
+        return None
+    return own
+
+
+def _refusal(core: ServerCore, user: User, channel: Channel) -> str | None:
+    """Why ``user`` may not speak in ``channel``, or ``None`` when it may."""
+    member = channel.members.get(user)
+    if member is None and "n" in channel.modes:
+        return "Cannot send to channel (no external messages)"
+    if member is not None and (member.op or member.voice):
+        return None
+    if "m" in channel.modes:
+        return "Cannot send to channel (+m)"
+    if channel.bans and is_banned(channel, user):
+        return "Cannot send to channel (you are banned)"
+    return None
+
+
+def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str) -> None:
+    quiet = verb == "NOTICE"  # RFC 2812 §3.3.2: NOTICE never gets an automatic reply
+    tagmsg = verb == "TAGMSG"
     params = msg.params
     if not params or not params[0]:
-        if not notice:
+        if not quiet:
             out.numeric(N.ERR_NORECIPIENT, text=f"No recipient given ({verb})")
         return
-    if len(params) < 2 or not params[1]:
-        if not notice:
+    if tagmsg:
+        text = ""
+    elif len(params) < 2 or not params[1]:
+        if not quiet:
             out.numeric(N.ERR_NOTEXTTOSEND)
         return
-    text = params[1]
+    else:
+        text = params[1]
+    client_tags = _client_tags(msg)
+    if tagmsg and client_tags is None:
+        return  # nothing to relay
     user.last_active = core.now
     if "," in params[0]:
         # Each target once, whatever its case (RFC 1459 casemapping).
@@ -39,13 +80,15 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, notice: b
     else:
         targets = (params[0],)
     limit = core.config.limits.maxtargets
+    echo = "echo-message" in user.caps
+    history = core.history
     i = 0
     for target in targets:
         if not target:
             continue
         i += 1
         if i > limit:
-            if not notice:
+            if not quiet:
                 out.numeric(
                     N.ERR_TOOMANYTARGETS, safe(target), text=f"Too many targets (at most {limit})"
                 )
@@ -58,77 +101,112 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, notice: b
         if name[:1] == "#":
             channel = core.channels.get(irc_lower(name))
             if channel is None:
-                if not notice:
+                if not quiet:
                     out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
                 continue
-            member = channel.members.get(user)
-            if member is None and "n" in channel.modes:
-                if not notice:
-                    out.numeric(
-                        N.ERR_CANNOTSENDTOCHAN,
-                        channel.name,
-                        text="Cannot send to channel (no external messages)",
-                    )
+            refusal = _refusal(core, user, channel)
+            if refusal is not None:
+                if not quiet:
+                    out.numeric(N.ERR_CANNOTSENDTOCHAN, channel.name, text=refusal)
                 continue
-            if not (member is not None and (member.op or member.voice)):
-                if "m" in channel.modes:
-                    if not notice:
-                        out.numeric(
-                            N.ERR_CANNOTSENDTOCHAN, channel.name, text="Cannot send to channel (+m)"
-                        )
-                    continue
-                if channel.bans and is_banned(channel, user):
-                    if not notice:
-                        out.numeric(
-                            N.ERR_CANNOTSENDTOCHAN,
-                            channel.name,
-                            text="Cannot send to channel (you are banned)",
-                        )
-                    continue
             shown = status + channel.name if status else channel.name
-            data = _relay(verb, shown, text, user)
-            if status:
-                for other, ms in channel.members.items():
-                    if other is not user and (ms.op or (status == "+" and ms.voice)):
-                        other.peer.send(data)
-            else:
-                for other in channel.members:
-                    if other is not user:
-                        other.peer.send(data)
+            event = _event(core, user, verb, shown, text, client_tags)
+            if history is not None and not status:
+                history.append(_stored(core, user, event, channel.key, verb, shown, text))
+            line = event.line
+            for other, ms in channel.members.items():
+                if other is user:
+                    continue
+                if status and not (ms.op or (status == "+" and ms.voice)):
+                    continue
+                if not other.profile:
+                    if not tagmsg:
+                        other.peer.send(line)
+                elif not tagmsg or other.profile & MSGTAGS:
+                    other.peer.send(event.data(other))
+            if echo:
+                out.relay(event)
         else:
             dest = core.users.get(irc_lower(target))
             if dest is None or not dest.registered:
-                if not notice:
+                if not quiet:
                     out.numeric(N.ERR_NOSUCHNICK, safe(target))
                 continue
-            dest.peer.send(_relay(verb, dest.nick, text, user))
-            if not notice and dest.away is not None:
+            event = _event(core, user, verb, dest.nick, text, client_tags)
+            if history is not None:
+                key = conversation_key(user.nick, dest.nick)
+                history.append(_stored(core, user, event, key, verb, dest.nick, text))
+            if not tagmsg or dest.profile & MSGTAGS:
+                dest.peer.send(event.data(dest))
+            if echo:
+                out.relay(event)
+            if verb == "PRIVMSG" and dest.away is not None:
                 out.numeric(N.RPL_AWAY, dest.nick, text=dest.away)
 
 
-def _relay(verb: str, target: str, text: str, user: User) -> bytes:
-    """The relayed line, its text cut so that it fits in 512 bytes with the sender's prefix."""
-    # ":prefix VERB target :text" -- the sender's own line had no prefix, so it may not fit.
-    # The text always goes as a trailing parameter (with its colon), as naive clients expect.
-    # Built directly rather than through Message: this is the hottest line in the server, and
-    # every part is already valid (the parser refused CR, LF and NUL; names are validated).
-    line = f":{user.prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
-    if len(line) <= 512:
-        return line
-    overhead = len(user.prefix.encode()) + len(verb) + len(target.encode()) + 5
-    return f":{user.prefix} {verb} {target} :{fit(text, overhead)}\r\n".encode("utf-8", "replace")
+def _event(
+    core: ServerCore,
+    user: User,
+    verb: str,
+    target: str,
+    text: str,
+    client_tags: dict[str, str] | None,
+) -> Relay:
+    """The relayed message, its text cut so that it fits in 512 bytes with the sender's prefix.
+
+    The text always goes as a trailing parameter (with its colon), as naive clients expect. The
+    line is built directly rather than through Message: this is the hottest line in the server,
+    and every part is already valid (the parser refused CR, LF and NUL; names are validated).
+    """
+    if verb == "TAGMSG":
+        line = f":{user.prefix} TAGMSG {target}\r\n".encode("utf-8", "replace")
+    else:
+        line = f":{user.prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
+        if len(line) > 512:
+            overhead = len(user.prefix.encode()) + len(verb) + len(target.encode()) + 5
+            text = fit(text, overhead)
+            line = f":{user.prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
+    return Relay(
+        line,
+        time=core.time_tag(),
+        msgid=core.new_msgid(),
+        account=user.account,
+        client_tags=client_tags,
+    )
+
+
+def _stored(
+    core: ServerCore, user: User, event: Relay, key: str, verb: str, target: str, text: str
+) -> StoredMessage:
+    return StoredMessage(
+        msgid=event.msgid,
+        time=core.now,
+        key=key,
+        source=user.prefix,
+        account=user.account,
+        command=verb,
+        target=target,
+        text=text,
+        tags=event.client_tags or {},
+    )
 
 
 @command("PRIVMSG")
 def privmsg(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     """PRIVMSG <target>{,<target>} <text>"""
-    _deliver(core, user, msg, out, notice=False)
+    _deliver(core, user, msg, out, "PRIVMSG")
 
 
 @command("NOTICE")
 def notice(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     """NOTICE <target>{,<target>} <text>"""
-    _deliver(core, user, msg, out, notice=True)
+    _deliver(core, user, msg, out, "NOTICE")
+
+
+@command("TAGMSG", min_params=1)
+def tagmsg(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """TAGMSG <target>{,<target>} (client-only tags only; IRCv3 message-tags)"""
+    _deliver(core, user, msg, out, "TAGMSG")
 
 
 @command("AWAY")
@@ -138,6 +216,11 @@ def away(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     if text:
         user.away = text[: core.config.limits.awaylen]
         out.numeric(N.RPL_NOWAWAY)
+        event = core.event(user, "AWAY", user.away)
     else:
         user.away = None
         out.numeric(N.RPL_UNAWAY)
+        event = core.event(user, "AWAY")
+    for other in core.neighbours(user):
+        if "away-notify" in other.caps:
+            other.peer.send(event.data(other))

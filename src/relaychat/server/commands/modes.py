@@ -113,9 +113,9 @@ def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> N
         out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
     if applied:
         text, params = _render(applied)
-        data = Message("MODE", (channel.name, text, *params), user.prefix).to_bytes()
-        core.broadcast(channel, data, skip=user)
-        out.raw(data)
+        event = core.event(user, "MODE", channel.name, text, *params)
+        core.broadcast(channel, event, skip=user)
+        out.relay(event)
 
 
 def _apply(

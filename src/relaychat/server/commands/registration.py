@@ -1,4 +1,4 @@
-"""Connection registration and keepalive: PASS, NICK, USER, CAP, PING, PONG, QUIT.
+"""Connection registration and keepalive: PASS, NICK, USER, PING, PONG, QUIT.
 
 RFC 2812 §3.1 and IRCv3 capability negotiation (https://ircv3.net/specs/extensions/capability-negotiation).
 A client without CAP registers as soon as it has sent NICK and USER; a client that sent
@@ -15,20 +15,17 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.info import send_lusers, send_motd
-from relaychat.server.commands.params import number, safe
+from relaychat.server.commands.params import safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.isupport import CHANMODES, USER_MODES, isupport_tokens
 from relaychat.server.registry import command
 from relaychat.server.state import User, WhowasEntry
 
-__all__ = ["SUPPORTED_CAPS", "valid_nick"]
+__all__ = ["try_register", "valid_nick"]
 
 # RFC 2812 §2.3.1: nickname = ( letter / special ) *( letter / digit / special / "-" )
 _NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
 _USERNAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
-
-#: Capabilities this server offers, with their CAP LS 302 values ("" for none).
-SUPPORTED_CAPS: dict[str, str] = {"multi-prefix": ""}
 
 
 def valid_nick(nick: str, nicklen: int) -> bool:
@@ -69,13 +66,13 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         user.set_nick(new)
         try_register(core, user, out)
         return
-    data = Message("NICK", (new,), user.prefix).to_bytes()
+    event = core.event(user, "NICK", new)
     core.whowas.appendleft(WhowasEntry(user, core.now))
     _move_invites(core, user, key)
     user.set_nick(new)
-    out.raw(data)
+    out.relay(event)
     for other in core.neighbours(user):
-        other.peer.send(data)
+        other.peer.send(event.data(other))
 
 
 def _move_invites(core: ServerCore, user: User, new_key: str) -> None:
@@ -137,46 +134,6 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
     send_motd(core, out)
     if user.modes:
         out.add(Message("MODE", (nick, "+" + "".join(sorted(user.modes))), user.prefix))
-
-
-@command("CAP", min_params=1, pre_registration=True)
-def cap(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """CAP <LS|LIST|REQ|END> [<version>|:<capabilities>]"""
-    sub = msg.params[0].upper()
-    target = user.nick
-    if sub == "LS":
-        if not user.registered:
-            user.cap_negotiating = True
-        version = number(msg.param(1))
-        if version is not None:
-            user.cap_version = max(user.cap_version, version)
-        if user.cap_version >= 302:
-            caps = " ".join(f"{k}={v}" if v else k for k, v in SUPPORTED_CAPS.items())
-        else:
-            caps = " ".join(SUPPORTED_CAPS)
-        out.add(Message("CAP", (target, "LS", caps), core.name))
-    elif sub == "LIST":
-        out.add(Message("CAP", (target, "LIST", " ".join(sorted(user.caps))), core.name))
-    elif sub == "REQ":
-        if not user.registered:
-            user.cap_negotiating = True
-        wanted = msg.param(1).split()
-        names = [c[1:] if c.startswith("-") else c for c in wanted]
-        if wanted and all(n in SUPPORTED_CAPS for n in names):
-            for c in wanted:
-                if c.startswith("-"):
-                    user.caps.discard(c[1:])
-                else:
-                    user.caps.add(c)
-            out.add(Message("CAP", (target, "ACK", " ".join(wanted)), core.name))
-        else:
-            out.add(Message("CAP", (target, "NAK", msg.param(1)), core.name))
-    elif sub == "END":
-        if user.cap_negotiating:
-            user.cap_negotiating = False
-            try_register(core, user, out)
-    else:
-        out.numeric(N.ERR_INVALIDCAPCMD, safe(msg.params[0]))
 
 
 @command("PING", pre_registration=True)

@@ -1,0 +1,608 @@
+"""The asyncio client: a persistent connection that survives drops and loses nothing.
+
+This module is glue: it opens sockets, moves bytes between them and the sans-I/O
+:class:`~relaychat.client.protocol.ClientProtocol`, sleeps until the protocol's next deadline,
+reconnects with :func:`~relaychat.client.backoff.backoff`, and turns the protocol's events and
+outcomes into what callers await. Every IRC decision is the protocol's.
+
+::
+
+    async with Client("127.0.0.1", 6667, nick="bot") as client:
+        await client.join("#c")
+        await client.send("#c", "hello")
+        async for event in client.events():
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from relaychat.client.backoff import backoff
+from relaychat.client.config import ClientConfig
+from relaychat.client.delivery import END, Delivery, EventStream, SlowConsumer
+from relaychat.client.errors import (
+    ClientClosed,
+    ConnectionClosed,
+    GaveUpError,
+    RequestFailed,
+    RequestTimeout,
+)
+from relaychat.client.events import Connected, Disconnected, Event, GaveUp, Outgoing, Reconnecting
+from relaychat.client.protocol import ClientProtocol
+from relaychat.client.requests import (
+    Confirmed,
+    Dropped,
+    LineRejected,
+    Outcome,
+    Reply,
+    RequestDone,
+    RequestLost,
+    Unconfirmed,
+)
+
+__all__ = ["Client"]
+
+log = logging.getLogger("relaychat.client")
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Any], Awaitable[None] | None]
+#: Bytes buffered for writing beyond which the link is considered stuck.
+MAX_WRITE_BUFFER = 1 << 20
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failure: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+def _tune(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+class Client:
+    """A persistent IRC connection: registers, rejoins, reconnects, and reports every line.
+
+    Args:
+        host: the server (default: ``RELAYCHAT_HOST``, else 127.0.0.1).
+        port: its port (default: ``RELAYCHAT_PORT``, else 6667, or 6697 with TLS).
+        nick: the nick (default: ``RELAYCHAT_NICK``; required one way or the other).
+        tls: ``True`` for TLS with the system's trust store, or an :class:`ssl.SSLContext`.
+        password: the server password (PASS).
+        sasl: ``(account, password)`` for SASL PLAIN; the client refuses to go on without it.
+        config: a whole :class:`ClientConfig` (the other arguments override its fields).
+        clock: a monotonic clock in seconds (injectable for tests).
+        rand: the random source of the backoff jitter.
+        environ: where to read ``RELAYCHAT_*`` from (``os.environ`` when ``None``).
+        settings: any other :class:`ClientConfig` field (``ping_interval=...``, ``channels=...``).
+
+    Raises:
+        ConfigError: a setting is wrong, or no nick was given.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        nick: str | None = None,
+        tls: bool | ssl.SSLContext | None = None,
+        password: str | None = None,
+        sasl: tuple[str, str] | None = None,
+        config: ClientConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+        environ: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> None:
+        given: dict[str, Any] = dict(
+            host=host, port=port, nick=nick, tls=tls, password=password, sasl=sasl, **settings
+        )
+        if config is None:
+            config = ClientConfig.from_env(environ, **given)
+        else:
+            config = dataclasses.replace(
+                config, **{k: v for k, v in given.items() if v is not None}
+            )
+        self.config = config
+        self._clock = clock
+        self._rand = rand
+        self._proto = ClientProtocol(config, clock())
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._subscribers: list[EventStream] = []
+        self._handlers: list[tuple[tuple[type[Event], ...], Handler]] = []
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._deliveries: dict[int, Delivery] = {}
+        self._requests: dict[int, asyncio.Future[Reply]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._gave_up: GaveUpError | None = None
+        self._closing = False
+        self._closed = False
+        self._was_ready = False
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def nick(self) -> str:
+        """The nick in use (it may be a fallback such as ``nick_``)."""
+        return self._proto.nick
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is registered and chatting right now."""
+        return self._proto.ready and not self._proto.dead
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels the client is in right now."""
+        return list(self._proto.joined.values())
+
+    @property
+    def caps(self) -> frozenset[str]:
+        """The IRCv3 capabilities enabled on this connection."""
+        return frozenset(self._proto.caps)
+
+    def is_channel(self, name: str) -> bool:
+        """Whether ``name`` is a channel name on this server."""
+        return self._proto.is_channel(name)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        """Start connecting in the background (returns at once; see :meth:`connect`).
+
+        Raises:
+            ClientClosed: the client was closed.
+        """
+        if self._closed or self._closing:
+            raise ClientClosed()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="relaychat")
+        if self._handlers and self._dispatcher is None:
+            self._start_dispatcher()
+
+    async def connect(self, timeout: float | None = None) -> None:
+        """Start, and wait until registered (through as many attempts as the config allows).
+
+        Raises:
+            GaveUpError: the client gave up before it could register.
+            TimeoutError: not registered within ``timeout`` seconds (it keeps trying).
+        """
+        self.start()
+        await self._wait_ready(None if timeout is None else self._clock() + timeout)
+
+    async def close(
+        self, reason: str = "Client quit", timeout: float = 5.0
+    ) -> tuple[Outgoing, ...]:
+        """Send what is queued (within ``timeout``), QUIT, and stop.
+
+        Returns:
+            The lines that were never sent (their deliveries fail with :class:`NotSent`).
+        """
+        if self._closed:
+            return ()
+        deadline = self._clock() + timeout
+        proto = self._proto
+        while proto.busy and self.connected and self._clock() < deadline:
+            await self._state_change(deadline)
+        self._closing = True
+        if proto.connected and not proto.dead:
+            proto.quit(reason, self._clock())
+            self._flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task_done()), min(1.0, timeout))
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        unsent = proto.give_up("client closed", announce=False) if not proto.closed else ()
+        self._flush()
+        self._closed = True
+        self._finish()
+        if self._dispatcher is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._dispatcher, 1.0)
+        return unsent
+
+    async def _task_done(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({self._task})
+
+    # --- chatting ---------------------------------------------------------------------------
+
+    async def send(
+        self,
+        target: str,
+        text: str,
+        *,
+        notice: bool = False,
+        confirm: bool = False,
+        timeout: float | None = None,
+    ) -> Delivery:
+        """Queue ``text`` for ``target`` (split to fit), sent as soon as pacing and the link allow.
+
+        Args:
+            target: a channel or a nick.
+            text: any length; line breaks start new lines.
+            notice: send a NOTICE instead of a PRIVMSG.
+            confirm: wait until the server confirmed every line (else return once queued).
+            timeout: with ``confirm``, the longest wait.
+
+        Returns:
+            The :class:`Delivery`; ``await`` it to learn whether every line arrived.
+
+        Raises:
+            OutboxFull: the outbox had no room; nothing was queued (``unsent`` lists the lines).
+            NotSent: with ``confirm``, some lines were not delivered.
+            ClientClosed: the client is closed or gave up.
+            ValueError: bad target or empty text.
+        """
+        self._check_open()
+        lines = self._proto.send_text(target, text, self._clock(), notice=notice)
+        delivery = Delivery(lines)
+        for line in lines:
+            self._deliveries[line.id] = delivery
+        self._flush()
+        if confirm:
+            await delivery.wait(timeout)
+        return delivery
+
+    async def request(
+        self, command: str, *params: str, timeout: float | None = None, check: bool = False
+    ) -> Reply:
+        """Send a command and return the server's whole reply to it.
+
+        Pairing uses IRCv3 labeled-response when the server offers it, otherwise a PING marker
+        after the command (the server answers in order). Waits for the connection first.
+
+        Raises:
+            RequestFailed: ``check`` is set and the reply holds an error.
+            RequestTimeout: no complete reply within ``timeout`` (default: the config's).
+            ConnectionClosed: the connection dropped before the reply was complete.
+            GaveUpError, ClientClosed: the client stopped.
+        """
+        timeout = self.config.request_timeout if timeout is None else timeout
+        deadline = self._clock() + timeout
+        try:
+            await self._wait_ready(deadline)
+        except TimeoutError:
+            raise RequestTimeout(command, timeout) from None
+        rid = self._proto.request(command, *params, now=self._clock())
+        reply = await self._await_request(rid, command, deadline, timeout)
+        if check and not reply.ok:
+            raise RequestFailed(reply)
+        return reply
+
+    async def join(self, channel: str, key: str = "", *, timeout: float | None = None) -> None:
+        """Join ``channel``, and rejoin it after every reconnect until :meth:`part`.
+
+        Raises:
+            RequestFailed: the server refused (banned, invite-only...); it is not rejoined.
+            RequestTimeout: not joined within ``timeout``.
+        """
+        timeout = self.config.request_timeout if timeout is None else timeout
+        deadline = self._clock() + timeout
+        while True:
+            try:
+                await self._wait_ready(deadline)
+            except TimeoutError:
+                raise RequestTimeout("JOIN", timeout) from None
+            rid = self._proto.join(channel, self._clock(), key)
+            if rid is None:
+                continue
+            try:
+                reply = await self._await_request(rid, "JOIN", deadline, timeout)
+            except ConnectionClosed:
+                continue  # rejoined on the next connection
+            if not reply.ok:
+                self._proto.forget_channel(channel)
+                raise RequestFailed(reply)
+            return
+
+    async def part(self, channel: str, reason: str = "", *, timeout: float | None = None) -> None:
+        """Leave ``channel`` (and stop rejoining it); returns at once when disconnected."""
+        rid = self._proto.part(channel, self._clock(), reason)
+        if rid is not None:
+            timeout = self.config.request_timeout if timeout is None else timeout
+            with contextlib.suppress(ConnectionClosed):
+                await self._await_request(rid, "PART", self._clock() + timeout, timeout)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def events(self, *types: type[Event]) -> AsyncIterator[Event]:
+        """Every event from now on (only ``types`` when given), until the client closes.
+
+        Raises (from the iterator):
+            SlowConsumer: the consumer fell ``config.event_queue`` events behind.
+        """
+        sub = EventStream(self._subscribers, self.config.event_queue, types or (Event,))
+        self._subscribers.append(sub)
+        if self._closed:
+            sub.put(END)
+        return sub
+
+    def on(self, *types: type[E]) -> Callable[[Callable[[E], Any]], Callable[[E], Any]]:
+        """Decorator: call the function (sync or async) for every event of ``types``.
+
+        Handlers run in order, one at a time, outside the connection loop; an exception in one
+        is logged and the next event still comes.
+        """
+
+        def register(fn: Callable[[E], Any]) -> Callable[[E], Any]:
+            self._handlers.append((types or (Event,), fn))
+            if self._task is not None and self._dispatcher is None:
+                self._start_dispatcher()
+            return fn
+
+        return register
+
+    def _start_dispatcher(self) -> None:
+        sub = EventStream(self._subscribers, self.config.event_queue, (Event,))
+        self._subscribers.append(sub)
+        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(sub))
+
+    async def _dispatch(self, sub: EventStream) -> None:
+        try:
+            async for event in sub:
+                for types, fn in list(self._handlers):
+                    if isinstance(event, types):
+                        try:
+                            result = fn(event)
+                            if isinstance(result, Awaitable):
+                                await result
+                        except Exception:
+                            log.exception("event handler %r failed on %r", fn, event)
+        except SlowConsumer:
+            log.error("event handlers fell behind; they get no more events")
+
+    def _publish(self, event: Event) -> None:
+        for sub in list(self._subscribers):
+            sub.put(event)
+
+    def _finish(self) -> None:
+        for sub in list(self._subscribers):
+            sub.put(END)
+        self._signal()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._gave_up is not None:
+            raise ClientClosed(str(self._gave_up))
+        if self._closed or self._closing:
+            raise ClientClosed()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _state_change(self, deadline: float | None) -> None:
+        timeout = None if deadline is None else max(0.0, deadline - self._clock())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _wait_ready(self, deadline: float | None) -> None:
+        while not self.connected:
+            if self._gave_up is not None:
+                raise self._gave_up
+            self._check_open()
+            if self._task is None:
+                raise ClientClosed("the client is not started (use connect() or async with)")
+            if deadline is not None and self._clock() >= deadline:
+                raise TimeoutError("not connected")
+            await self._state_change(deadline)
+
+    async def _await_request(
+        self, rid: int, command: str, deadline: float, timeout: float
+    ) -> Reply:
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        self._flush()
+        try:
+            return await asyncio.wait_for(fut, max(0.0, deadline - self._clock()))
+        except TimeoutError:
+            raise RequestTimeout(command, timeout) from None
+        finally:
+            self._requests.pop(rid, None)
+
+    def _flush(self) -> None:
+        """Write what the protocol has to say; hand out its events and outcomes."""
+        proto = self._proto
+        data = proto.data_to_send()
+        writer = self._writer
+        if data and writer is not None and not writer.is_closing():
+            writer.write(data)
+            if writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                proto.mark_dead("the server stopped reading (write buffer full)")
+        changed = False
+        for outcome in proto.outcomes():
+            self._settle(outcome)
+            changed = True  # close() waits for the outbox to empty
+        for event in proto.events_received():
+            if isinstance(event, Connected | Disconnected | GaveUp):
+                changed = True
+                self._was_ready = self._was_ready or isinstance(event, Connected)
+            self._publish(event)
+        if changed:
+            self._signal()
+        self._wake.set()
+
+    def _settle(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Confirmed):
+            for line in outcome.items:
+                self._pop_delivery(line)
+        elif isinstance(outcome, LineRejected):
+            d = self._deliveries.pop(outcome.item.id, None)
+            if d is not None:
+                d._rejection = (outcome.code, outcome.text)
+                d._settle(outcome.item, f"{outcome.code} {outcome.text}")
+        elif isinstance(outcome, Unconfirmed | Dropped):
+            maybe = isinstance(outcome, Unconfirmed)
+            for line in outcome.items:
+                self._pop_delivery(line, outcome.reason, maybe=maybe)
+        elif isinstance(outcome, RequestDone):
+            fut = self._requests.get(outcome.id)
+            if fut is not None and not fut.done():
+                fut.set_result(outcome.reply)
+        elif isinstance(outcome, RequestLost):
+            fut = self._requests.get(outcome.id)
+            if fut is not None and not fut.done():
+                fut.set_exception(ConnectionClosed(outcome.reason))
+
+    def _pop_delivery(
+        self, line: Outgoing, failure: str | None = None, *, maybe: bool = False
+    ) -> None:
+        d = self._deliveries.pop(line.id, None)
+        if d is not None:
+            d._settle(line, failure, maybe=maybe)
+
+    async def _run(self) -> None:
+        cfg = self.config
+        delays = None
+        attempt = 0
+        reason = "not connected"
+        try:
+            while not self._closing:
+                self._was_ready = False
+                reason = await self._connect_once()
+                if self._closing:
+                    return
+                if self._proto.fatal:
+                    break
+                if not cfg.reconnect:
+                    break
+                if self._was_ready or delays is None:
+                    attempt = 0
+                    delays = backoff(
+                        initial=cfg.backoff_initial,
+                        factor=cfg.backoff_factor,
+                        max_delay=cfg.backoff_max,
+                        max_attempts=cfg.max_attempts,
+                        rand=self._rand,
+                    )
+                delay = next(delays, None)
+                if delay is None:
+                    reason = f"{reason} (after {attempt + 1} attempts)"
+                    break
+                attempt += 1
+                log.info("reconnecting in %.2f s (attempt %d): %s", delay, attempt, reason)
+                self._publish(Reconnecting(attempt, delay, reason))
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: report it as a give-up rather than hang callers
+            log.exception("client loop failed")
+            reason = f"internal error: {exc!r}"
+        if self._closing:
+            return
+        unsent = self._proto.give_up(reason)
+        self._gave_up = GaveUpError(reason, unsent)
+        self._flush()
+        self._finish()
+
+    async def _connect_once(self) -> str:
+        cfg = self.config
+        ctx: ssl.SSLContext | None = None
+        if cfg.tls is True:
+            ctx = ssl.create_default_context()
+        elif isinstance(cfg.tls, ssl.SSLContext):
+            ctx = cfg.tls
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    cfg.host, cfg.port, ssl=ctx, server_hostname=cfg.host if ctx else None
+                ),
+                cfg.connect_timeout,
+            )
+        except TimeoutError:
+            return f"connect to {cfg.host}:{cfg.port} timed out after {cfg.connect_timeout:g} s"
+        except (OSError, ssl.SSLError) as exc:
+            return f"cannot connect to {cfg.host}:{cfg.port}: {_describe(exc)}"
+        _tune(writer)
+        self._writer = writer
+        proto = self._proto
+        proto.connection_made(self._clock())
+        reason = "connection closed"
+        try:
+            reason = await self._pump(reader)
+        except asyncio.CancelledError:
+            reason = "client closed"
+            raise
+        finally:
+            self._writer = None
+            writer.transport.abort()
+            proto.connection_lost(reason, self._clock())
+            self._flush()
+        return reason
+
+    async def _pump(self, reader: asyncio.StreamReader) -> str:
+        """Move bytes until the connection ends; returns why it ended."""
+        proto = self._proto
+        read: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                self._flush()
+                if proto.dead:
+                    return proto.dead
+                now = self._clock()
+                deadline = proto.next_deadline(now)
+                timeout = None if deadline is None else max(0.0, deadline - now)
+                if read is None:
+                    read = asyncio.ensure_future(reader.read(65536))
+                self._wake.clear()
+                wake = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait(
+                    {read, wake}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                wake.cancel()
+                if read in done:
+                    task, read = read, None
+                    try:
+                        data = task.result()
+                    except (OSError, ssl.SSLError) as exc:
+                        return proto.dead or _describe(exc)
+                    if not data:
+                        return proto.dead or "the server closed the connection"
+                    proto.receive_data(data, self._clock())
+                proto.tick(self._clock())
+        finally:
+            if read is not None:
+                read.cancel()

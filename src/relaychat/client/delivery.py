@@ -1,0 +1,143 @@
+"""What callers hold while the client works: a :class:`Delivery` per send, an
+:class:`EventStream` per ``events()`` iterator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+from typing import Any
+
+from relaychat.client.errors import ClientError, NotSent, Rejected
+from relaychat.client.events import Event, Outgoing
+
+__all__ = ["END", "Delivery", "EventStream", "SlowConsumer"]
+
+#: Put in an :class:`EventStream` to end it.
+END: Any = object()
+
+
+class SlowConsumer(ClientError):
+    """An ``events()`` iterator fell ``limit`` events behind and was closed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"event consumer fell {limit} events behind")
+        self.limit = limit
+
+
+class Delivery:
+    """What became of one :meth:`Client.send`: ``await delivery`` to learn it.
+
+    Attributes:
+        lines: the lines the text became, in order.
+    """
+
+    __slots__ = ("_done", "_failed", "_maybe", "_pending", "_reason", "_rejection", "lines")
+
+    def __init__(self, lines: tuple[Outgoing, ...]) -> None:
+        self.lines = lines
+        self._pending = {line.id for line in lines}
+        self._failed: list[Outgoing] = []
+        self._reason = ""
+        self._maybe = False
+        self._rejection: tuple[str, str] | None = None
+        self._done = asyncio.Event()
+
+    def done(self) -> bool:
+        """Whether every line has its outcome."""
+        return self._done.is_set()
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the server confirmed every line."""
+        return self.done() and not self._failed
+
+    @property
+    def error(self) -> NotSent | None:
+        """The failure, once done: which lines did not make it and why (``None`` if none)."""
+        if not self._failed:
+            return None
+        unsent = tuple(sorted(self._failed, key=lambda line: line.id))
+        if self._rejection is not None and not self._maybe:
+            return Rejected(unsent, *self._rejection)
+        return NotSent(self._reason, unsent, maybe_delivered=self._maybe)
+
+    def _settle(self, line: Outgoing, failure: str | None = None, *, maybe: bool = False) -> None:
+        if line.id not in self._pending:
+            return
+        self._pending.discard(line.id)
+        if failure is not None:
+            self._failed.append(line)
+            self._reason = self._reason or failure
+            self._maybe = self._maybe or maybe
+        if not self._pending:
+            self._done.set()
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Wait until every line is confirmed.
+
+        Raises:
+            NotSent: some lines were not delivered (``Rejected`` when the server refused them).
+            TimeoutError: no outcome within ``timeout`` seconds (the lines are still on their way).
+        """
+        await asyncio.wait_for(self._done.wait(), timeout)
+        err = self.error
+        if err is not None:
+            raise err
+
+    async def settled(self, timeout: float | None = None) -> NotSent | None:
+        """Wait until every line has its outcome; return the failure (``None`` if all arrived).
+
+        Raises:
+            TimeoutError: no outcome within ``timeout`` seconds.
+        """
+        await asyncio.wait_for(self._done.wait(), timeout)
+        return self.error
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self.wait().__await__()
+
+
+class EventStream:
+    """One ``events()`` iterator: a bounded queue that ends with the client.
+
+    Args:
+        owner: the list of streams it is in (it leaves it when it ends).
+        limit: the most events held before the consumer counts as too slow.
+        types: the event types it wants.
+    """
+
+    def __init__(
+        self, owner: list[EventStream], limit: int, types: tuple[type[Event], ...]
+    ) -> None:
+        self.owner = owner
+        self.limit = limit
+        self.types = types
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.overflowed = False
+
+    def put(self, event: Any) -> None:
+        if self.overflowed:
+            return
+        if event is not END and not isinstance(event, self.types):
+            return
+        if event is not END and self.queue.qsize() >= self.limit:
+            self.overflowed = True
+            self.queue.put_nowait(END)
+            return
+        self.queue.put_nowait(event)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self.queue.get()
+        if item is END:
+            with contextlib.suppress(ValueError):
+                self.owner.remove(self)
+            if self.overflowed:
+                raise SlowConsumer(self.limit)
+            raise StopAsyncIteration
+        assert isinstance(item, Event)
+        return item

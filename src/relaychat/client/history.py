@@ -1,0 +1,171 @@
+"""Resume after a reconnect, pure: remember the last message seen per target, fetch what was
+missed with IRCv3 ``CHATHISTORY AFTER``, and let each message through exactly once.
+
+Spec: https://ircv3.net/specs/extensions/chathistory (capability ``draft/chathistory``; replies
+come in a ``chathistory`` batch whose messages carry ``msgid`` and ``time`` tags).
+
+Rules:
+- Every message id seen (live or fetched) is remembered, up to ``max_seen`` (oldest forgotten
+  first); a message whose id was seen is a duplicate and is not delivered again.
+- Resuming a target asks for the messages after the last id seen there, or after the last
+  server time seen on the connection when no id is known; with neither, nothing is asked.
+- A full page (``limit`` messages) asks for the next page, at most ``max_pages`` times.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from relaychat.protocol.message import Message
+
+__all__ = ["BATCH_TYPES", "History"]
+
+#: The batch types a CHATHISTORY reply may use (the draft name first appeared with the prefix).
+BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
+
+
+@dataclass(slots=True)
+class _Batch:
+    target: str
+    messages: list[Message] = field(default_factory=list)
+
+
+class History:
+    """What this client has seen, across every connection of one session.
+
+    Args:
+        fold: casefolding for target keys.
+        max_seen: how many message ids to remember for deduplication.
+        limit: messages per CHATHISTORY page.
+        max_pages: pages fetched per target per reconnect.
+    """
+
+    __slots__ = (
+        "_batches",
+        "_pages",
+        "fold",
+        "last",
+        "last_time",
+        "limit",
+        "max_pages",
+        "max_seen",
+        "seen",
+    )
+
+    def __init__(
+        self,
+        fold: Callable[[str], str] = str.lower,
+        *,
+        max_seen: int = 4096,
+        limit: int = 100,
+        max_pages: int = 10,
+    ) -> None:
+        self.fold = fold
+        self.max_seen = max_seen
+        self.limit = limit
+        self.max_pages = max_pages
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.last: dict[str, tuple[str, str]] = {}  # folded target -> (target, last msgid)
+        self.last_time: str | None = None
+        self._batches: dict[str, _Batch] = {}
+        self._pages: dict[str, int] = {}
+
+    # --- live traffic ------------------------------------------------------------------------
+
+    def first_sight(self, msgid: str | None) -> bool:
+        """Remember ``msgid``; returns ``False`` when it was seen before (a duplicate)."""
+        if not msgid:
+            return True
+        if msgid in self.seen:
+            self.seen.move_to_end(msgid)
+            return False
+        self.seen[msgid] = None
+        if len(self.seen) > self.max_seen:
+            self.seen.popitem(last=False)
+        return True
+
+    def note(self, target: str, msgid: str | None, time: str | None) -> None:
+        """Record the newest message of a conversation (``target``: channel or other nick)."""
+        if msgid:
+            self.last[self.fold(target)] = (target, msgid)
+        if time and (self.last_time is None or time > self.last_time):
+            self.last_time = time
+
+    # --- resuming ----------------------------------------------------------------------------
+
+    def resume(self, targets: Iterable[str], limit: int | None = None) -> list[Message]:
+        """The CHATHISTORY commands to send after a reconnect.
+
+        Args:
+            targets: the conversations to resume (channels rejoined, private partners).
+            limit: the server's page limit (ISUPPORT ``CHATHISTORY``), when it gave one.
+
+        Returns:
+            One ``CHATHISTORY AFTER`` per target that has an id or a time to start from.
+        """
+        if limit:
+            self.limit = min(self.limit, limit)
+        self._pages.clear()
+        out: list[Message] = []
+        for target in targets:
+            known = self.last.get(self.fold(target))
+            if known is not None:
+                anchor = f"msgid={known[1]}"
+            elif self.last_time is not None:
+                anchor = f"timestamp={self.last_time}"
+            else:
+                continue
+            out.append(Message("CHATHISTORY", ("AFTER", target, anchor, str(self.limit))))
+        return out
+
+    def open_batch(self, ref: str, target: str) -> None:
+        """A ``BATCH +ref chathistory <target>`` arrived."""
+        self._batches[ref] = _Batch(target)
+
+    def owns(self, ref: str | None) -> bool:
+        """Whether ``ref`` is an open chathistory batch."""
+        return ref is not None and ref in self._batches
+
+    def add(self, ref: str, msg: Message) -> None:
+        """A message of batch ``ref``."""
+        self._batches[ref].messages.append(msg)
+
+    def close_batch(self, ref: str) -> tuple[list[Message], Message | None]:
+        """``BATCH -ref`` arrived.
+
+        Returns:
+            The batch's PRIVMSG/NOTICE messages not seen before (now remembered), in order, and
+            the command for the next page when this one was full (else ``None``).
+        """
+        batch = self._batches.pop(ref, None)
+        if batch is None:
+            return [], None
+        fresh: list[Message] = []
+        last_id: str | None = None
+        for msg in batch.messages:
+            msgid = msg.tags.get("msgid")
+            if msgid:
+                last_id = msgid
+            if msg.command not in ("PRIVMSG", "NOTICE"):
+                continue
+            if self.first_sight(msgid):
+                fresh.append(msg)
+        key = self.fold(batch.target)
+        if last_id is not None:
+            self.last[key] = (batch.target, last_id)
+        for msg in batch.messages:
+            self.note(batch.target, None, msg.tags.get("time"))
+        nxt: Message | None = None
+        pages = self._pages.get(key, 0) + 1
+        self._pages[key] = pages
+        if len(batch.messages) >= self.limit and last_id is not None and pages < self.max_pages:
+            nxt = Message(
+                "CHATHISTORY", ("AFTER", batch.target, f"msgid={last_id}", str(self.limit))
+            )
+        return fresh, nxt
+
+    def abandon(self) -> None:
+        """The connection dropped: forget half-received batches."""
+        self._batches.clear()

@@ -1,0 +1,584 @@
+"""The IRC client as a state machine, sans I/O: bytes and time in; bytes, events, outcomes out.
+
+Rules:
+1. No sockets, no tasks, no clock: every method that depends on time takes ``now``. The asyncio
+   layer (:mod:`relaychat.client.connection`) only moves bytes and sleeps until
+   :meth:`ClientProtocol.next_deadline`.
+2. One object lives for a whole *session*: the wanted nick, the channels to rejoin, the outbox
+   and the history survive reconnects. Everything per connection is reset in
+   :meth:`ClientProtocol.connection_made`.
+3. The protocol decides when a link is dead (:attr:`dead`) and whether retrying is pointless
+   (:attr:`fatal`); the connection layer closes the socket and reconnects.
+4. Every line the user handed over ends in exactly one outcome: confirmed, rejected,
+   unconfirmed (the link dropped after writing it) or dropped (never written).
+
+Using it: call :meth:`connection_made`, then feed :meth:`receive_data` and :meth:`tick`; after
+each call write :meth:`data_to_send`, deliver :meth:`events_received`, settle
+:meth:`outcomes`, and close the link if :attr:`dead` is set; finally :meth:`connection_lost`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from collections.abc import Callable
+
+from relaychat.client.config import ClientConfig
+from relaychat.client.errors import ClientClosed
+from relaychat.client.events import (
+    Connected,
+    Disconnected,
+    ErrorReply,
+    Event,
+    GaveUp,
+    Outgoing,
+)
+from relaychat.client.history import History
+from relaychat.client.keepalive import Keepalive
+from relaychat.client.outbox import (
+    DEFAULT_HOST_LEN,
+    DEFAULT_USER_LEN,
+    Outbox,
+    TokenBucket,
+    split_text,
+    text_budget,
+)
+from relaychat.client.requests import (
+    Dropped,
+    Outcome,
+    RequestDone,
+    RequestLost,
+    Tracker,
+    Unconfirmed,
+    is_error,
+)
+from relaychat.errors import InputTooLong, ProtocolError
+from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.lines import LineBuffer, Overlong
+from relaychat.protocol.message import MAX_LINE_BYTES, decode_line, parse, parse_bytes
+from relaychat.protocol.message import Message as IrcMessage
+
+__all__ = ["WANTED_CAPS", "ClientProtocol", "fallback_nick"]
+
+log = logging.getLogger("relaychat.client")
+
+#: Capabilities the client asks for when offered (IRCv3). ``labeled-response`` needs ``batch``.
+WANTED_CAPS = (
+    "batch",
+    "message-tags",
+    "server-time",
+    "labeled-response",
+    "draft/chathistory",
+    "chathistory",
+)
+#: Numerics in the error range that are a normal part of registration (422: no MOTD).
+_NOT_ERRORS = frozenset({"422"})
+#: Seconds to wait after 001 for the end of the MOTD before starting anyway.
+BURST_WAIT = 2.0
+_COMMAND = re.compile(r"(?:[A-Za-z]+|[0-9]{3})\Z")
+
+
+def fallback_nick(base: str, attempt: int, nicklen: int = 30) -> str:
+    """The nick to try after ``attempt`` refusals: ``nick_``, ``nick__``, ``nick___``, ``nick1``...
+
+    Args:
+        base: the wanted nick.
+        attempt: how many nicks were refused so far (1 for the first fallback).
+        nicklen: the longest nick the server takes; the base is shortened to fit.
+
+    Returns:
+        The candidate nick.
+    """
+    suffix = "_" * attempt if attempt <= 3 else str(attempt - 3)
+    return base[: max(1, nicklen - len(suffix))] + suffix
+
+
+def error_reply(msg: IrcMessage) -> ErrorReply:
+    """The :class:`ErrorReply` event for an error numeric."""
+    return ErrorReply(msg.command, msg.params[1:-1], msg.param(len(msg.params) - 1))
+
+
+class ClientProtocol:
+    """One client session, sans I/O.
+
+    Args:
+        config: the settings (host, port and TLS are the connection layer's business).
+        now: the current time.
+    """
+
+    def __init__(self, config: ClientConfig, now: float) -> None:
+        self.config = config
+        self.debug = log.isEnabledFor(logging.DEBUG)
+        self._fold: Callable[[str], str] = irc_lower
+        # Session state: survives reconnects.
+        self.wanted_nick = config.nick
+        self.channels: dict[str, tuple[str, str]] = {}  # folded -> (name, key)
+        for name in config.channels:
+            self.channels[irc_lower(name)] = (name, "")
+        self.history = History(
+            lambda s: self._fold(s),
+            max_seen=config.seen_msgids,
+            limit=config.history_limit,
+            max_pages=config.history_pages,
+        )
+        self.outbox = Outbox(config.outbox_size)
+        self._own_nicks: set[str] = set()
+        self._next_id = 1
+        self._internal: dict[int, str] = {}  # request id -> channel, for rejoins
+        self._events: list[Event] = []
+        self._outcomes: list[Outcome] = []
+        self._out: list[bytes] = []
+        self.fatal = False
+        self.closed = False
+        # Connection state: reset by connection_made.
+        self.connected = False
+        self.registered = False
+        self.ready = False
+        self.dead: str | None = None
+        self.nick = config.nick
+        self.server = ""
+        self.caps: set[str] = set()
+        self.isupport: dict[str, str] = {}
+        self.joined: dict[str, str] = {}
+        self.keepalive = Keepalive(interval=config.ping_interval, timeout=config.ping_timeout)
+        self.bucket = TokenBucket(config.pace_rate, config.pace_burst, now)
+        self.tracker = Tracker(lambda s: self._fold(s))
+        self._control: deque[tuple[int, IrcMessage]] = deque()  # (request id or 0, line)
+        self._lines = LineBuffer(MAX_LINE_BYTES)
+        self._offered: dict[str, str] = {}
+        self._ls_more: list[str] = []
+        self._cap_pending = 0
+        self._sasl_started = False
+        self._nick_tries = 0
+        self._garbage = 0
+        self._connected_at = now
+        self._registered_at = now
+        self._user_len = DEFAULT_USER_LEN
+        self._host_len = DEFAULT_HOST_LEN
+
+    # --- what the caller takes after every call ---------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write now (empty when there are none); the caller must write them all."""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def events_received(self) -> list[Event]:
+        """The events produced since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def outcomes(self) -> list[Outcome]:
+        """What became of lines and requests since the last call (for the callers waiting)."""
+        out, self._outcomes = self._outcomes, []
+        return out
+
+    # --- the link ---------------------------------------------------------------------------
+
+    def connection_made(self, now: float) -> None:
+        """A new connection is open: start registration (CAP LS 302, PASS, NICK, USER).
+
+        Raises:
+            ClientClosed: the session was closed or gave up.
+        """
+        if self.closed:
+            raise ClientClosed()
+        cfg = self.config
+        self.connected = True
+        self.registered = self.ready = self._sasl_started = False
+        self.dead = None
+        self.nick = self.wanted_nick
+        self.server = ""
+        self.caps = set()
+        self.isupport = {}
+        self.joined = {}
+        self._fold = irc_lower
+        self._offered, self._ls_more, self._cap_pending = {}, [], 0
+        self._nick_tries = self._garbage = 0
+        self._connected_at = now
+        self._lines = LineBuffer(MAX_LINE_BYTES)
+        self.keepalive.start(now)
+        self.bucket.reset(now)
+        self.tracker = Tracker(lambda s: self._fold(s))
+        self._control.clear()
+        self._urgent(IrcMessage("CAP", ("LS", "302")), now)
+        if cfg.password:
+            self._urgent(IrcMessage("PASS", (cfg.password,)), now)
+        self._urgent(IrcMessage("NICK", (self.nick,)), now)
+        self._urgent(IrcMessage("USER", (cfg.username, "0", "*", cfg.realname)), now)
+
+    def connection_lost(self, reason: str, now: float) -> None:
+        """The connection ended (for any reason). Settles what was in flight.
+
+        Lines written and not confirmed are reported in :class:`Disconnected` (or queued again
+        with ``resend_unconfirmed``); pending requests fail.
+        """
+        if not self.connected:
+            return
+        self.connected = self.registered = self.ready = False
+        self.dead = self.dead or reason
+        items, lost = self.tracker.lost(reason)
+        self._settle(lost)
+        for rid, _ in self._control:
+            if rid:
+                self._settle([RequestLost(rid, reason)])
+        self._control.clear()
+        self.history.abandon()
+        self._out.clear()
+        unconfirmed: tuple[Outgoing, ...] = ()
+        if items and self.config.resend_unconfirmed:
+            self.outbox.push_front(items)
+        elif items:
+            unconfirmed = tuple(items)
+            self._outcomes.append(Unconfirmed(unconfirmed, reason))
+        self._events.append(Disconnected(reason, unconfirmed))
+
+    def give_up(self, reason: str, *, announce: bool = True) -> tuple[Outgoing, ...]:
+        """End the session: every line still queued is dropped (reported in :class:`GaveUp`).
+
+        Args:
+            reason: why, for the outcomes and the event.
+            announce: emit :class:`GaveUp` (not wanted for a plain close).
+
+        Returns:
+            The lines that were never sent.
+        """
+        self.closed = True
+        items = self.outbox.drain()
+        if items:
+            self._outcomes.append(Dropped(items, reason))
+        if announce:
+            self._events.append(GaveUp(reason, items))
+        return items
+
+    def mark_dead(self, reason: str, *, fatal: bool = False) -> None:
+        """Declare the link dead (the connection layer then closes it); the first reason wins."""
+        self._die(reason, fatal=fatal)
+
+    def _die(self, reason: str, *, fatal: bool = False) -> None:
+        if self.dead is None:
+            self.dead = reason
+            log.info("connection is dead: %s", reason)
+        self.fatal = self.fatal or fatal
+
+    # --- time -------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Run the timers: registration deadline, keepalive, dead-peer detection, pacing."""
+        if not self.connected or self.dead:
+            return
+        if not self.registered:
+            if now - self._connected_at >= self.config.registration_timeout:
+                self._die("registration timed out")
+                return
+        elif not self.ready and now - self._registered_at >= BURST_WAIT:
+            self._become_ready(now)
+        if self.keepalive.dead(now):
+            self._die("ping timeout: no PONG in %g s" % self.config.ping_timeout)
+            return
+        if self.registered and self.keepalive.ping_due(now):
+            self._ping(self.tracker.keepalive(), now)
+        self._pump(now)
+
+    def next_deadline(self, now: float) -> float | None:
+        """When :meth:`tick` must next run (``None`` when not connected)."""
+        if not self.connected or self.dead:
+            return None
+        times = [self.keepalive.deadline()]
+        if not self.registered:
+            times.append(self._connected_at + self.config.registration_timeout)
+        elif not self.ready:
+            times.append(self._registered_at + BURST_WAIT)
+        else:
+            writable = len(self.outbox) and self.tracker.inflight < self.config.max_inflight
+            if self._control or writable:  # (a full window waits for a PONG, not the clock)
+                times.append(now + self.bucket.wait(now))
+            if self.tracker.open_items:
+                times.append(self.tracker.opened_at + self.config.ack_delay)
+        return min(times)
+
+    # --- the user's requests ----------------------------------------------------------------
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def send_text(
+        self, target: str, text: str, now: float, *, notice: bool = False
+    ) -> tuple[Outgoing, ...]:
+        """Queue ``text`` for ``target``, split into lines that fit.
+
+        Returns:
+            The lines queued (each will end in exactly one outcome).
+
+        Raises:
+            ValueError: the target is malformed or the text is empty.
+            OutboxFull: the outbox has no room for all the lines; none were queued.
+            ClientClosed: the session is over.
+        """
+        if self.closed:
+            raise ClientClosed()
+        if not target or " " in target or target[0] == ":" or any(c in target for c in "\r\n\0,"):
+            raise ValueError(f"{target!r} is not a valid target")
+        command = "NOTICE" if notice else "PRIVMSG"
+        nick_len = max(len(self.nick), len(self.wanted_nick)) + 3  # room for nick_ fallbacks
+        budget = text_budget(
+            command, target, nick_len=nick_len, user_len=self._user_len, host_len=self._host_len
+        )
+        pieces = split_text(text, budget)
+        if not pieces:
+            raise ValueError("nothing to send")
+        first = self._next_id
+        items = tuple(Outgoing(first + i, command, target, piece) for i, piece in enumerate(pieces))
+        self.outbox.put(items)
+        self._next_id += len(items)
+        self._pump(now)
+        return items
+
+    def request(self, command: str, *params: str, now: float) -> int:
+        """Send a command and collect its reply (see :mod:`relaychat.client.requests`).
+
+        Returns:
+            The request id; its :class:`RequestDone` or :class:`RequestLost` comes in
+            :meth:`outcomes`.
+
+        Raises:
+            ClientClosed: not connected and registered (wait for readiness first).
+        """
+        if not self.ready or self.dead:
+            raise ClientClosed("not connected")
+        rid = self._new_id()
+        self._control.append((rid, IrcMessage(command.upper(), params)))
+        self._pump(now)
+        return rid
+
+    def join(self, channel: str, now: float, key: str = "") -> int | None:
+        """Join ``channel`` now and after every reconnect.
+
+        Returns:
+            The id of the JOIN request when connected, else ``None`` (joined once ready).
+        """
+        self.channels[self._fold(channel)] = (channel, key)
+        if not self.ready or self.dead:
+            return None
+        return self.request("JOIN", *((channel, key) if key else (channel,)), now=now)
+
+    def forget_channel(self, channel: str) -> None:
+        """Stop rejoining ``channel`` (after a refused JOIN, or a PART)."""
+        self.channels.pop(self._fold(channel), None)
+
+    def part(self, channel: str, now: float, reason: str = "") -> int | None:
+        """Leave ``channel`` and stop rejoining it; returns the PART request id when connected."""
+        self.forget_channel(channel)
+        if not self.ready or self.dead:
+            return None
+        return self.request("PART", *((channel, reason) if reason else (channel,)), now=now)
+
+    def quit(self, reason: str, now: float) -> None:
+        """Write QUIT now (the server then closes the connection)."""
+        if self.connected:
+            self._urgent(IrcMessage("QUIT", (reason,) if reason else ()), now)
+
+    def is_channel(self, name: str) -> bool:
+        """Whether ``name`` is a channel on this server (ISUPPORT CHANTYPES)."""
+        return name[:1] in self.isupport.get("CHANTYPES", "#&")
+
+    @property
+    def busy(self) -> bool:
+        """Whether lines are queued or unconfirmed."""
+        return bool(len(self.outbox) or self.tracker.inflight)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _emit(self, msg: IrcMessage) -> None:
+        if self.debug:
+            log.debug("> %s", msg.serialize())
+        self._out.append(msg.to_bytes())
+
+    def _urgent(self, msg: IrcMessage, now: float) -> None:
+        self.bucket.take(now)
+        self._emit(msg)
+
+    def _ping(self, token: str, now: float) -> None:
+        self._urgent(IrcMessage("PING", (token,)), now)
+        self.keepalive.sent(token, now)
+
+    def _pump(self, now: float) -> None:
+        """Write what pacing allows: control lines first, then the outbox; then ask to confirm."""
+        if not self.ready or self.dead:
+            return
+        cfg = self.config
+        tracker, bucket = self.tracker, self.bucket
+        while bucket.ready(now):
+            if self._control:
+                rid, msg = self._control.popleft()
+                if rid:
+                    self._write_request(rid, msg, now)
+                else:
+                    self._urgent(msg, now)
+            elif len(self.outbox) and tracker.inflight < cfg.max_inflight:
+                item = self.outbox.pop()
+                self._urgent(item.to_message(), now)
+                tracker.add_item(item, now)
+            else:
+                break
+        if tracker.open_items and (
+            not len(self.outbox)
+            or tracker.inflight >= cfg.max_inflight
+            or now - tracker.opened_at >= cfg.ack_delay
+        ):
+            token = tracker.close()
+            if token:
+                self._ping(token, now)
+
+    def _write_request(self, rid: int, msg: IrcMessage, now: float) -> None:
+        if "labeled-response" in self.caps:
+            label = self.tracker.labeled(rid, msg.command)
+            self._urgent(IrcMessage(msg.command, msg.params, tags={"label": label}), now)
+            return
+        token = self.tracker.close()
+        if token:
+            self._ping(token, now)
+        self._urgent(msg, now)
+        self._ping(self.tracker.request(rid, msg.command), now)
+
+    def _settle(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, RequestDone | RequestLost) and outcome.id in self._internal:
+                channel = self._internal.pop(outcome.id)
+                if isinstance(outcome, RequestDone) and (err := outcome.reply.error) is not None:
+                    log.warning("could not rejoin %s: %s", channel, err.serialize())
+                    self.forget_channel(channel)
+                    if err.command.isdigit():
+                        self._events.append(error_reply(err))
+                continue
+            self._outcomes.append(outcome)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes read from the connection; handles every complete line."""
+        if not self.connected or self.dead:
+            return
+        self.keepalive.received(now)
+        for item in self._lines.feed(data):
+            msg = self._parse(item)
+            if msg is None:
+                self._garbage += 1
+                if self._garbage >= self.config.max_garbage_lines:
+                    self._die("the server sent garbage (%d bad lines)" % self._garbage)
+                    return
+                continue
+            self._garbage = 0
+            self._handle(msg, now)
+            if self.dead:
+                return
+        self._pump(now)
+
+    def _parse(self, item: bytes | Overlong) -> IrcMessage | None:
+        if isinstance(item, Overlong) or b"\0" in item:
+            return None
+        try:
+            try:
+                msg = parse_bytes(item)
+            except InputTooLong:  # be lenient with a server's slightly long lines
+                msg = parse(decode_line(item))
+        except ProtocolError:
+            return None
+        return msg if _COMMAND.match(msg.command) else None
+
+    def _handle(self, msg: IrcMessage, now: float) -> None:
+        if self.debug:
+            log.debug("< %s", msg.serialize())
+        consumed = False
+        if self.registered:
+            label = self.tracker.label_of(msg) if "labeled-response" in self.caps else None
+            if label is not None:
+                self._settle(self.tracker.labeled_reply(label, msg))
+                consumed = True
+            elif self.history.owns(msg.tags.get("batch")):
+                self.history.add(msg.tags["batch"], msg)
+                return
+            elif self._reply_like(msg):
+                consumed = self.tracker.reply(msg)
+        handler = HANDLERS.get(msg.command)
+        if handler is not None:
+            handler(self, msg, now)
+        if (
+            self.registered
+            and not consumed
+            and is_error(msg)
+            and msg.command.isdigit()
+            and msg.command not in _NOT_ERRORS
+        ):
+            self._events.append(error_reply(msg))
+
+    def _reply_like(self, msg: IrcMessage) -> bool:
+        cmd = msg.command
+        if cmd.isdigit() or cmd in ("FAIL", "WARN", "NOTE"):
+            return True
+        if cmd in ("PING", "PONG", "BATCH", "PRIVMSG", "NOTICE"):
+            return False
+        return self._fold(nick_of(msg.source)) == self._fold(self.nick)
+
+    def _own(self, nick: str) -> bool:
+        return self._fold(nick) == self._fold(self.nick)
+
+    def _become_ready(self, now: float) -> None:
+        if self.ready:
+            return
+        self.ready = True
+        self._events.append(Connected(self.nick, self.server))
+        for name, key in list(self.channels.values()):
+            rid = self._new_id()
+            self._internal[rid] = name
+            self._control.append((rid, IrcMessage("JOIN", (name, key) if key else (name,))))
+        if self.caps & {"draft/chathistory", "chathistory"} and "batch" in self.caps:
+            targets = [name for name, _ in self.channels.values()]
+            targets += [t for t, _ in self.history.last.values() if not self.is_channel(t)]
+            limit = self.isupport.get("CHATHISTORY", "")
+            for line in self.history.resume(targets, int(limit) if limit.isdigit() else None):
+                self._control.append((0, line))
+        self._pump(now)
+
+    # --- registration and capabilities ------------------------------------------------------
+
+    def _negotiate(self, now: float) -> None:
+        offered = self._offered
+        wanted = [c for c in WANTED_CAPS if c in offered]
+        if "labeled-response" in wanted and "batch" not in offered:
+            wanted.remove("labeled-response")
+        if self.config.sasl is not None:
+            mechs = offered.get("sasl")
+            if mechs is None or (mechs and "PLAIN" not in mechs.split(",")):
+                self._die("the server does not offer SASL PLAIN", fatal=True)
+                return
+            wanted.append("sasl")
+        for cap in wanted:
+            self._urgent(IrcMessage("CAP", ("REQ", cap)), now)
+        self._cap_pending = len(wanted)
+        self._negotiated(now)
+
+    def _negotiated(self, now: float) -> None:
+        if self._cap_pending > 0 or self.registered:
+            return
+        if self.config.sasl is not None and "sasl" in self.caps and not self._sasl_started:
+            self._sasl_started = True
+            self._urgent(IrcMessage("AUTHENTICATE", ("PLAIN",)), now)
+            return
+        self._urgent(IrcMessage("CAP", ("END",)), now)
+
+    def _next_nick(self, now: float, refused: str) -> None:
+        self._nick_tries += 1
+        if self._nick_tries > self.config.nick_attempts:
+            self._die(f"no free nickname after {self._nick_tries} tries ({refused})", fatal=True)
+            return
+        nicklen = int(self.isupport.get("NICKLEN", "30") or 30)
+        self.nick = fallback_nick(self.wanted_nick, self._nick_tries, nicklen)
+        self._urgent(IrcMessage("NICK", (self.nick,)), now)
+
+
+# Register the command handlers (the import fills HANDLERS).
+from relaychat.client.handlers import HANDLERS, nick_of  # noqa: E402
