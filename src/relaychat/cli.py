@@ -15,38 +15,67 @@ from collections.abc import Sequence
 from typing import Any
 
 from relaychat import __version__
-from relaychat.config import Config, Limits, load_config, scalar_fields
+from relaychat.config import SECTIONS, Config, load_config, scalar_fields
 from relaychat.errors import ConfigError, RelaychatError
 
 __all__ = ["build_parser", "main"]
 
-_TYPES: dict[Any, Any] = {int: int, float: float, str: str}
+_TYPES: dict[Any, Any] = {int: int, float: float, str: str, bool: bool}
+
+
+def _flag(
+    group: argparse._ArgumentGroup,
+    name: str,
+    dest: str,
+    kind: Any,
+    default: Any,
+    help_text: str,
+    env: str,
+) -> None:
+    text = f"{help_text} (default: {default!r}; env {env})"
+    if kind is bool:
+        group.add_argument(
+            "--" + name, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text
+        )
+    else:
+        group.add_argument(
+            "--" + name,
+            dest=dest,
+            type=_TYPES[kind],
+            default=None,
+            metavar="TEXT" if kind is str else "N",
+            help=text,
+        )
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     general = parser.add_argument_group("server")
+    hints = typing.get_type_hints(Config)
     for f in scalar_fields(Config):
-        kind = typing.get_type_hints(Config)[f.name]
-        general.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            type=_TYPES[kind],
-            default=None,
-            metavar=f.name.upper(),
-            help=f"{f.metadata['help']} (default: {f.default!r}; env RELAYCHAT_{f.name.upper()})",
+        _flag(
+            general,
+            f.name.replace("_", "-"),
+            f.name,
+            hints[f.name],
+            f.default,
+            f.metadata["help"],
+            f"RELAYCHAT_{f.name.upper()}",
         )
-    limits = parser.add_argument_group("limits")
-    hints = typing.get_type_hints(Limits)
-    for f in dataclasses.fields(Limits):
-        limits.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest="limits." + f.name,
-            type=_TYPES[hints[f.name]],
-            default=None,
-            metavar="N",
-            help=f"{f.metadata['help']} (default: {f.default!r}; "
-            f"env RELAYCHAT_LIMITS__{f.name.upper()})",
-        )
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(section)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            # Limits keep their bare names (--sendq); other sections are prefixed (--history-...).
+            name = f.name if section == "limits" else f"{section}_{f.name}"
+            _flag(
+                group,
+                name.replace("_", "-"),
+                f"{section}.{f.name}",
+                hints[f.name],
+                f.default,
+                f.metadata["help"],
+                f"RELAYCHAT_{section.upper()}__{f.name.upper()}",
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from relaychat.errors import ConfigError
 
-__all__ = ["Config", "Limits", "Oper", "load_config"]
+__all__ = ["SECTIONS", "Accounts", "Config", "History", "Limits", "Oper", "load_config"]
 
 ENV_PREFIX = "RELAYCHAT_"
 
@@ -59,6 +61,25 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class History:
+    """Message history: on by default, kept in SQLite under ``data_dir``."""
+
+    enabled: bool = _opt(True, "keep channel and private messages for CHATHISTORY and replay")
+    max_age_days: float = _opt(30.0, "delete messages older than this many days (0 = keep)")
+    max_per_target: int = _opt(10_000, "messages kept per channel or conversation (0 = all)")
+    replay_lines: int = _opt(20, "lines replayed on JOIN to clients without chathistory (0 = off)")
+    query_limit: int = _opt(100, "most messages one CHATHISTORY request returns")
+
+
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """Built-in accounts: registration, SASL and nick protection."""
+
+    registration: bool = _opt(True, "let users create accounts with REGISTER")
+    nick_grace: float = _opt(30.0, "seconds a stranger may hold a registered nick before renaming")
+
+
+@dataclass(frozen=True, slots=True)
 class Oper:
     """An IRC operator account: ``OPER <name> <password>``; the password is stored hashed."""
 
@@ -82,8 +103,21 @@ class Config:
     registration_timeout: float = _opt(60.0, "seconds a connection may take to register")
     shutdown_timeout: float = _opt(5.0, "seconds to flush clients on shutdown before closing")
     log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
+    data_dir: str = _opt("", "where history and accounts are kept (default: the user data dir)")
+    tls_port: int = _opt(0, "TLS port on every host (0 = no TLS listener; 6697 is usual)")
+    tls_cert: str = _opt("", "TLS certificate chain file (PEM)")
+    tls_key: str = _opt("", "TLS private key file (PEM)")
+    tls_self_signed: bool = _opt(False, "make a development certificate under data_dir")
     limits: Limits = field(default_factory=Limits)
+    history: History = field(default_factory=History)
+    accounts: Accounts = field(default_factory=Accounts)
     opers: tuple[Oper, ...] = ()
+
+    def data_path(self) -> Path:
+        """The data directory: ``data_dir``, or the user's data directory for relaychat."""
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        return Path(platformdirs.user_data_dir("relaychat", appauthor=False))
 
     def hosts(self) -> list[str]:
         """The listen addresses, split and stripped."""
@@ -110,7 +144,6 @@ class Config:
 # --- loading ------------------------------------------------------------------------------------
 
 _HINTS = typing.get_type_hints(Config)
-_LIMIT_HINTS = typing.get_type_hints(Limits)
 
 
 def scalar_fields(cls: type[Any]) -> list[dataclasses.Field[Any]]:
@@ -188,6 +221,10 @@ def _parse_opers(raw: Any) -> tuple[Oper, ...]:
     return tuple(opers)
 
 
+#: The TOML tables of Config, each a frozen dataclass of scalars: name -> class.
+SECTIONS: dict[str, type[Any]] = {"limits": Limits, "history": History, "accounts": Accounts}
+
+
 def load_config(
     *,
     file: str | os.PathLike[str] | None = None,
@@ -199,7 +236,7 @@ def load_config(
     Args:
         file: a TOML file, or ``None``.
         environ: the environment to read ``RELAYCHAT_*`` from (``os.environ`` when ``None``).
-        overrides: values from command-line flags: top-level keys and ``limits.<key>`` keys;
+        overrides: values from command-line flags: top-level keys and ``<section>.<key>`` keys;
             ``None`` values are ignored.
 
     Returns:
@@ -209,10 +246,10 @@ def load_config(
         ConfigError: a value is wrong, a key unknown, or the file unreadable.
     """
     top: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    hints = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
     opers: tuple[Oper, ...] = ()
     top_names = {f.name for f in scalar_fields(Config)}
-    limit_names = {f.name for f in dataclasses.fields(Limits)}
 
     if file is not None:
         try:
@@ -223,10 +260,10 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{os.fspath(file)} is not valid TOML: {exc}") from None
         for key, value in data.items():
-            if key == "limits":
+            if key in SECTIONS:
                 if not isinstance(value, dict):
-                    raise ConfigError("limits", "expected a [limits] table")
-                _merge_section(Limits, _LIMIT_HINTS, "limits.", value, limits)
+                    raise ConfigError(key, f"expected a [{key}] table")
+                _merge_section(SECTIONS[key], hints[key], f"{key}.", value, sections[key])
             elif key == "opers":
                 opers = _parse_opers(value)
             elif key in top_names:
@@ -239,11 +276,11 @@ def load_config(
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX) :].lower()
-        if key.startswith("limits__"):
-            sub = key[len("limits__") :]
-            if sub not in limit_names:
+        section, sep, sub_key = key.partition("__")
+        if sep:
+            if section not in SECTIONS or sub_key not in hints[section]:
                 raise ConfigError(name, "unknown setting")
-            limits[sub] = _coerce(name, _LIMIT_HINTS[sub], value)
+            sections[section][sub_key] = _coerce(name, hints[section][sub_key], value)
         elif key in top_names:
             top[key] = _coerce(name, _HINTS[key], value)
         # Other RELAYCHAT_* variables belong to the client commands (nick, target, ...).
@@ -251,13 +288,17 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is None:
             continue
-        if key.startswith("limits."):
-            sub = key[len("limits.") :]
-            limits[sub] = _coerce(key, _LIMIT_HINTS[sub], value)
+        section, sep, sub_key = key.partition(".")
+        if sep:
+            sections[section][sub_key] = _coerce(key, hints[section][sub_key], value)
         else:
             top[key] = _coerce(key, _HINTS[key], value)
 
-    config = Config(**top, limits=Limits(**limits), opers=opers)
+    config = Config(
+        **top,
+        **{name: cls(**sections[name]) for name, cls in SECTIONS.items()},
+        opers=opers,
+    )
     validate(config)
     return config
 
@@ -306,4 +347,17 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.recvq", "must be at least 1024")
     if lim.sendq < 4096:
         raise ConfigError("limits.sendq", "must be at least 4096")
+    for section in ("history", "accounts"):
+        for f in dataclasses.fields(SECTIONS[section]):
+            value = getattr(getattr(config, section), f.name)
+            if not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"{section}.{f.name}", "must not be negative")
+    if not 0 <= config.tls_port <= 65535:
+        raise ConfigError("tls_port", f"{config.tls_port} is not a port number (0-65535)")
+    if config.tls_port and not config.tls_self_signed and not (config.tls_cert and config.tls_key):
+        raise ConfigError("tls_port", "needs tls_cert and tls_key, or tls_self_signed")
+    if (config.tls_cert or config.tls_key) and not (config.tls_cert and config.tls_key):
+        raise ConfigError(
+            "tls_cert" if not config.tls_cert else "tls_key", "tls_cert and tls_key go together"
+        )
     config.motd_lines()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from relaychat.config import Limits, scalar_fields
+from relaychat.config import SECTIONS, scalar_fields
 from tests.harness import TIMEOUT, LineClient, ServerProcess
 
 
@@ -28,9 +29,12 @@ def test_serve_help_documents_every_option() -> None:
 
     for f in scalar_fields(Config):
         assert "--" + f.name.replace("_", "-") in out, f.name
-    for f in scalar_fields(Limits):
-        assert "--" + f.name.replace("_", "-") in out, f.name
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            name = f.name if section == "limits" else f"{section}_{f.name}"
+            assert "--" + name.replace("_", "-") in out, name
     assert "RELAYCHAT_LIMITS__SENDQ" in out
+    assert "RELAYCHAT_HISTORY__REPLAY_LINES" in out
 
 
 def test_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:

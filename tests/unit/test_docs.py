@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from relaychat.config import Config, Limits, scalar_fields
+from relaychat.config import SECTIONS, Config, scalar_fields
 from relaychat.protocol import numerics
 from relaychat.server.registry import COMMANDS
 
@@ -15,8 +15,9 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 def test_readme_documents_every_setting() -> None:
     for f in scalar_fields(Config):
         assert f"`RELAYCHAT_{f.name.upper()}`" in README, f.name
-    for f in dataclasses.fields(Limits):
-        assert f"`RELAYCHAT_LIMITS__{f.name.upper()}`" in README, f.name
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            assert f"`RELAYCHAT_{section.upper()}__{f.name.upper()}`" in README, f.name
 
 
 def test_readme_lists_every_command() -> None:

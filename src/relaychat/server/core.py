@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from relaychat import __version__
 from relaychat.config import Config
@@ -135,6 +135,8 @@ class ServerCore:
         self._next_id = 1
         #: Where relayed messages are kept (store/base.py); ``None`` keeps no history.
         self.history: HistoryStore | None = None
+        #: Called by ``tick(now)`` after keepalive: optional parts' timers (nick protection...).
+        self.tick_hooks: list[Callable[[float], None]] = []
         #: Capabilities contributed by optional parts (sasl, chathistory), name -> 302 value.
         self.extra_caps: dict[str, str] = {}
         # msgids: a random prefix per process and a counter, unique across restarts.
@@ -340,6 +342,11 @@ class ServerCore:
                 user.peer.send(ping)
         for user, reason in expired:
             self.disconnect(user, reason)
+        for hook in self.tick_hooks:
+            try:
+                hook(now)
+            except Exception:  # pragma: no cover - a bug in a hook must not stop keepalive
+                log.exception("tick hook %r failed", hook)
 
     def shutdown(self) -> None:
         """Close every connection with ``ERROR :Server shutting down``."""
@@ -398,6 +405,21 @@ class ServerCore:
         channel.members.pop(user, None)
         if not channel.members:
             self.channels.pop(channel.key, None)
+
+    def set_account(self, user: User, account: str | None) -> None:
+        """Log ``user`` in to ``account`` (or out, with ``None``); tell who asked (account-notify).
+
+        The 900/901 numerics to the user themselves are the caller's (SASL, REGISTER, ...).
+        """
+        if user.account == account:
+            return
+        user.account = account
+        if not user.registered:
+            return
+        event = self.event(user, "ACCOUNT", account or "*")
+        for other in self.neighbours(user):
+            if "account-notify" in other.caps:
+                other.peer.send(event.data(other))
 
     def set_oper(self, user: User, on: bool) -> None:
         """Give or take user mode +o, keeping the count for LUSERS."""

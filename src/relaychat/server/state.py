@@ -23,6 +23,7 @@ class User:
         "cap_negotiating",
         "cap_version",
         "caps",
+        "certfp",
         "channels",
         "connected_at",
         "host",
@@ -64,6 +65,7 @@ class User:
         self.caps: set[str] = set()
         self.profile = 0  # tag profile derived from caps (server/caps.py)
         self.account: str | None = None  # the account logged in to, if any
+        self.certfp: str | None = None  # SHA-256 of the TLS client certificate, hex
         self.modes: set[str] = set()
         self.channels: dict[str, Channel] = {}
         # Folded names of channels this user was invited to; an invite counts only while both
