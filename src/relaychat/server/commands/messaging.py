@@ -136,10 +136,15 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
             if history is not None:
                 key = conversation_key(user.nick, dest.nick)
                 history.append(_stored(core, user, event, key, verb, dest.nick, text))
-            if not tagmsg or dest.profile & MSGTAGS:
-                dest.peer.send(event.data(dest))
-            if echo:
-                out.relay(event)
+            if dest is user:
+                # A message to oneself arrives once, as this command's (labeled) reply.
+                if not tagmsg or user.profile & MSGTAGS:
+                    out.relay(event)
+            else:
+                if not tagmsg or dest.profile & MSGTAGS:
+                    dest.peer.send(event.data(dest))
+                if echo:
+                    out.relay(event)
             if verb == "PRIVMSG" and dest.away is not None:
                 out.numeric(N.RPL_AWAY, dest.nick, text=dest.away)
 
