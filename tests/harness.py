@@ -27,7 +27,7 @@ TIMEOUT = 5.0 * float(os.environ.get("RELAYCHAT_TESTS_TIMEOUT_FACTOR", "1"))
 def free_config(**kwargs: Any) -> Config:
     """A config for tests: loopback, port 0, no flood throttle unless asked, extra limits."""
     limits = kwargs.pop("limits", {})
-    base = load_config(environ={}, overrides={"host": "127.0.0.1", "port": 0})
+    base = load_config(environ={}, overrides={"host": "127.0.0.1", "port": 0, "plain_port": 0})
     lim = replace(base.limits, **{"flood_rate": 0.0, **limits})
     return replace(base, limits=lim, **kwargs)
 
@@ -210,6 +210,7 @@ class ServerProcess:
             "127.0.0.1",
             "--port",
             "0",
+            *(() if "--plain-port" in args else ("--plain-port", "0")),
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

@@ -108,6 +108,11 @@ class Config:
     tls_cert: str = _opt("", "TLS certificate chain file (PEM)")
     tls_key: str = _opt("", "TLS private key file (PEM)")
     tls_self_signed: bool = _opt(False, "make a development certificate under data_dir")
+    plain_port: int = _opt(12345, "plain-text chat port for bare socket clients (0 = off)")
+    plain_channel: str = _opt("#lobby", "the channel plain-text clients chat in")
+    plain_pause: float = _opt(
+        0.5, "seconds of silence that end a plain-text line sent without a newline"
+    )
     limits: Limits = field(default_factory=Limits)
     history: History = field(default_factory=History)
     accounts: Accounts = field(default_factory=Accounts)
@@ -352,6 +357,18 @@ def validate(config: Config) -> None:
             value = getattr(getattr(config, section), f.name)
             if not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{section}.{f.name}", "must not be negative")
+    if not 0 <= config.plain_port <= 65535:
+        raise ConfigError("plain_port", f"{config.plain_port} is not a port number (0-65535)")
+    pc = config.plain_channel
+    if (
+        len(pc) < 2
+        or pc[0] != "#"
+        or any(ch in pc for ch in " ,:\x07\x00")
+        or len(pc) > lim.channellen
+    ):
+        raise ConfigError("plain_channel", f"{pc!r} is not a valid channel name")
+    if config.plain_pause <= 0:
+        raise ConfigError("plain_pause", "must be greater than 0")
     if not 0 <= config.tls_port <= 65535:
         raise ConfigError("tls_port", f"{config.tls_port} is not a port number (0-65535)")
     if config.tls_port and not config.tls_self_signed and not (config.tls_cert and config.tls_key):

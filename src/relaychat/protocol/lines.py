@@ -60,6 +60,19 @@ class LineBuffer:
         """Bytes held that do not yet form a complete line."""
         return len(self._buf)
 
+    def take_pending(self) -> bytes:
+        """Remove and return the incomplete line held so far (``b""`` when there is none).
+
+        For peers that send text without a line ending: the caller decides (after a pause, or
+        at end of stream) that what arrived is a whole line.
+        """
+        if self._discarding:
+            self._discarding = False
+            return b""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def feed(self, data: bytes) -> list[bytes | Overlong]:
         """Add ``data`` and return every line completed by it, in order.
 

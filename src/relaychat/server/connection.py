@@ -89,7 +89,10 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self.user is None:
             return
-        items = self.lines.feed(data)
+        self._lines_in(self.lines.feed(data))
+
+    def _lines_in(self, items: list[bytes | Overlong]) -> None:
+        """Process complete lines, through the flood bucket when one is configured."""
         if not items:
             return
         if self.rate <= 0:
@@ -224,6 +227,10 @@ class Connection(asyncio.Protocol):
             transport.write(data)
             self.tx_buffered = transport.get_write_buffer_size()
 
+    def farewell(self, error: str) -> bytes:
+        """The last bytes a closing client gets: ``ERROR :<error>``."""
+        return b"ERROR :" + error.encode("utf-8", "replace") + b"\r\n"
+
     def close(self, error: str) -> None:
         if self.closed and self.transport is not None and self.transport.is_closing():
             return
@@ -231,7 +238,9 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self.out.append(b"ERROR :" + error.encode("utf-8", "replace") + b"\r\n")
+        farewell = self.farewell(error)
+        if farewell:
+            self.out.append(farewell)
         self.flush()
         if self.resume_handle is not None:
             self.resume_handle.cancel()

@@ -10,14 +10,16 @@ import contextlib
 import errno
 import logging
 import signal
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from relaychat.config import Config
 from relaychat.errors import RelaychatError
 from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
+from relaychat.server.plain import PlainConnection
 
 __all__ = ["ListenError", "Server", "install_uvloop", "raise_fd_limit", "run"]
 
@@ -46,6 +48,7 @@ class Server:
         self.core = ServerCore(config, time.time())
         self.connections: set[Connection] = set()
         self._listeners: list[asyncio.Server] = []
+        self._servers: dict[str, list[asyncio.Server]] = {}  # by kind: irc, plain, tls
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._committing = False
@@ -57,13 +60,50 @@ class Server:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """The bound (host, port) of every listening socket (ports resolved when 0 was asked)."""
+        """The bound (host, port) of every IRC listening socket (ports resolved from 0)."""
+        return self.addresses_of("irc")
+
+    def addresses_of(self, kind: str) -> list[tuple[str, int]]:
+        """The bound (host, port) of every listening socket of ``kind`` (irc, plain, tls)."""
         out = []
-        for srv in self._listeners:
+        for srv in self._servers.get(kind, []):
             for sock in srv.sockets:
                 name = sock.getsockname()
                 out.append((str(name[0]), int(name[1])))
         return out
+
+    async def _listen(
+        self,
+        kind: str,
+        port: int,
+        factory: Callable[[], asyncio.Protocol],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Open a listener of ``kind`` on ``port`` for every configured host.
+
+        Raises:
+            ListenError: it could not be opened; every listener opened so far is closed.
+        """
+        assert self._loop is not None
+        for host in self.config.hosts():
+            bind: str | None = None if host in ("*", "") else host
+            try:
+                srv = await self._loop.create_server(
+                    factory, bind, port, reuse_address=True, backlog=4096, ssl=ssl_context
+                )
+            except OSError as exc:
+                for other in self._listeners:
+                    other.close()
+                self._listeners.clear()
+                self._servers.clear()
+                reason = {
+                    errno.EADDRINUSE: "address already in use",
+                    errno.EADDRNOTAVAIL: "address not available on this machine",
+                    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+                }.get(exc.errno or 0, exc.strerror or str(exc))
+                raise ListenError(host, port, reason) from None
+            self._listeners.append(srv)
+            self._servers.setdefault(kind, []).append(srv)
 
     async def start(self) -> None:
         """Open every listener and start the keepalive tick.
@@ -74,25 +114,12 @@ class Server:
         loop = asyncio.get_running_loop()
         self._loop = loop
         cfg = self.config
-        for host in cfg.hosts():
-            bind: str | None = None if host in ("*", "") else host
-            try:
-                srv = await loop.create_server(
-                    lambda: Connection(self), bind, cfg.port, reuse_address=True, backlog=4096
-                )
-            except OSError as exc:
-                for other in self._listeners:
-                    other.close()
-                self._listeners.clear()
-                reason = {
-                    errno.EADDRINUSE: "address already in use",
-                    errno.EADDRNOTAVAIL: "address not available on this machine",
-                    errno.EACCES: "permission denied (ports below 1024 need privileges)",
-                }.get(exc.errno or 0, exc.strerror or str(exc))
-                raise ListenError(host, cfg.port, reason) from None
-            self._listeners.append(srv)
-        for host, port in self.addresses:
-            log.info("listening on %s port %d", host, port)
+        await self._listen("irc", cfg.port, lambda: Connection(self))
+        if cfg.plain_port:
+            await self._listen("plain", cfg.plain_port, lambda: PlainConnection(self))
+        for kind in ("irc", "plain", "tls"):
+            for host, port in self.addresses_of(kind):
+                log.info("listening on %s port %d (%s)", host, port, kind)
         self._tick_task = loop.create_task(self._tick_loop())
 
     def mark_dirty(self, conn: Connection) -> None:
