@@ -48,6 +48,29 @@ def set_keepalive(sock: socket.socket, idle: int = 60, interval: int = 15, count
 class Connection(asyncio.Protocol):
     """One client socket; implements :class:`~relaychat.server.effects.Peer` for the core."""
 
+    __slots__ = (
+        "abort_handle",
+        "backlog",
+        "backlog_size",
+        "burst",
+        "closed",
+        "core",
+        "dirty",
+        "lines",
+        "out",
+        "out_size",
+        "rate",
+        "recvq",
+        "refilled",
+        "resume_handle",
+        "sendq",
+        "server",
+        "tokens",
+        "transport",
+        "tx_buffered",
+        "user",
+    )
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.core = server.core

@@ -88,7 +88,7 @@ class Replies:
             items = self._labeled(items, self.label)
             self.label = None
         if items and not self.user.quitting:
-            self.user.peer.send(b"".join(items) if len(items) > 1 else items[0])
+            self.user.send(b"".join(items) if len(items) > 1 else items[0])
 
     def _labeled(self, items: list[bytes], label: str) -> list[bytes]:
         tag = b"label=" + escape_value(label).encode("utf-8", "replace")
@@ -274,7 +274,7 @@ class ServerCore:
         user.ping_sent_at = None
         if exc.numeric is not None and not user.quitting:
             num = N.BY_CODE[exc.numeric]
-            user.peer.send(N.reply(self.name, user.nick, num).to_bytes())
+            user.send(N.reply(self.name, user.nick, num).to_bytes())
 
     def disconnect(
         self, user: User, reason: str, *, error: str | None = None, broadcast: bool = True
@@ -293,7 +293,7 @@ class ServerCore:
             if user.registered and broadcast:
                 event = self.event(user, "QUIT", reason)
                 for other in self.neighbours(user):
-                    other.peer.send(event.data(other))
+                    other.send(event.data(other))
         except Exception:  # a bug must not leave a ghost user behind: clean up regardless
             log.exception("QUIT broadcast failed for connection #%d", user.id)
         if user.registered:
@@ -339,7 +339,7 @@ class ServerCore:
                 if ping is None:
                     ping = Message("PING", (self.name,)).to_bytes()
                 user.ping_sent_at = now
-                user.peer.send(ping)
+                user.send(ping)
         for user, reason in expired:
             self.disconnect(user, reason)
         for hook in self.tick_hooks:
@@ -377,7 +377,7 @@ class ServerCore:
         line = event.line
         for member in channel.members:
             if member is not skip:
-                member.peer.send(line if not member.profile else event.data(member))
+                member.send(line if not member.profile else event.data(member))
 
     def find_user(self, nick: str) -> User | None:
         """The registered user holding ``nick``, any case."""
@@ -419,7 +419,7 @@ class ServerCore:
         event = self.event(user, "ACCOUNT", account or "*")
         for other in self.neighbours(user):
             if "account-notify" in other.caps:
-                other.peer.send(event.data(other))
+                other.send(event.data(other))
 
     def set_oper(self, user: User, on: bool) -> None:
         """Give or take user mode +o, keeping the count for LUSERS."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from relaychat.config import Config
+from relaychat.discovery import Announcer, start_announcing
 from relaychat.errors import RelaychatError
 from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
@@ -57,6 +58,7 @@ class Server:
         self._tick_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._announcer: Announcer | None = None  # mDNS announcement (relaychat.discovery)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -120,6 +122,7 @@ class Server:
         for kind in ("irc", "plain", "tls"):
             for host, port in self.addresses_of(kind):
                 log.info("listening on %s port %d (%s)", host, port, kind)
+        self._announcer = start_announcing(cfg, self.addresses)  # mDNS, per `announce`
         self._tick_task = loop.create_task(self._tick_loop())
 
     def mark_dirty(self, conn: Connection) -> None:
@@ -190,6 +193,8 @@ class Server:
             self._tick_task.cancel()
         self.core.shutdown()
         self._flush()
+        if self._announcer is not None:  # withdraw the mDNS announcement (goodbye packets)
+            await self._announcer.stop()
         deadline = time.monotonic() + self.config.shutdown_timeout
         while self._committing and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

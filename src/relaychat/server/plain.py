@@ -40,6 +40,8 @@ HELP = (
 class PlainConnection(Connection):
     """A :class:`Connection` that speaks plain text lines instead of IRC."""
 
+    __slots__ = ("channel", "max_text", "names", "nick", "nick_attempt", "pause", "pause_handle")
+
     def __init__(self, server: Server) -> None:
         super().__init__(server)
         cfg = self.server.config

@@ -44,12 +44,15 @@ class User:
         "quitting",
         "realname",
         "registered",
+        "send",
         "username",
     )
 
     def __init__(self, uid: int, peer: Peer, ip: str, now: float) -> None:
         self.id = uid
         self.peer = peer
+        #: ``peer.send``, bound once: it is called for every recipient of every message.
+        self.send = peer.send
         self.ip = ip
         # A host starting with ':' would break the message grammar (IPv6 "::1").
         self.host = "0" + ip if ip.startswith(":") else ip

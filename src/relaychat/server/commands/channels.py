@@ -139,7 +139,7 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             away = core.event(user, "AWAY", user.away)
             for member in channel.members:
                 if member is not user and "away-notify" in member.caps:
-                    member.peer.send(away.data(member))
+                    member.send(away.data(member))
         if channel.topic:
             send_topic(core, channel, out)
         send_names(core, user, channel, out)
@@ -293,9 +293,9 @@ def invite(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     if target.away is not None:
         out.numeric(N.RPL_AWAY, target.nick, text=target.away)
     event = core.event(user, "INVITE", target.nick, name)
-    target.peer.send(event.data(target))
+    target.send(event.data(target))
     if channel is not None:
         # invite-notify: the channel's operators who asked for it see the invite too.
         for other, ms in channel.members.items():
             if ms.op and other is not user and "invite-notify" in other.caps:
-                other.peer.send(event.data(other))
+                other.send(event.data(other))

@@ -112,7 +112,7 @@ def setname(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.relay(event)
     for other in core.neighbours(user):
         if "setname" in other.caps:
-            other.peer.send(event.data(other))
+            other.send(event.data(other))
 
 
 @command("CHGHOST", min_params=3, oper=True)
@@ -132,8 +132,8 @@ def chghost(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     target.username, target.host = username, host
     target.update_prefix()
     if "chghost" in target.caps:
-        target.peer.send(event.data(target))
+        target.send(event.data(target))
     for other in core.neighbours(target):
         if "chghost" in other.caps:
-            other.peer.send(event.data(other))
+            other.send(event.data(other))
     out.add(Message("NOTICE", (user.nick, f"{target.nick} is now {target.prefix}"), core.name))

@@ -121,9 +121,9 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                     continue
                 if not other.profile:
                     if not tagmsg:
-                        other.peer.send(line)
+                        other.send(line)
                 elif not tagmsg or other.profile & MSGTAGS:
-                    other.peer.send(event.data(other))
+                    other.send(event.data(other))
             if echo:
                 out.relay(event)
         else:
@@ -142,7 +142,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                     out.relay(event)
             else:
                 if not tagmsg or dest.profile & MSGTAGS:
-                    dest.peer.send(event.data(dest))
+                    dest.send(event.data(dest))
                 if echo:
                     out.relay(event)
             if verb == "PRIVMSG" and dest.away is not None:
@@ -228,4 +228,4 @@ def away(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         event = core.event(user, "AWAY")
     for other in core.neighbours(user):
         if "away-notify" in other.caps:
-            other.peer.send(event.data(other))
+            other.send(event.data(other))

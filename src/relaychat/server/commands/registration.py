@@ -72,7 +72,7 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     user.set_nick(new)
     out.relay(event)
     for other in core.neighbours(user):
-        other.peer.send(event.data(other))
+        other.send(event.data(other))
 
 
 def _move_invites(core: ServerCore, user: User, new_key: str) -> None:
