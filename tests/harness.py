@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import tempfile
 from dataclasses import replace
 from typing import Any
 
@@ -24,10 +25,18 @@ from relaychat.server.state import User
 TIMEOUT = 5.0 * float(os.environ.get("RELAYCHAT_TESTS_TIMEOUT_FACTOR", "1"))
 
 
+def scratch_dir() -> str:
+    """A new empty directory for a server's data (history, accounts), never the user's own."""
+    return tempfile.mkdtemp(prefix="relaychat-test-")
+
+
 def free_config(**kwargs: Any) -> Config:
-    """A config for tests: loopback, port 0, no flood throttle unless asked, extra limits."""
+    """A config for tests: loopback, port 0, a scratch data dir, no flood throttle unless asked."""
     limits = kwargs.pop("limits", {})
-    base = load_config(environ={}, overrides={"host": "127.0.0.1", "port": 0, "plain_port": 0})
+    base = load_config(
+        environ={},
+        overrides={"host": "127.0.0.1", "port": 0, "plain_port": 0, "data_dir": scratch_dir()},
+    )
     lim = replace(base.limits, **{"flood_rate": 0.0, **limits})
     return replace(base, limits=lim, **kwargs)
 
@@ -211,6 +220,7 @@ class ServerProcess:
             "--port",
             "0",
             *(() if "--plain-port" in args else ("--plain-port", "0")),
+            *(() if "--data-dir" in args else ("--data-dir", scratch_dir())),
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from relaychat import __version__
+from relaychat import __version__, cli_client, discovery, doctor
 from relaychat.config import SECTIONS, Config, load_config, scalar_fields
 from relaychat.errors import ConfigError, RelaychatError
 
@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         "its argon2 hash for the config file.",
     )
     mk.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    # Network tools: each module adds its subcommand and sets `handler` (dispatched in main).
+    discovery.add_parser(sub)
+    doctor.add_parser(sub)
+    cli_client.add_client_commands(sub)  # chat, send, tail
     return parser
 
 
@@ -147,5 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "mkpasswd":
         return _mkpasswd(args)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args))
     parser.print_help()
     return 2

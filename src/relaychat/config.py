@@ -108,6 +108,11 @@ class Config:
     tls_cert: str = _opt("", "TLS certificate chain file (PEM)")
     tls_key: str = _opt("", "TLS private key file (PEM)")
     tls_self_signed: bool = _opt(False, "make a development certificate under data_dir")
+    announce: str = _opt(
+        "auto",
+        "announce on the local network (DNS-SD/mDNS _irc._tcp): auto (only when listening "
+        "beyond loopback), on or off",
+    )
     plain_port: int = _opt(12345, "plain-text chat port for bare socket clients (0 = off)")
     plain_channel: str = _opt("#lobby", "the channel plain-text clients chat in")
     plain_pause: float = _opt(
@@ -357,6 +362,8 @@ def validate(config: Config) -> None:
             value = getattr(getattr(config, section), f.name)
             if not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{section}.{f.name}", "must not be negative")
+    if config.announce not in ("auto", "on", "off"):
+        raise ConfigError("announce", f"{config.announce!r} is not auto, on or off")
     if not 0 <= config.plain_port <= 65535:
         raise ConfigError("plain_port", f"{config.plain_port} is not a port number (0-65535)")
     pc = config.plain_channel

@@ -6,10 +6,18 @@ The tree::
     ├── ProtocolError          a peer sent something that is not valid IRC (carries a numeric hint)
     │   ├── InputTooLong       a line over 512 bytes (or tags over 8191)  -> 417 ERR_INPUTTOOLONG
     │   └── EmptyMessage       a line with no command                    -> ignored
-    └── ConfigError            the operator's configuration is wrong (carries the key path)
+    ├── ConfigError            the operator's configuration is wrong (carries the key path)
+    ├── ListenError            a listener could not be opened          (server/listeners.py)
+    ├── TLSSetupError          certificate or key unusable             (server/tls.py)
+    ├── StoreError             the history store cannot be used        (store/base.py)
+    ├── AccountStoreError      the account store cannot be used        (accounts/store.py)
+    ├── DiscoveryError         multicast discovery unavailable         (discovery.py)
+    ├── NoServersFound         discovery found nothing                 (discovery.py)
+    └── ClientError            the client library's errors; its own tree in client/errors.py
 
-Errors are values at the edges: the server turns a ``ProtocolError`` into its numeric reply and the
-CLI turns a ``ConfigError`` into one line on stderr and exit code 2.
+Errors are values at the edges: the server turns a ``ProtocolError`` into its numeric reply, and
+the CLI turns any other ``RelaychatError`` into one line on stderr and a non-zero exit code (2 for
+an operator's mistake).
 """
 
 from __future__ import annotations

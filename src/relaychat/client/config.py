@@ -8,15 +8,29 @@ client that reads them. Arguments win over the environment, the environment over
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import os
+import re
 import ssl
+import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import platformdirs
 
 from relaychat.errors import ConfigError
 
-__all__ = ["ClientConfig"]
+__all__ = [
+    "ENV_CLIENT_CONFIG",
+    "ClientConfig",
+    "client_config_path",
+    "login_nick",
+    "read_client_file",
+]
 
 ENV_HOST = "RELAYCHAT_HOST"
 ENV_PORT = "RELAYCHAT_PORT"
@@ -115,11 +129,19 @@ class ClientConfig:
             object.__setattr__(self, "username", name)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **settings: Any) -> ClientConfig:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        file_settings: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ) -> ClientConfig:
         """Build a config from ``settings``, filling host, port and nick from the environment.
 
         Args:
             environ: where to read ``RELAYCHAT_HOST/PORT/NICK`` (``os.environ`` when ``None``).
+            file_settings: settings from a config file (:func:`read_client_file`); they rank
+                below the environment and ``settings``.
             settings: any field; ``None`` values count as not given.
 
         Returns:
@@ -143,6 +165,95 @@ class ClientConfig:
                 raise ConfigError(ENV_PORT, f"{env[ENV_PORT]!r} is not a port number") from None
         if "nick" not in given and env.get(ENV_NICK):
             given["nick"] = env[ENV_NICK]
+        for key, value in (file_settings or {}).items():
+            given.setdefault(key, value)
         if "channels" in given:
             given["channels"] = tuple(given["channels"])
         return cls(**given)
+
+
+# === The client config file (``relaychat chat``, ``send``, ``tail``) ===========================
+# Precedence, lowest first: defaults < the file < RELAYCHAT_* environment < arguments. The file
+# holds ClientConfig fields at its top level (``nick = "alice"``, ``channels = ["#lobby"]``).
+
+ENV_CLIENT_CONFIG = "RELAYCHAT_CLIENT_CONFIG"
+_NICK_CHARS = re.compile(r"[^A-Za-z0-9\[\]\\`_^{|}-]")
+
+
+def client_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the client config file is looked for.
+
+    Returns:
+        ``$RELAYCHAT_CLIENT_CONFIG`` when set, else ``client.toml`` in the user's config
+        directory (``~/.config/relaychat/client.toml`` on Linux). It may not exist.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ENV_CLIENT_CONFIG):
+        return Path(env[ENV_CLIENT_CONFIG]).expanduser()
+    return Path(platformdirs.user_config_dir("relaychat", appauthor=False)) / "client.toml"
+
+
+def login_nick() -> str:
+    """A nick made from the login name (the default of ``relaychat chat``), or ``guest``."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        name = ""
+    name = _NICK_CHARS.sub("", name)[:30].lstrip("-0123456789")
+    return name or "guest"
+
+
+def read_client_file(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    """Read :class:`ClientConfig` settings from a TOML file.
+
+    Args:
+        path: the file.
+        missing_ok: return ``{}`` when the file does not exist (the default location).
+
+    Returns:
+        The settings, checked for names and types (``channels`` and ``sasl`` become tuples).
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or holds an unknown key or a wrong type.
+    """
+    file = Path(path)
+    try:
+        with file.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        if missing_ok:
+            return {}
+        raise ConfigError(str(file), "no such file") from None
+    except OSError as exc:
+        raise ConfigError(str(file), exc.strerror or str(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), f"not valid TOML: {exc}") from None
+    hints = typing.get_type_hints(ClientConfig)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in hints:
+            raise ConfigError(f"{file}: {key}", "unknown setting")
+        out[key] = _file_value(f"{file}: {key}", value, hints[key])
+    return out
+
+
+def _file_value(where: str, value: Any, hint: Any) -> Any:
+    """Check one value of the file against the field's type hint."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = set(typing.get_args(hint)) if union else {hint}
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(where, "must be a list of strings")
+        if tuple[str, ...] in kinds:
+            return tuple(value)
+        if tuple[str, str] in kinds and len(value) == 2:
+            return tuple(value)
+        raise ConfigError(where, "a list is not allowed here")
+    # TOML types each field kind accepts (a bool is never taken for a number).
+    accepted = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    for kind in kinds:
+        ok = accepted.get(kind, ())
+        if isinstance(value, ok) and not (isinstance(value, bool) and kind is not bool):
+            return value
+    names = sorted(getattr(k, "__name__", str(k)) for k in kinds if k is not type(None))
+    raise ConfigError(where, f"must be {' or '.join(names)}, not {value!r}")

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import random
+import re
 import socket
 import ssl
 import time
@@ -68,6 +70,14 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, ConnectionResetError):
         return "connection reset by peer"
+    # asyncio words a refusal "Connect call failed (addr)", and folds one per address into
+    # "Multiple exceptions: [Errno 111] ..." (Python 3.11): say what happened instead.
+    if isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, OSError)
+        and str(exc).startswith("Multiple exceptions:")
+        and set(re.findall(r"\[Errno (\d+)\]", str(exc))) == {str(errno.ECONNREFUSED)}
+    ):
+        return "connection refused"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     return str(exc) or type(exc).__name__

@@ -171,3 +171,17 @@ RPL_HELPSTART = _n("704", "RPL_HELPSTART")
 RPL_HELPTXT = _n("705", "RPL_HELPTXT")
 RPL_ENDOFHELP = _n("706", "RPL_ENDOFHELP")
 ERR_HELPNOTFOUND = _n("524", "ERR_HELPNOTFOUND", "No help available on this topic")
+
+# Accounts, SASL and client certificates (IRCv3 sasl-3.1: https://ircv3.net/specs/extensions/sasl-3.1;
+# 276 and 330 as in the Modern IRC documentation).
+RPL_WHOISCERTFP = _n("276", "RPL_WHOISCERTFP")
+RPL_WHOISACCOUNT = _n("330", "RPL_WHOISACCOUNT", "is logged in as")
+RPL_LOGGEDIN = _n("900", "RPL_LOGGEDIN")
+RPL_LOGGEDOUT = _n("901", "RPL_LOGGEDOUT", "You are now logged out")
+ERR_NICKLOCKED = _n("902", "ERR_NICKLOCKED", "You must use a nick assigned to you")
+RPL_SASLSUCCESS = _n("903", "RPL_SASLSUCCESS", "SASL authentication successful")
+ERR_SASLFAIL = _n("904", "ERR_SASLFAIL", "SASL authentication failed")
+ERR_SASLTOOLONG = _n("905", "ERR_SASLTOOLONG", "SASL message too long")
+ERR_SASLABORTED = _n("906", "ERR_SASLABORTED", "SASL authentication aborted")
+ERR_SASLALREADY = _n("907", "ERR_SASLALREADY", "You have already authenticated using SASL")
+RPL_SASLMECHS = _n("908", "RPL_SASLMECHS", "are available SASL mechanisms")

@@ -23,6 +23,7 @@ from relaychat.errors import InputTooLong, ProtocolError
 from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import MAX_LINE_BYTES, parse_bytes
 from relaychat.server.state import User
+from relaychat.server.tls import peer_certfp
 
 if TYPE_CHECKING:
     from relaychat.server.listeners import Server
@@ -108,6 +109,8 @@ class Connection(asyncio.Protocol):
             ip = ip[7:]
         self.server.connections.add(self)
         self.user = self.core.accept(self, ip, time.time())
+        if self.user is not None:  # a TLS client certificate, for WHOIS and SASL EXTERNAL
+            self.user.certfp = peer_certfp(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.user is None:

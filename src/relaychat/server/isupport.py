@@ -19,7 +19,7 @@ USER_MODES = "io"
 def isupport_tokens(config: Config) -> list[str]:
     """Every 005 token for ``config``, in a stable order."""
     lim = config.limits
-    return [
+    tokens = [
         "AWAYLEN=%d" % lim.awaylen,
         "CASEMAPPING=rfc1459",
         "CHANLIMIT=#:%d" % lim.chanlimit,
@@ -39,3 +39,7 @@ def isupport_tokens(config: Config) -> list[str]:
         % ((lim.maxtargets,) * 4),
         "TOPICLEN=%d" % lim.topiclen,
     ]
+    if config.history.enabled:
+        # IRCv3 chathistory: the most messages one request returns, and the references known.
+        tokens += ["CHATHISTORY=%d" % config.history.query_limit, "MSGREFTYPES=msgid,timestamp"]
+    return sorted(tokens)

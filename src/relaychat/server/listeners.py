@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from relaychat.accounts.service import AccountService, service_of
+from relaychat.accounts.worker import ThreadWorker
 from relaychat.config import Config
 from relaychat.discovery import Announcer, start_announcing
 from relaychat.errors import RelaychatError
 from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
 from relaychat.server.plain import PlainConnection
+from relaychat.server.tls import server_context
 
 __all__ = ["ListenError", "Server", "install_uvloop", "raise_fd_limit", "run"]
 
@@ -59,6 +62,12 @@ class Server:
         self._stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._announcer: Announcer | None = None  # mDNS announcement (relaychat.discovery)
+        if config.history.enabled:
+            from relaychat.store.sqlite import open_history
+
+            # history.db under the data directory; StoreError (one line, exit 2) if unusable.
+            self.core.history = open_history(config)
+            self.core.extra_caps["draft/chathistory"] = ""
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -112,13 +121,25 @@ class Server:
 
         Raises:
             ListenError: a listener could not be opened (nothing is left open then).
+            TLSSetupError: the TLS certificate or key cannot be loaded (or made).
+            AccountStoreError: the account database exists but cannot be opened.
         """
         loop = asyncio.get_running_loop()
         self._loop = loop
         cfg = self.config
+        # TLS (server/tls.py) and accounts (relaychat/accounts) are set up before any listener
+        # opens, so a bad certificate or account store stops the start with nothing open.
+        tls: ssl.SSLContext | None = None
+        client_certs = False
+        if cfg.tls_port:
+            tls, client_certs = server_context(cfg)
+        if service_of(self.core) is None:
+            AccountService.open(self.core, ThreadWorker(loop), external=client_certs)
         await self._listen("irc", cfg.port, lambda: Connection(self))
         if cfg.plain_port:
             await self._listen("plain", cfg.plain_port, lambda: PlainConnection(self))
+        if tls is not None:
+            await self._listen("tls", cfg.tls_port, lambda: Connection(self), ssl_context=tls)
         for kind in ("irc", "plain", "tls"):
             for host, port in self.addresses_of(kind):
                 log.info("listening on %s port %d (%s)", host, port, kind)
@@ -209,6 +230,11 @@ class Server:
         history = self.core.history
         if history is not None and history.has_pending():
             await asyncio.get_running_loop().run_in_executor(self._executor, history.commit_pending)
+        if history is not None:  # stops its retention thread and closes the file
+            await asyncio.get_running_loop().run_in_executor(self._executor, history.close)
+        accounts = service_of(self.core)
+        if accounts is not None:
+            accounts.store.close()
         self._executor.shutdown(wait=True)
         self._stopped.set()
         log.info("stopped")

@@ -1,5 +1,29 @@
-"""Durable state: message history (and, later, accounts) behind small interfaces."""
+"""Durable state: message history (and, later, accounts) behind small interfaces.
 
-from relaychat.store.base import HistoryStore, StoredMessage, conversation_key
+``base.py`` is the interface and its meaning; ``sqlite.py`` the server's store (imported on
+demand: ``relaychat.store.sqlite``); ``memory.py`` a store for tests.
+"""
 
-__all__ = ["HistoryStore", "StoredMessage", "conversation_key"]
+from relaychat.store.base import (
+    Conversation,
+    Entry,
+    HistoryStore,
+    Position,
+    Reader,
+    StoredMessage,
+    StoreError,
+    conversation_key,
+)
+from relaychat.store.memory import MemoryHistory
+
+__all__ = [
+    "Conversation",
+    "Entry",
+    "HistoryStore",
+    "MemoryHistory",
+    "Position",
+    "Reader",
+    "StoreError",
+    "StoredMessage",
+    "conversation_key",
+]

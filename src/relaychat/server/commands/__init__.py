@@ -1,5 +1,25 @@
 """Command handlers, one module per family; importing this package fills the command table."""
 
-from relaychat.server.commands import channels, info, ircv3, messaging, modes, oper, registration
+from relaychat.server.commands import (
+    accounts,
+    channels,
+    history,
+    info,
+    ircv3,
+    messaging,
+    modes,
+    oper,
+    registration,
+)
 
-__all__ = ["channels", "info", "ircv3", "messaging", "modes", "oper", "registration"]
+__all__ = [
+    "accounts",
+    "channels",
+    "history",
+    "info",
+    "ircv3",
+    "messaging",
+    "modes",
+    "oper",
+    "registration",
+]

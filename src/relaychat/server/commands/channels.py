@@ -6,6 +6,7 @@ import re
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
+from relaychat.server.commands.history import replay_on_join
 from relaychat.server.commands.params import fit, safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.masks import match_mask
@@ -143,6 +144,7 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         if channel.topic:
             send_topic(core, channel, out)
         send_names(core, user, channel, out)
+        replay_on_join(core, user, channel, out)
 
 
 def _part(core: ServerCore, user: User, channel: Channel, reason: str, out: Replies) -> None:

@@ -212,6 +212,15 @@ def whois(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.numeric(N.RPL_AWAY, target.nick, text=target.away)
     if target.is_oper:
         out.numeric(N.RPL_WHOISOPERATOR, target.nick)
+    # Accounts and TLS client certificates (the fingerprint only to the user and opers).
+    if target.account is not None:
+        out.numeric(N.RPL_WHOISACCOUNT, target.nick, target.account)
+    if target.certfp is not None and (user is target or user.is_oper):
+        out.numeric(
+            N.RPL_WHOISCERTFP,
+            target.nick,
+            text=f"has client certificate fingerprint {target.certfp}",
+        )
     out.numeric(
         N.RPL_WHOISIDLE,
         target.nick,

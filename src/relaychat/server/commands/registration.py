@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 
+from relaychat.accounts.service import protect_nick, service_of
 from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
@@ -73,6 +74,8 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     out.relay(event)
     for other in core.neighbours(user):
         other.send(event.data(other))
+    # Accounts: a registered nick taken by someone else is protected (accounts/service.py).
+    protect_nick(core, user, out)
 
 
 def _move_invites(core: ServerCore, user: User, new_key: str) -> None:
@@ -109,6 +112,11 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
         out.flush()
         core.disconnect(user, "Bad password")
         return
+    # Accounts: a SASL login being checked, or PASS <account>:<password>, holds registration;
+    # the accounts call try_register again when the check completes (accounts/service.py).
+    accounts = service_of(core)
+    if accounts is not None and accounts.hold_registration(user, out, try_register):
+        return
     user.registered = True
     core.registered_count += 1
     core.max_users = max(core.max_users, core.registered_count)
@@ -134,6 +142,7 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
     send_motd(core, out)
     if user.modes:
         out.add(Message("MODE", (nick, "+" + "".join(sorted(user.modes))), user.prefix))
+    protect_nick(core, user, out)  # accounts: warn a stranger registering with a protected nick
 
 
 @command("PING", pre_registration=True)

@@ -1,0 +1,295 @@
+"""The account store: SQLite, in ``accounts.db`` under the data directory.
+
+Rules:
+1. Each account keeps its name, an argon2 hash of its password, its SCRAM-SHA-256 keys
+   (``StoredKey``, ``ServerKey``, salt, iterations: never the password), the nick it protects,
+   an optional email, its TLS client certificate fingerprints and when it was created.
+2. The store is read and written on registration and login only, rare events; each call is a
+   short synchronous SQLite statement on the event loop thread. Password hashing (slow) never
+   happens here: the caller hashes in a worker thread first (see ``accounts/service.py``).
+3. Who owns which nick is asked on every NICK, so that index is kept in memory.
+4. The file is created on the first registration: a server whose users never register leaves
+   no file behind. An existing file that cannot be opened is an error at start.
+5. Names and nicks are keyed by their rfc1459 casefold, as the server's nicks are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relaychat.accounts.scram import ScramCredentials
+from relaychat.errors import RelaychatError
+from relaychat.protocol.casemap import irc_lower
+
+__all__ = ["Account", "AccountStore", "AccountStoreError", "normalize_certfp"]
+
+log = logging.getLogger("relaychat.accounts")
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    key TEXT PRIMARY KEY,            -- casefolded name
+    name TEXT NOT NULL,              -- as registered
+    nick TEXT NOT NULL,              -- the nick this account protects
+    nick_key TEXT NOT NULL UNIQUE,
+    email TEXT,
+    password_hash TEXT NOT NULL,     -- argon2id
+    scram_salt BLOB NOT NULL,
+    scram_iterations INTEGER NOT NULL,
+    scram_stored_key BLOB NOT NULL,
+    scram_server_key BLOB NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS certfps (
+    fp TEXT PRIMARY KEY,             -- SHA-256 of the DER certificate, lower-case hex
+    account_key TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    added REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certfps_by_account ON certfps(account_key);
+"""
+_FP_RE = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def normalize_certfp(text: str) -> str | None:
+    """A SHA-256 fingerprint as stored (64 lower-case hex digits), or ``None`` if malformed.
+
+    Colons and case are accepted (``AB:CD:...``), as tools print them either way.
+    """
+    fp = text.replace(":", "").strip().lower()
+    return fp if _FP_RE.match(fp) else None
+
+
+class AccountStoreError(RelaychatError):
+    """The account database cannot be opened or written.
+
+    Attributes:
+        path: the database file.
+        reason: what went wrong.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"account store {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One registered account.
+
+    Attributes:
+        name: the account name, as registered.
+        nick: the nick it protects (its name, by default).
+        password_hash: argon2id hash of the password.
+        scram: the SCRAM-SHA-256 keys.
+        email: the address given at registration, if any (never verified: no mail server).
+        created: when it was registered (epoch seconds).
+        certfps: the TLS client certificate fingerprints that log in to it with SASL EXTERNAL.
+    """
+
+    name: str
+    nick: str
+    password_hash: str
+    scram: ScramCredentials
+    email: str | None = None
+    created: float = 0.0
+    certfps: tuple[str, ...] = field(default=())
+
+
+class AccountStore:
+    """Accounts in a SQLite file (``":memory:"`` for tests).
+
+    Use :meth:`open`; every method raises :class:`AccountStoreError` when SQLite fails.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._db: sqlite3.Connection | None = None
+        self._nicks: dict[str, str] = {}  # folded nick -> account name
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> AccountStore:
+        """Open the store at ``path``; an existing file is read now, a missing one made later.
+
+        Raises:
+            AccountStoreError: the file exists but is not a readable account database.
+        """
+        store = cls(path)
+        if store.path == ":memory:" or Path(store.path).exists():
+            store._connect()
+        return store
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            created = self.path == ":memory:" or not Path(self.path).exists()
+            db = sqlite3.connect(self.path, isolation_level=None)
+            if created and self.path != ":memory:":
+                os.chmod(self.path, 0o600)  # password hashes: for the server's user only
+            db.execute("PRAGMA foreign_keys = ON")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                db.close()
+                raise AccountStoreError(
+                    self.path, f"made by a newer relaychat (schema {version}); upgrade to open it"
+                )
+            with db:
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            self._nicks = {
+                key: name for key, name in db.execute("SELECT nick_key, name FROM accounts")
+            }
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+        except OSError as exc:
+            raise AccountStoreError(self.path, exc.strerror or str(exc)) from None
+        self._db = db
+        log.info("account store %s: %d accounts", self.path, len(self._nicks))
+        return db
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __len__(self) -> int:
+        return len(self._nicks)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def owner_of_nick(self, nick: str) -> str | None:
+        """The name of the account that protects ``nick`` (any case), from memory."""
+        return self._nicks.get(irc_lower(nick))
+
+    def get(self, name: str) -> Account | None:
+        """The account called ``name`` (any case), or ``None``."""
+        if self._db is None:
+            return None
+        return self._load("SELECT * FROM accounts WHERE key = ?", irc_lower(name))
+
+    def by_certfp(self, fp: str) -> Account | None:
+        """The account that certificate fingerprint ``fp`` logs in to, or ``None``."""
+        if self._db is None:
+            return None
+        return self._load(
+            "SELECT a.* FROM accounts a JOIN certfps c ON c.account_key = a.key WHERE c.fp = ?",
+            fp,
+        )
+
+    def _load(self, sql: str, arg: str) -> Account | None:
+        db = self._db
+        assert db is not None
+        try:
+            db.row_factory = sqlite3.Row
+            row = db.execute(sql, (arg,)).fetchone()
+            if row is None:
+                return None
+            fps = tuple(
+                r["fp"]
+                for r in db.execute(
+                    "SELECT fp FROM certfps WHERE account_key = ? ORDER BY added, fp", (row["key"],)
+                )
+            )
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+        finally:
+            db.row_factory = None
+        return Account(
+            name=row["name"],
+            nick=row["nick"],
+            password_hash=row["password_hash"],
+            scram=ScramCredentials(
+                salt=row["scram_salt"],
+                iterations=row["scram_iterations"],
+                stored_key=row["scram_stored_key"],
+                server_key=row["scram_server_key"],
+            ),
+            email=row["email"],
+            created=row["created"],
+            certfps=fps,
+        )
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def create(self, account: Account) -> bool:
+        """Add ``account`` (with its certificate fingerprints).
+
+        Returns:
+            ``False`` when its name or nick is taken already (nothing was written).
+        """
+        key, nick_key = irc_lower(account.name), irc_lower(account.nick)
+        if nick_key in self._nicks or key in self._nicks:
+            return False
+        db = self._connect()
+        scram = account.scram
+        try:
+            with db:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO accounts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        key,
+                        account.name,
+                        account.nick,
+                        nick_key,
+                        account.email,
+                        account.password_hash,
+                        scram.salt,
+                        scram.iterations,
+                        scram.stored_key,
+                        scram.server_key,
+                        account.created,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    return False
+                db.executemany(
+                    "INSERT OR IGNORE INTO certfps VALUES (?,?,?)",
+                    [(fp, key, account.created) for fp in account.certfps],
+                )
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+        self._nicks[nick_key] = account.name
+        return True
+
+    def add_certfp(self, name: str, fp: str, now: float) -> str | None:
+        """Let certificate ``fp`` log in to account ``name``.
+
+        Returns:
+            ``None`` when added, else the name of the account that already has it (perhaps
+            ``name`` itself).
+        """
+        db = self._connect()
+        try:
+            with db:
+                row = db.execute(
+                    "SELECT a.name FROM certfps c JOIN accounts a ON a.key = c.account_key "
+                    "WHERE c.fp = ?",
+                    (fp,),
+                ).fetchone()
+                if row is not None:
+                    return str(row[0])
+                db.execute("INSERT INTO certfps VALUES (?,?,?)", (fp, irc_lower(name), now))
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+        return None
+
+    def remove_certfp(self, name: str, fp: str) -> bool:
+        """Take certificate ``fp`` off account ``name``; ``False`` when it was not there."""
+        db = self._connect()
+        try:
+            with db:
+                cur = db.execute(
+                    "DELETE FROM certfps WHERE fp = ? AND account_key = ?", (fp, irc_lower(name))
+                )
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+        return cur.rowcount > 0

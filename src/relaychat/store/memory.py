@@ -1,0 +1,148 @@
+"""MemoryHistory: the history interface kept in memory, for tests (and nothing durable).
+
+It follows every rule of ``store/base.py`` except durability: ``commit_pending`` only marks the
+records as written. Thread-safe: one lock around everything, held briefly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time as _time
+
+from relaychat.store.base import (
+    Conversation,
+    Entry,
+    Position,
+    Reader,
+    StoredMessage,
+    is_private,
+    select,
+)
+
+__all__ = ["MemoryHistory"]
+
+
+class MemoryHistory:
+    """History in dictionaries: per conversation, entries in order.
+
+    Args:
+        max_age_days: retention by age (0 keeps everything), applied by :meth:`prune`.
+        max_per_target: retention by count per conversation (0 keeps everything).
+    """
+
+    def __init__(self, *, max_age_days: float = 0.0, max_per_target: int = 0) -> None:
+        self.max_age_days = max_age_days
+        self.max_per_target = max_per_target
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._last_ms = 0
+        self._pending = 0
+        self._by_key: dict[str, list[Entry]] = {}
+        self._by_msgid: dict[str, Entry] = {}
+        self._trimmed: dict[str, Position] = {}
+        #: How many commits ran (tests check the group commit through it).
+        self.commits = 0
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def append(self, message: StoredMessage) -> None:
+        """Keep ``message`` (see :meth:`HistoryStore.append`)."""
+        ms = int(message.time * 1000)
+        with self._lock:
+            if ms < self._last_ms:
+                ms = self._last_ms
+            self._last_ms = ms
+            self._seq += 1
+            entry = Entry(ms, self._seq, message)
+            self._by_key.setdefault(message.key, []).append(entry)
+            self._by_msgid[message.msgid] = entry
+            self._pending += 1
+
+    def has_pending(self) -> bool:
+        """Whether messages were appended since the last commit."""
+        return self._pending > 0
+
+    def commit_pending(self) -> None:
+        """Mark everything appended as committed."""
+        with self._lock:
+            self._pending = 0
+            self.commits += 1
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def find(self, key: str, msgid: str) -> Position | None:
+        """The position of ``msgid`` in ``key`` (see :meth:`HistoryStore.find`)."""
+        with self._lock:
+            entry = self._by_msgid.get(msgid)
+            if entry is None or entry.message.key != key:
+                return None
+            return entry.position
+
+    def query(
+        self,
+        key: str,
+        *,
+        after: Position | None = None,
+        before: Position | None = None,
+        limit: int,
+        latest: bool = False,
+        reader: Reader | None = None,
+    ) -> list[Entry]:
+        """Messages of ``key`` between two positions (see :meth:`HistoryStore.query`)."""
+        with self._lock:
+            entries = self._by_key.get(key)
+            if not entries:
+                return []
+            return select(
+                entries, after=after, before=before, limit=limit, latest=latest, reader=reader
+            )
+
+    def conversation(self, key: str) -> Conversation | None:
+        """What is known of ``key`` (see :meth:`HistoryStore.conversation`)."""
+        with self._lock:
+            entries = self._by_key.get(key)
+            trimmed = self._trimmed.get(key)
+            if not entries and trimmed is None:
+                return None
+            return Conversation(key, entries[-1] if entries else None, trimmed)
+
+    def conversations_of(self, nick: str) -> list[Conversation]:
+        """Every private conversation of ``nick`` (see :meth:`HistoryStore.conversations_of`)."""
+        with self._lock:
+            keys = {k for k in (*self._by_key, *self._trimmed) if _involves(k, nick)}
+        return [c for k in sorted(keys) if (c := self.conversation(k)) is not None]
+
+    # --- retention -------------------------------------------------------------------------
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete what retention no longer keeps (see :meth:`HistoryStore.prune`)."""
+        now = _time.time() if now is None else now
+        cutoff = int((now - self.max_age_days * 86400) * 1000) if self.max_age_days else None
+        deleted = 0
+        with self._lock:
+            for key, entries in list(self._by_key.items()):
+                drop = 0
+                if cutoff is not None:
+                    while drop < len(entries) and entries[drop].time_ms < cutoff:
+                        drop += 1
+                if self.max_per_target and len(entries) - drop > self.max_per_target:
+                    drop = len(entries) - self.max_per_target
+                if not drop:
+                    continue
+                gone = entries[:drop]
+                del entries[:drop]
+                for entry in gone:
+                    self._by_msgid.pop(entry.message.msgid, None)
+                self._trimmed[key] = gone[-1].position
+                deleted += drop
+                if not entries:
+                    del self._by_key[key]
+        return deleted
+
+    def close(self) -> None:
+        """Nothing to release."""
+        self.commit_pending()
+
+
+def _involves(key: str, nick: str) -> bool:
+    return is_private(key) and nick in key.split(" ")
