@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import textwrap
 import threading
@@ -173,6 +174,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--tls", action=argparse.BooleanOptionalAction, default=None, help="connect with TLS"
     )
+    group.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="trust the certificates in FILE (PEM), e.g. a development server's self-signed "
+        "one; implies --tls",
+    )
     group.add_argument("--password", help="the server password (better kept in the config file)")
     group.add_argument("--config", metavar="FILE", help="client config file (TOML)")
 
@@ -319,10 +326,19 @@ def _config(
         host=host,
         port=port,
         nick=args.nick,
-        tls=args.tls,
+        tls=_tls_context(args.tls_ca) if args.tls_ca else args.tls,
         password=args.password,
         **overrides,
     )
+
+
+def _tls_context(cafile: str) -> ssl.SSLContext:
+    """A client TLS context that trusts ``cafile`` (and checks the host name as usual)."""
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError("--tls-ca", f"{cafile}: {reason}") from None
 
 
 async def first_connection(client: Client, events: AsyncIterator[Event]) -> list[Event]:
@@ -409,12 +425,11 @@ async def _stdin_lines() -> AsyncIterator[str]:
         asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
 
     def read() -> None:
-        try:
+        # Any failure (stdin closed, the loop gone at exit) just ends the input, silently.
+        with contextlib.suppress(BaseException):
             for raw in sys.stdin.buffer:
                 put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-        except (OSError, ValueError, RuntimeError):
-            pass
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(BaseException):
             put(None)
 
     threading.Thread(target=read, name="stdin", daemon=True).start()

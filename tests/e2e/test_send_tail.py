@@ -262,3 +262,41 @@ async def test_tail_survives_a_server_restart(
         for srv in (first, second):
             if srv is not None:
                 await srv.stop()
+
+
+async def test_send_over_tls(tmp_path: Path, client_env: dict[str, str]) -> None:
+    """Against the server's self-signed development certificate: refused with the system's
+    trust store (one line, exit 3), accepted when told to trust it with --tls-ca."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        tls_port = s.getsockname()[1]
+    data = tmp_path / "data"
+    srv = await ServerProcess.start(
+        "--data-dir", str(data), "--tls-port", str(tls_port), "--tls-self-signed"
+    )
+    try:
+        for _ in range(100):  # the TLS listener is announced after the plain one
+            if any("(tls)" in line for line in srv.log):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.skip("this server has no TLS listener")
+        (cert,) = sorted(data.glob("**/*cert*.pem"))
+        feed = await LineClient.open(srv.host, srv.port)
+        await feed.register("reader")
+        await feed.send("JOIN #secure")
+        await feed.expect(" 366 reader #secure ")
+        target = f"127.0.0.1:{tls_port}"
+        code, _, err = await run(client_env, "send", target, "#secure", "hi", "--tls")
+        assert code == 3
+        assert err.strip().splitlines() == [
+            f"relaychat: cannot connect to {target}: TLS failure: CERTIFICATE_VERIFY_FAILED"
+        ]
+        code, _, err = await run(
+            client_env, "send", target, "#secure", "over TLS", "--tls-ca", str(cert)
+        )
+        assert (code, err) == (0, "")
+        await feed.expect(r"PRIVMSG #secure :over TLS$")
+        await feed.close()
+    finally:
+        await srv.stop()

@@ -352,6 +352,7 @@ async def test_client_library_resumes_exactly_once(proxied: tuple[Server, FaultP
                     from_history.append(event.text)
 
     collector = asyncio.ensure_future(collect())
+    await asyncio.sleep(0)  # subscribed before the first event
     alice = await LineClient.open(host, port)
     try:
         await bob.connect(TIMEOUT)

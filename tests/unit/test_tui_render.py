@@ -137,3 +137,14 @@ def test_every_command_has_syntax_and_help() -> None:
     assert set(wanted.split()) <= names
     for cmd in COMMANDS.values():
         assert cmd.help and cmd.run
+
+
+def test_readme_lists_every_chat_command() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Chatting from the terminal", 1)[1].split("\n## ", 1)[0]
+    for name in {cmd.name for cmd in COMMANDS.values()}:
+        assert f"`/{name}" in section, name
+    for flag in ("--json", "--no-join", "--timeout", "--notice", "--tls-ca", "--config"):
+        assert flag in section, flag

@@ -28,7 +28,10 @@ from relaychat.server.tls import peer_certfp
 if TYPE_CHECKING:
     from relaychat.server.listeners import Server
 
-__all__ = ["Connection", "set_keepalive"]
+__all__ = ["TURN_LINES", "Connection", "set_keepalive"]
+
+#: Most lines of one connection handled in one loop turn; the rest wait their turn.
+TURN_LINES = 200
 
 log = logging.getLogger("relaychat.server")
 
@@ -121,12 +124,20 @@ class Connection(asyncio.Protocol):
         """Process complete lines, through the flood bucket when one is configured."""
         if not items:
             return
-        if self.rate <= 0:
+        if self.rate <= 0 and not self.backlog:
             now = time.time()
-            for item in items:
+            for i, item in enumerate(items):
+                if i == TURN_LINES:
+                    # Fairness without a flood limit: the rest waits for the next loop turn.
+                    self._defer(items[i:])
+                    break
                 self._process(item, now)
                 if self.closed:
                     return
+            self.server.request_flush()
+            return
+        if self.rate <= 0:
+            self._defer(items)
             return
         self.backlog.extend(items)
         self.backlog_size += sum(len(i) if isinstance(i, bytes) else 1 for i in items)
@@ -162,6 +173,33 @@ class Connection(asyncio.Protocol):
             self.core.protocol_error(user, exc, now)
             return
         self.core.handle(user, msg, now)
+
+    def _defer(self, items: list[bytes | Overlong]) -> None:
+        """Queue lines for a later loop turn and stop reading until they are done."""
+        self.backlog.extend(items)
+        self.backlog_size += sum(len(i) if isinstance(i, bytes) else 1 for i in items)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        if self.resume_handle is None:
+            self.resume_handle = asyncio.get_running_loop().call_later(0, self._drain_unthrottled)
+
+    def _drain_unthrottled(self) -> None:
+        self.resume_handle = None
+        backlog = self.backlog
+        now = time.time()
+        for _ in range(TURN_LINES):
+            if not backlog or self.closed:
+                break
+            item = backlog.popleft()
+            self.backlog_size -= len(item) if isinstance(item, bytes) else 1
+            self._process(item, now)
+        if self.closed:
+            return
+        self.server.request_flush()
+        if backlog:
+            self.resume_handle = asyncio.get_running_loop().call_later(0, self._drain_unthrottled)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _drain_backlog(self) -> None:
         """Process queued lines as the flood bucket allows; pause reading while it is empty."""

@@ -146,6 +146,19 @@ class Server:
         self._announcer = start_announcing(cfg, self.addresses)  # mDNS, per `announce`
         self._tick_task = loop.create_task(self._tick_loop())
 
+    def request_flush(self) -> None:
+        """Make sure a flush (and so a history commit) follows this loop turn.
+
+        Messages nobody receives still reach history promptly: a commit happens even when no
+        connection has output.
+        """
+        if not self._flush_scheduled and not self._committing:
+            history = self.core.history
+            if history is not None and history.has_pending():
+                self._flush_scheduled = True
+                assert self._loop is not None
+                self._loop.call_soon(self._flush)
+
     def mark_dirty(self, conn: Connection) -> None:
         """Schedule ``conn`` for the flush at the end of this loop turn."""
         self._dirty.append(conn)

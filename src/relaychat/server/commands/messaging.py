@@ -111,7 +111,8 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                 continue
             shown = status + channel.name if status else channel.name
             event = _event(core, user, verb, shown, text, client_tags)
-            if history is not None and not status:
+            # TAGMSG (typing notifications...) is not history: it would push messages out.
+            if history is not None and not status and not tagmsg:
                 history.append(_stored(core, user, event, channel.key, verb, shown, text))
             line = event.line
             for other, ms in channel.members.items():
@@ -133,9 +134,11 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                     out.numeric(N.ERR_NOSUCHNICK, safe(target))
                 continue
             event = _event(core, user, verb, dest.nick, text, client_tags)
-            if history is not None:
+            if history is not None and not tagmsg:
                 key = conversation_key(user.nick, dest.nick)
-                history.append(_stored(core, user, event, key, verb, dest.nick, text))
+                history.append(
+                    _stored(core, user, event, key, verb, dest.nick, text, to_account=dest.account)
+                )
             if dest is user:
                 # A message to oneself arrives once, as this command's (labeled) reply.
                 if not tagmsg or user.profile & MSGTAGS:
@@ -181,7 +184,14 @@ def _event(
 
 
 def _stored(
-    core: ServerCore, user: User, event: Relay, key: str, verb: str, target: str, text: str
+    core: ServerCore,
+    user: User,
+    event: Relay,
+    key: str,
+    verb: str,
+    target: str,
+    text: str,
+    to_account: str | None = None,
 ) -> StoredMessage:
     return StoredMessage(
         msgid=event.msgid,
@@ -193,6 +203,7 @@ def _stored(
         target=target,
         text=text,
         tags=event.client_tags or {},
+        to_account=to_account,
     )
 
 
