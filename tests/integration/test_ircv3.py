@@ -4,6 +4,7 @@ observable effect of each one on the wire."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from relaychat.protocol.message import parse
 from relaychat.server.listeners import Server
@@ -115,3 +116,22 @@ async def test_join_related_caps(server: Server) -> None:
     assert "cap-notify" in listed.group(1).split()
     for c in (watcher, newcomer):
         await c.close()
+
+
+async def test_standard_replies_explain_limits(make_server: Any) -> None:
+    srv = await make_server(limits={"flood_rate": 20.0, "flood_burst": 3, "recvq": 65536})
+    c = await capable(srv, "alice", "standard-replies")
+    await c.send("PRIVMSG alice :" + "x" * 600)
+    await c.expect(r" 417 alice ")
+    await c.expect(r"FAIL \* INPUT_TOO_LONG :Line of \d+ bytes dropped: at most 512 bytes")
+    c.writer.write(b"".join(b"PING :%d\r\n" % i for i in range(10)))
+    await c.expect(r"WARN \* FLOOD_THROTTLED :You are sending too fast")
+    await c.expect(r"PONG \S+ :?9$")  # delayed, not dropped
+    await c.close()
+    plain = await capable(srv, "bob")
+    await plain.send("PRIVMSG bob :" + "y" * 600)
+    await plain.expect(r" 417 bob ")
+    await plain.send("PING :next")
+    await plain.expect(r"PONG \S+ :?next$")
+    assert not any("FAIL" in line for line in plain.seen)
+    await plain.close()

@@ -34,3 +34,9 @@ def test_numerics_are_unique_and_three_digits() -> None:
     codes = [v.code for v in vars(numerics).values() if isinstance(v, numerics.Numeric)]
     assert len(codes) == len(set(codes))
     assert all(len(c) == 3 and c.isdigit() for c in codes)
+
+
+def test_readme_bot_is_the_example_file() -> None:
+    bot = (Path(__file__).resolve().parents[2] / "docs/examples/bot.py").read_text()
+    assert "```python\n" + bot + "```" in README
+    compile(bot, "bot.py", "exec")

@@ -69,6 +69,7 @@ class Connection(asyncio.Protocol):
         "resume_handle",
         "sendq",
         "server",
+        "throttling",
         "tokens",
         "transport",
         "tx_buffered",
@@ -95,6 +96,7 @@ class Connection(asyncio.Protocol):
         self.refilled = time.monotonic()
         self.backlog: deque[bytes | Overlong] = deque()
         self.backlog_size = 0
+        self.throttling = False  # lines are being delayed by the flood bucket
         self.resume_handle: asyncio.TimerHandle | None = None
         self.abort_handle: asyncio.TimerHandle | None = None
 
@@ -225,10 +227,15 @@ class Connection(asyncio.Protocol):
                 assert self.user is not None
                 self.core.disconnect(self.user, "Excess Flood")
                 return
+            if not self.throttling:
+                self.throttling = True
+                assert self.user is not None
+                self.core.throttled(self.user, self.rate)
             transport.pause_reading()
             delay = (1.0 - self.tokens) / self.rate
             self.resume_handle = asyncio.get_running_loop().call_later(delay, self._drain_backlog)
         elif not transport.is_closing():
+            self.throttling = False
             transport.resume_reading()
 
     # --- Peer ----------------------------------------------------------------------------------

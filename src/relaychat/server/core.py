@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from relaychat import __version__
 from relaychat.config import Config
-from relaychat.errors import ProtocolError
+from relaychat.errors import InputTooLong, ProtocolError
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
@@ -275,6 +275,22 @@ class ServerCore:
         if exc.numeric is not None and not user.quitting:
             num = N.BY_CODE[exc.numeric]
             user.send(N.reply(self.name, user.nick, num).to_bytes())
+            if isinstance(exc, InputTooLong) and "standard-replies" in user.caps:
+                # standard-replies: say which limit was hit, and that the line was dropped.
+                text = (
+                    f"Line of {exc.size} bytes dropped: at most 512 bytes per line, "
+                    "plus 8191 for IRCv3 tags"
+                )
+                user.send(Message("FAIL", ("*", "INPUT_TOO_LONG", text), self.name).to_bytes())
+
+    def throttled(self, user: User, rate: float) -> None:
+        """The edge started delaying ``user``'s lines (flood control): tell a client that asked.
+
+        Sent once per episode, as a standard reply, to clients with ``standard-replies``.
+        """
+        if "standard-replies" in user.caps and not user.quitting:
+            text = f"You are sending too fast: your lines are delayed to {rate:g} per second"
+            user.send(Message("WARN", ("*", "FLOOD_THROTTLED", text), self.name).to_bytes())
 
     def disconnect(
         self, user: User, reason: str, *, error: str | None = None, broadcast: bool = True
