@@ -111,6 +111,17 @@ async def run_irssi(tmp_path: Path, server: ServerProcess, config: str) -> list[
         await bob.send(f"WHOIS {NICK}")
         await bob.expect(rf" 330 bob {NICK} {NICK} :is logged in as$")
         await bob.expect(rf" 318 bob {NICK} ")
+        # Recent channel lines are replayed when irssi joins (history, on by default).
+        await bob.send("JOIN #recent")
+        await bob.expect(r" 366 bob #recent ")
+        await bob.send("PRIVMSG #recent :earlier line one")
+        await bob.send("PRIVMSG #recent :earlier line two")
+        await bob.send("PING :sync")
+        await bob.expect(r"PONG \S+ :?sync$")
+        await tmux.type("/join #recent")
+        screen = await tmux.wait_screen(r"earlier line two", TIMEOUT * 3)
+        assert "earlier line one" in screen, screen
+        transcript += ["== irssi #recent window: recent lines replayed on join ==", trimmed(screen)]
         await tmux.type("/quit logged in over TLS")
     finally:
         await tmux.kill()
