@@ -131,6 +131,7 @@ class ServerCore:
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.limits.whowas)
         self.registered_count = 0
         self.oper_count = 0
+        self.invisible_count = 0  # registered users with +i, for LUSERS without a scan
         self.max_users = 0
         self._next_id = 1
         #: Where relayed messages are kept (store/base.py); ``None`` keeps no history.
@@ -154,7 +155,11 @@ class ServerCore:
     def set_caps(self, user: User, caps: set[str]) -> None:
         """Replace ``user``'s capabilities and recompute its tag profile."""
         user.caps = caps
-        user.profile = C.profile_of(caps)
+        profile = C.profile_of(caps)
+        if profile != user.profile:
+            user.profile = profile
+            for channel in user.channels.values():
+                channel.invalidate()
 
     def new_msgid(self) -> str:
         """A new message id (message-ids), unique across restarts."""
@@ -326,6 +331,8 @@ class ServerCore:
             del self.users[user.key]
         if user.is_oper:
             self.oper_count -= 1
+        if "i" in user.modes:
+            self.invisible_count -= 1
         self.connections.pop(user.id, None)
         count = self.per_ip.get(user.ip, 1) - 1
         if count > 0:
@@ -409,6 +416,7 @@ class ServerCore:
         from relaychat.server.state import Membership
 
         channel.members[user] = Membership(op=op)
+        channel.invalidate()
         user.channels[channel.key] = channel
         channel.invites.discard(user.key)
 
@@ -419,6 +427,7 @@ class ServerCore:
 
     def _remove_member(self, channel: Channel, user: User) -> None:
         channel.members.pop(user, None)
+        channel.invalidate()
         if not channel.members:
             self.channels.pop(channel.key, None)
 
@@ -436,6 +445,15 @@ class ServerCore:
         for other in self.neighbours(user):
             if "account-notify" in other.caps:
                 other.send(event.data(other))
+
+    def set_invisible(self, user: User, on: bool) -> None:
+        """Give or take user mode +i, keeping the count for LUSERS."""
+        if on and "i" not in user.modes:
+            user.modes.add("i")
+            self.invisible_count += 1
+        elif not on and "i" in user.modes:
+            user.modes.discard("i")
+            self.invisible_count -= 1
 
     def set_oper(self, user: User, on: bool) -> None:
         """Give or take user mode +o, keeping the count for LUSERS."""

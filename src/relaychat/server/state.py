@@ -8,6 +8,8 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from relaychat.protocol.casemap import irc_lower
 from relaychat.server.effects import Peer
 
@@ -52,7 +54,7 @@ class User:
         self.id = uid
         self.peer = peer
         #: ``peer.send``, bound once: it is called for every recipient of every message.
-        self.send = peer.send
+        self.send: Callable[[bytes], None] = peer.send
         self.ip = ip
         # A host starting with ':' would break the message grammar (IPv6 "::1").
         self.host = "0" + ip if ip.startswith(":") else ip
@@ -120,6 +122,7 @@ class Channel:
     """One channel; exists while it has members."""
 
     __slots__ = (
+        "_fanout",
         "bans",
         "created",
         "invites",
@@ -147,6 +150,25 @@ class Channel:
         self.topic_by = ""
         self.topic_time = 0
         self.created = int(now)
+        self._fanout: tuple[list[Callable[[bytes], None]], list[User]] | None = None
+
+    def fanout(self) -> tuple[list[Callable[[bytes], None]], list[User]]:
+        """``(sends, tagged)``: the send functions of members without tag capabilities (they all
+        get the same bytes), and the members with some (they get a copy per tag profile).
+
+        Cached; :meth:`invalidate` whenever membership or a member's capabilities change.
+        """
+        cached = self._fanout
+        if cached is not None:
+            return cached
+        sends: list[Callable[[bytes], None]] = [m.send for m in self.members if not m.profile]
+        tagged = [m for m in self.members if m.profile]
+        self._fanout = (sends, tagged)
+        return sends, tagged
+
+    def invalidate(self) -> None:
+        """Forget the cached :meth:`fanout` (membership or a member's caps changed)."""
+        self._fanout = None
 
     def mode_string(self, show_key: bool) -> tuple[str, ...]:
         """The channel's modes as MODE parameters (``+ntkl``, key, limit)."""

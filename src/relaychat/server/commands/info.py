@@ -21,7 +21,7 @@ __all__ = ["send_lusers", "send_motd"]
 def send_lusers(core: ServerCore, out: Replies) -> None:
     """RPL_LUSER* : how many users, operators, unknown connections and channels."""
     total = core.registered_count
-    invisible = sum(1 for u in core.connections.values() if u.registered and "i" in u.modes)
+    invisible = core.invisible_count
     unknown = len(core.connections) - total
     out.numeric(
         N.RPL_LUSERCLIENT,

@@ -42,7 +42,7 @@ def _user_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None
     for change in changes:
         if change.mode == "i":
             if change.adding != ("i" in user.modes):
-                (user.modes.add if change.adding else user.modes.discard)("i")
+                core.set_invisible(user, change.adding)
                 applied.append(change)
         elif change.mode == "o" and not change.adding and user.is_oper:
             # Only OPER gives +o; anyone may drop it.
