@@ -34,3 +34,34 @@ test: $(STAMP) lint typecheck
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# --- benchmarks (docs/benchmarks.md) -----------------------------------------------------------
+# `make bench` sets up what the benchmark needs (the C load generator, miniircd and py-spy in the
+# venv, ngircd from Debian when missing), then runs every workload against relaychat, ngircd and
+# miniircd. `make bench BENCH_ARGS=--quick` is a one-minute smoke run.
+BENCH_ARGS  ?=
+LOADGEN     := benchmarks/build/loadgen
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(LOADGEN): benchmarks/loadgen.c
+	@command -v gcc >/dev/null 2>&1 || { echo "bench: gcc is needed (apt-get install gcc)"; exit 2; }
+	mkdir -p $(dir $@)
+	gcc -O2 -Wall -Wextra -o $@ $<
+
+$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	touch $@
+
+bench: $(BENCH_STAMP) $(LOADGEN)
+	@if ! command -v ngircd >/dev/null 2>&1 && [ ! -x /usr/sbin/ngircd ]; then \
+		echo "bench: installing ngircd (Debian package) ..."; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ngircd >/dev/null || \
+		echo "bench: could not install ngircd; it will be skipped"; \
+		if command -v systemctl >/dev/null 2>&1; then \
+			$$SUDO systemctl disable --now ngircd >/dev/null 2>&1 || true; \
+		fi; \
+	fi
+	@command -v taskset >/dev/null 2>&1 || { echo "bench: taskset is needed (util-linux)"; exit 2; }
+	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
