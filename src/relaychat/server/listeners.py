@@ -10,8 +10,8 @@ import contextlib
 import errno
 import logging
 import signal
-import sys
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
