@@ -10,6 +10,11 @@ All three are built on :class:`relaychat.client.Client` and share one way to sta
   and ``tail`` reconnect forever; ``send`` tries a few times (``max_attempts``, default 5).
 - A nick given with ``--nick`` is required: if it is taken the command fails. A nick from the
   config file, the environment or the login name falls back to ``nick_`` instead.
+- ``chat`` with no host anywhere (argument, ``RELAYCHAT_HOST``, config file) tries
+  127.0.0.1:6667; if nothing listens there it looks for servers announced on the local network
+  (:func:`relaychat.discovery.find_hosts`) and takes the first that answers (:func:`pick_server`).
+- ``chat --plain`` speaks raw text lines to any line-based TCP service
+  (:class:`relaychat.client.plain.PlainClient`) instead of IRC; default port 12345.
 
 Failures are one line on stderr (``relaychat: ...``), never a traceback.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +33,7 @@ import ssl
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -47,7 +53,8 @@ from relaychat.client import (
     Reconnecting,
     RequestFailed,
 )
-from relaychat.client.config import client_config_path, login_nick, read_client_file
+from relaychat.client.config import ENV_HOST, client_config_path, login_nick, read_client_file
+from relaychat.client.plain import PLAIN_PORT, PlainClient
 from relaychat.errors import ConfigError
 from relaychat.protocol.casemap import irc_lower
 
@@ -59,9 +66,12 @@ __all__ = [
     "CannotConnect",
     "add_client_commands",
     "first_connection",
+    "host_given",
     "parse_address",
     "parse_target",
+    "pick_server",
     "run_client_command",
+    "tcp_listens",
 ]
 
 EXIT_OK = 0
@@ -101,8 +111,12 @@ then the command line. The file holds client settings as TOML, e.g.
 
 _CHAT_ABOUT = (
     "A full-screen terminal chat client. Type /help inside for the commands; Ctrl+Q or /quit "
-    "leaves. With no arguments it connects to 127.0.0.1:6667. If the first connection fails it "
-    "exits at once (code 3); after that it reconnects forever."
+    "leaves. With no server given (argument, RELAYCHAT_HOST or config file) it connects to "
+    "127.0.0.1:6667, or, when nothing listens there, to the first server announced on the local "
+    "network (as `relaychat discover` lists them). With --plain it speaks raw text lines to any "
+    "line-based TCP service (the sockets tutorial's server, netcat, relaychat's plain port; "
+    "default 127.0.0.1:12345). If the first connection fails it exits at once (code 3); after "
+    "that it reconnects forever."
 )
 _SEND_ABOUT = (
     "Post TEXT to TARGET (a channel or a nick), or, without TEXT, each line of stdin as one "
@@ -201,6 +215,12 @@ def add_client_commands(sub: Any) -> None:
     )
     chat.add_argument(
         "host", nargs="?", type=parse_address, metavar="HOST[:PORT]", help="the server"
+    )
+    chat.add_argument(
+        "--plain",
+        action="store_true",
+        help="speak raw text lines, not IRC, to any line-based TCP service (port 12345 by "
+        "default): each line typed is sent as it is",
     )
     chat.add_argument(
         "--join",
@@ -341,11 +361,13 @@ def _tls_context(cafile: str) -> ssl.SSLContext:
         raise ConfigError("--tls-ca", f"{cafile}: {reason}") from None
 
 
-async def first_connection(client: Client, events: AsyncIterator[Event]) -> list[Event]:
+async def first_connection(
+    client: Client | PlainClient, events: AsyncIterator[Event]
+) -> list[Event]:
     """Start ``client`` and wait until it is registered, giving up at the first failure.
 
     Args:
-        client: a client not started yet.
+        client: a client not started yet (IRC, or plain: then "registered" is "connected").
         events: its event stream, subscribed before starting.
 
     Returns:
@@ -390,26 +412,145 @@ async def _check_nick(client: Client, args: argparse.Namespace) -> None:
         raise CannotConnect(f"the nick {args.nick} is already in use")
 
 
+# --- chat: which server -------------------------------------------------------------------------
+
+Address = tuple[str, int]
+
+
+def host_given(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the user named a server: as the argument, in ``RELAYCHAT_HOST``, or in the file.
+
+    Raises:
+        ConfigError: the config file cannot be read.
+    """
+    env = os.environ if environ is None else environ
+    if args.host is not None or env.get(ENV_HOST):
+        return True
+    path = args.config or client_config_path(environ)
+    return "host" in read_client_file(path, missing_ok=args.config is None)
+
+
+async def tcp_listens(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether something accepts a TCP connection on ``host``:``port`` (it is closed at once)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.transport.abort()
+    return True
+
+
+async def pick_server(
+    default: Address,
+    *,
+    listens: Callable[[str, int], Awaitable[bool]] = tcp_listens,
+    browse: Callable[[], Awaitable[list[Address]]],
+) -> tuple[Address, str]:
+    """The server ``chat`` connects to when none was named.
+
+    ``default`` when something listens there; else the first server browsing found that
+    accepts a connection.
+
+    Args:
+        default: where to look first (127.0.0.1 and the IRC port).
+        listens: whether something listens at (host, port).
+        browse: the servers announced on the local network, best first
+            (:func:`relaychat.discovery.find_hosts`); it raises when there are none.
+
+    Returns:
+        The address, and a line for the user saying how it was found (``""`` for ``default``).
+
+    Raises:
+        CannotConnect: nothing listens at ``default`` and browsing found no server that answers.
+    """
+    from relaychat.discovery import DiscoveryError, NoServersFound
+
+    if await listens(*default):
+        return default, ""
+    here = _endpoint(default)
+    try:
+        found = await browse()
+    except (NoServersFound, DiscoveryError) as exc:
+        raise CannotConnect(f"no server on {here}, and {_lower_first(str(exc))}") from None
+    for address in found:
+        if await listens(*address):
+            more = f" (of {len(found)} found)" if len(found) > 1 else ""
+            return address, (
+                f"no server on {here}; connecting to {_endpoint(address)}, found on the "
+                f"local network{more}"
+            )
+    where = ", ".join(_endpoint(a) for a in found)
+    raise CannotConnect(f"no server on {here}, and none of those found answers: {where}")
+
+
+def _endpoint(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+async def _discovered_config(
+    args: argparse.Namespace, config: ClientConfig
+) -> tuple[ClientConfig, str]:
+    """``config`` pointed at the server to use when none was named (see :func:`pick_server`)."""
+    if host_given(args):
+        return config, ""
+    from relaychat.discovery import DEFAULT_TIMEOUT, find_hosts
+
+    tls = bool(config.tls)
+
+    async def browse() -> list[Address]:
+        return await find_hosts(DEFAULT_TIMEOUT, tls=tls)
+
+    (host, port), note = await pick_server((config.host, config.port), browse=browse)
+    if note:
+        print(f"relaychat: {note}", file=sys.stderr)
+    return dataclasses.replace(config, host=host, port=port), note
+
+
+def _plain_client(args: argparse.Namespace) -> PlainClient:
+    """The plain-line link of ``chat --plain`` (TLS only when asked on the command line)."""
+    host, port = args.host if args.host is not None else ("127.0.0.1", None)
+    tls: bool | ssl.SSLContext = _tls_context(args.tls_ca) if args.tls_ca else bool(args.tls)
+    config = dataclasses.replace(_config(args, channels=()), tls=tls)
+    return PlainClient(host, port or PLAIN_PORT, config=config)
+
+
 # --- chat -----------------------------------------------------------------------------------------
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    channels = tuple(c.strip() for c in (args.join or "").split(",") if c.strip())
-    config = _config(args, join=channels)
-    client = Client(config=config)
-    events = client.events()
-    seen = await first_connection(client, events)
-    await _check_nick(client, args)
+    note = ""
+    link: Client | PlainClient
+    if args.plain:
+        link = _plain_client(args)
+    else:
+        channels = tuple(c.strip() for c in (args.join or "").split(",") if c.strip())
+        config, note = await _discovered_config(args, _config(args, join=channels))
+        link = Client(config=config)
+    events = link.events()
+    seen = await first_connection(link, events)
+    if isinstance(link, Client):
+        await _check_nick(link, args)
     from relaychat.tui.app import ChatApp  # Textual is imported only when it is needed
+    from relaychat.tui.model import SERVER
 
-    app = ChatApp(client, events=_chain(seen, events))
+    app = ChatApp(link, events=_chain(seen, events))
+    if note:
+        app.state.info(note, app.state.buffers[SERVER])
     logger = logging.getLogger("relaychat")
     logger.removeHandler(_STDERR)  # on screen, the app shows warnings in its server buffer
     try:
         await app.run_async()
     finally:
         logger.addHandler(_STDERR)
-        await client.close("Leaving", timeout=2.0)
+        if isinstance(link, PlainClient):
+            await link.close(timeout=2.0)
+        else:
+            await link.close("Leaving", timeout=2.0)
     return app.return_code or EXIT_OK
 
 

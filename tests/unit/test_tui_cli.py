@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from relaychat.cli import build_parser
-from relaychat.cli_client import message_record, parse_address, parse_target
+from relaychat.cli_client import (
+    CannotConnect,
+    host_given,
+    message_record,
+    parse_address,
+    parse_target,
+    pick_server,
+    tcp_listens,
+)
 from relaychat.client import ClientConfig, Message
 from relaychat.client.config import client_config_path, login_nick, read_client_file
+from relaychat.discovery import DiscoveryError, NoServersFound
 from relaychat.errors import ConfigError
 
 
@@ -152,3 +163,124 @@ def test_help_documents_the_commands_and_exit_codes() -> None:
         assert "exit codes:" in text and "RELAYCHAT_CLIENT_CONFIG" in text, name
     assert "--json" in sub.choices["tail"].format_help()
     assert "exits at once (code 3)" in sub.choices["send"].format_help()
+
+
+# --- `chat` with no host: 127.0.0.1:6667, else the first server found on the local network ---
+
+
+class FakeNetwork:
+    """What listens where, and what browsing finds; records what was asked."""
+
+    def __init__(
+        self, listening: set[tuple[str, int]], found: list[tuple[str, int]] | Exception
+    ) -> None:
+        self.listening = listening
+        self.found = found
+        self.probed: list[tuple[str, int]] = []
+        self.browsed = 0
+
+    async def listens(self, host: str, port: int) -> bool:
+        self.probed.append((host, port))
+        return (host, port) in self.listening
+
+    async def browse(self) -> list[tuple[str, int]]:
+        self.browsed += 1
+        if isinstance(self.found, Exception):
+            raise self.found
+        return self.found
+
+
+LOCAL = ("127.0.0.1", 6667)
+
+
+async def test_a_server_on_the_default_address_is_used_without_browsing() -> None:
+    net = FakeNetwork({LOCAL}, [("10.0.0.5", 6667)])
+    assert await pick_server(LOCAL, listens=net.listens, browse=net.browse) == (LOCAL, "")
+    assert net.browsed == 0
+
+
+async def test_otherwise_the_first_server_found_that_answers_is_used() -> None:
+    net = FakeNetwork({("10.0.0.6", 6667)}, [("10.0.0.5", 6667), ("10.0.0.6", 6667)])
+    address, note = await pick_server(LOCAL, listens=net.listens, browse=net.browse)
+    assert address == ("10.0.0.6", 6667)
+    assert note == (
+        "no server on 127.0.0.1:6667; connecting to 10.0.0.6:6667, found on the local network "
+        "(of 2 found)"
+    )
+    assert net.probed == [LOCAL, ("10.0.0.5", 6667), ("10.0.0.6", 6667)]
+
+
+async def test_ipv6_addresses_are_bracketed_in_the_note() -> None:
+    net = FakeNetwork({("fe80::1", 6667)}, [("fe80::1", 6667)])
+    _, note = await pick_server(LOCAL, listens=net.listens, browse=net.browse)
+    assert note.endswith("connecting to [fe80::1]:6667, found on the local network")
+
+
+@pytest.mark.parametrize(
+    ("found", "message"),
+    [
+        (
+            NoServersFound(2.0),
+            r"^no server on 127\.0\.0\.1:6667, and no IRC servers found on the local network "
+            r"in 2 s \(DNS-SD",
+        ),
+        (
+            DiscoveryError("no multicast"),
+            r"^no server on 127\.0\.0\.1:6667, and local network discovery failed: no multicast$",
+        ),
+        (
+            [("10.0.0.5", 6667)],
+            r"^no server on 127\.0\.0\.1:6667, and none of those found answers: 10\.0\.0\.5:6667$",
+        ),
+    ],
+)
+async def test_when_nothing_is_found_one_clear_line(found: Any, message: str) -> None:
+    net = FakeNetwork(set(), found)
+    with pytest.raises(CannotConnect, match=message) as failed:
+        await pick_server(LOCAL, listens=net.listens, browse=net.browse)
+    assert "\n" not in failed.value.reason
+
+
+def test_host_given_by_argument_environment_or_file(tmp_path: Path) -> None:
+    parser = build_parser()
+    empty = tmp_path / "empty.toml"
+    empty.write_text('nick = "alice"\n')
+    with_host = tmp_path / "host.toml"
+    with_host.write_text('host = "irc.example.org"\n')
+    assert not host_given(parser.parse_args(["chat", "--config", str(empty)]), {})
+    assert host_given(parser.parse_args(["chat", "--config", str(empty), "h:1"]), {})
+    assert host_given(parser.parse_args(["chat", "--config", str(empty)]), {"RELAYCHAT_HOST": "h"})
+    assert host_given(parser.parse_args(["chat", "--config", str(with_host)]), {})
+    # No --config: the default file, which does not exist here.
+    env = {"RELAYCHAT_CLIENT_CONFIG": str(tmp_path / "none.toml")}
+    assert not host_given(parser.parse_args(["chat"]), env)
+
+
+async def test_tcp_listens_on_loopback() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    assert await tcp_listens("127.0.0.1", port)
+    server.close()
+    await server.wait_closed()
+    assert not await tcp_listens("127.0.0.1", port)
+
+
+# --- `chat --plain` ------------------------------------------------------------------------------
+
+
+def test_chat_plain_parses_and_defaults_to_the_tutorial_port(tmp_path: Path) -> None:
+    from relaychat import cli_client
+
+    path = tmp_path / "client.toml"
+    path.write_text('host = "irc.example.org"\ntls = true\nnick = "alice"\nbackoff_max = 7\n')
+    parser = build_parser()
+    args = parser.parse_args(["chat", "--plain", "--config", str(path)])
+    link = cli_client._plain_client(args)
+    # Not the IRC server of the file, not its TLS: the plain port on this machine.
+    assert (link.config.host, link.config.port, link.config.tls) == ("127.0.0.1", 12345, False)
+    assert link.config.backoff_max == 7  # the reconnect settings are the IRC client's
+    args = parser.parse_args(["chat", "--plain", "example.org:7000", "--config", str(path)])
+    link = cli_client._plain_client(args)
+    assert (link.peer, link.config.tls) == ("example.org:7000", False)
+    args = parser.parse_args(["chat", "--plain", "[::1]", "--tls", "--config", str(path)])
+    assert (cli_client._plain_client(args).peer, args.tls) == ("[::1]:12345", True)

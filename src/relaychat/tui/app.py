@@ -9,6 +9,10 @@ Rules:
 
 Layout: the topic bar on top; the buffer list, the open buffer and its nick list in the middle;
 the status line (connection state, lag) and the input line at the bottom.
+
+Plain mode (``relaychat chat --plain``): the link is a :class:`~relaychat.client.plain.PlainClient`
+to any line-based TCP service. There is one buffer (the server buffer, which is the service), the
+input line sends raw text, and only /quit and /help work; the status line is the same.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ from relaychat.client import (
     Reconnecting,
     SlowConsumer,
 )
+from relaychat.client.plain import PlainClient
 from relaychat.protocol.casemap import irc_lower
-from relaychat.tui.commands import COMMANDS, run_input
+from relaychat.tui.commands import COMMANDS, PLAIN_COMMANDS, run_input, run_plain_input
 from relaychat.tui.editing import Completer, InputHistory
 from relaychat.tui.model import (
     SERVER,
@@ -111,7 +116,7 @@ class ChatInput(Input):
             self.cursor_position,
             nicks=nicks,
             channels=app.state.channels(),
-            commands=sorted({c.name for c in COMMANDS.values()}),
+            commands=sorted(PLAIN_COMMANDS if app.plain else {c.name for c in COMMANDS.values()}),
         )
         if done is not None:
             self.value, self.cursor_position = done
@@ -136,7 +141,8 @@ class ChatApp(App[int]):
     """The chat client on screen.
 
     Args:
-        client: the connection (started here unless it already is).
+        client: the connection (started here unless it already is): an IRC
+            :class:`~relaychat.client.Client`, or a :class:`PlainClient` for plain mode.
         events: the client's event stream, when the caller subscribed before starting it (so
             nothing from the start is missed); by default the app subscribes.
         lag_interval: seconds between two measurements of the round trip to the server.
@@ -163,17 +169,22 @@ class ChatApp(App[int]):
 
     def __init__(
         self,
-        client: Client,
+        client: Client | PlainClient,
         *,
         events: AsyncIterator[Event] | None = None,
         lag_interval: float = 15.0,
         scrollback: int = 2000,
     ) -> None:
         super().__init__()
-        self.client = client
+        #: The connection, IRC or plain (see :attr:`client` for the IRC one).
+        self.link = client
+        self.plain = isinstance(client, PlainClient)
         # The nick asked for (the Connected event then tells if a fallback was needed).
         self.state = ChatState(
-            client.config.nick, is_channel=client.is_channel, scrollback=scrollback
+            client.config.nick,
+            is_channel=client.is_channel,
+            scrollback=scrollback,
+            plain=self.plain,
         )
         self.status = LinkStatus(LinkState.CONNECTED if client.connected else LinkState.CONNECTING)
         self._events = events
@@ -186,6 +197,17 @@ class ChatApp(App[int]):
         self._probing = False
         self._serial = 0
         self._log_handler = _BufferLog(self)
+
+    @property
+    def client(self) -> Client:
+        """The IRC client (what the slash commands use).
+
+        Raises:
+            ClientClosed: in plain mode, where there is none.
+        """
+        if isinstance(self.link, PlainClient):
+            raise ClientClosed("not an IRC connection (plain mode)")
+        return self.link
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -203,18 +225,20 @@ class ChatApp(App[int]):
         """Start the client and the background work, and draw."""
         for widget in self.query(OptionList):
             widget.can_focus = False
+            widget.display = not self.plain  # plain mode: one buffer, no lists
         logging.getLogger("relaychat").addHandler(self._log_handler)
         if self._events is None:
-            self._events = self.client.events()
+            self._events = self.link.events()
         try:
-            self.client.start()
+            self.link.start()
         except ClientClosed as exc:
             self._set_status(LinkState.DISCONNECTED, exc.reason)
         self.spawn(self._consume(self._events))
         self.set_interval(1.0, self._draw_status)
-        self.set_interval(self._lag_interval, self._probe_lag)
-        if self.client.connected:
-            self.set_timer(LAG_FIRST_PROBE, self._probe_lag)
+        if not self.plain:
+            self.set_interval(self._lag_interval, self._probe_lag)
+            if self.link.connected:
+                self.set_timer(LAG_FIRST_PROBE, self._probe_lag)
         self.query_one(ChatInput).focus()
         self.redraw()
 
@@ -270,7 +294,10 @@ class ChatApp(App[int]):
     async def quit(self, reason: str) -> None:
         """Send QUIT, close the client and end the app (exit code 0)."""
         self._set_status(LinkState.DISCONNECTED, "you quit")
-        await self.client.close(reason, timeout=2.0)
+        if isinstance(self.link, PlainClient):
+            await self.link.close(timeout=2.0)  # a plain service gets no QUIT
+        else:
+            await self.link.close(reason, timeout=2.0)
         self.exit(0)
 
     # --- events -------------------------------------------------------------------------------
@@ -288,9 +315,10 @@ class ChatApp(App[int]):
     def _on_event(self, event: Event) -> None:
         if isinstance(event, Connected):
             self._set_status(LinkState.CONNECTED)
-            # Not at once: the first probe would wait behind the registration burst's pacing.
-            self.set_timer(LAG_FIRST_PROBE, self._probe_lag)
-            if irc_lower(event.nick) != irc_lower(self.state.nick):
+            if not self.plain:
+                # Not at once: the first probe would wait behind the registration burst's pacing.
+                self.set_timer(LAG_FIRST_PROBE, self._probe_lag)
+            if not self.plain and irc_lower(event.nick) != irc_lower(self.state.nick):
                 self.state.info(
                     f"the nick {self.state.nick} is in use; you are {event.nick} (/nick to change)",
                     self.state.buffers[SERVER],
@@ -331,14 +359,15 @@ class ChatApp(App[int]):
 
     def _probe_lag(self) -> None:
         """Measure the round trip to the server (a PING answered by a PONG)."""
-        if self._probing or not self.client.connected:
+        client = self.link
+        if self._probing or not isinstance(client, Client) or not client.connected:
             return
         self._probing = True
 
         async def probe() -> None:
             started = time.monotonic()
             try:
-                await self.client.request("PING", "lag", timeout=self._lag_interval)
+                await client.request("PING", "lag", timeout=self._lag_interval)
                 if self.status.state is LinkState.CONNECTED:
                     self.status.lag = time.monotonic() - started
                     self._draw_status()
@@ -353,7 +382,11 @@ class ChatApp(App[int]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Run the line typed (a command or a message)."""
-        if event.value.strip():
+        if not event.value.strip():
+            return
+        if isinstance(self.link, PlainClient):
+            self.spawn(run_plain_input(self, self.link, event.value))
+        else:
             self.spawn(run_input(self, event.value))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -455,8 +488,10 @@ class ChatApp(App[int]):
             text.append(": " + current.topic if current.topic else "")
         elif current.kind is BufferKind.QUERY:
             text = Text(f"private conversation with {current.name}")
+        elif isinstance(self.link, PlainClient):
+            text = Text(f"relaychat - plain text with {self.link.peer} - /help lists the commands")
         else:
-            cfg = self.client.config
+            cfg = self.link.config
             text = Text(f"relaychat - {cfg.host}:{cfg.port} - /help lists the commands")
         self.query_one("#topic", Static).update(text)
 
@@ -470,9 +505,13 @@ class ChatApp(App[int]):
             LinkState.RECONNECTING: "yellow",
             LinkState.DISCONNECTED: "red",
         }[status.state]
-        text = Text(f"[{self.state.nick}] ", style="bold")
         cur = self.state.current_buffer
-        text.append(cur.name if cur.kind is not BufferKind.SERVER else "(server)")
+        if isinstance(self.link, PlainClient):
+            text = Text("[plain] ", style="bold")
+            text.append(self.link.peer)
+        else:
+            text = Text(f"[{self.state.nick}] ", style="bold")
+            text.append(cur.name if cur.kind is not BufferKind.SERVER else "(server)")
         text.append("  ")
         text.append(status.text(time.monotonic()), style=f"bold {colour}")
         with contextlib.suppress(Exception):  # not composed yet, or shutting down

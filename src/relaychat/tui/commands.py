@@ -5,6 +5,10 @@ its syntax and one line of help (``/help`` prints them). Commands talk to the se
 through :class:`relaychat.client.Client` (``ui.client``) and record what the user should see in
 the model (``ui.state``); the app redraws afterwards. A command that is used wrongly raises
 :class:`Usage`; :func:`run_input` turns that, and the client's errors, into one error line.
+
+In plain mode (a :class:`~relaychat.client.plain.PlainClient`, no IRC) :func:`run_plain_input`
+takes the input instead: text goes to the service as it is, and only the commands of
+:data:`PLAIN_COMMANDS` run; the others are refused with one line saying why.
 """
 
 from __future__ import annotations
@@ -14,23 +18,53 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from relaychat.client import Client, ClientError, Delivery
+from relaychat.client.plain import PlainClient
 from relaychat.client.requests import is_error
 from relaychat.errors import ProtocolError
 from relaychat.protocol.message import Message as IrcMessage
 from relaychat.protocol.message import parse
-from relaychat.tui.model import BufferKind, ChatState, Kind
+from relaychat.tui.model import SERVER, BufferKind, ChatState, Kind
 
-__all__ = ["COMMANDS", "ChatUI", "Command", "Usage", "command", "describe", "run_input"]
+__all__ = [
+    "COMMANDS",
+    "PLAIN_COMMANDS",
+    "ChatUI",
+    "Command",
+    "PlainUI",
+    "Usage",
+    "command",
+    "describe",
+    "run_input",
+    "run_plain_input",
+]
 
 #: Replies that only end a list; they are not worth a line.
 _END_MARKERS = frozenset({"315", "318", "366", "368", "369", "374", "376"})
 
 
+class PlainUI(Protocol):
+    """What plain mode needs from the app."""
+
+    state: ChatState
+
+    def redraw(self) -> None:
+        """Draw what changed in the model."""
+
+    def track_delivery(self, delivery: Delivery, target: str) -> None:
+        """Report in ``target``'s buffer (else the one on screen) if ``delivery`` fails."""
+
+    async def quit(self, reason: str) -> None:
+        """Close the connection and end the app."""
+
+
 class ChatUI(Protocol):
     """What the commands need from the app."""
 
-    client: Client
     state: ChatState
+
+    @property
+    def client(self) -> Client:
+        """The IRC client."""
 
     def redraw(self) -> None:
         """Draw what changed in the model."""
@@ -119,6 +153,54 @@ async def run_input(ui: ChatUI, text: str) -> None:
     except (ClientError, ValueError) as exc:
         state.info(str(exc), kind=Kind.ERROR)
     ui.redraw()
+
+
+#: The commands that work in plain mode (the rest are IRC commands).
+PLAIN_COMMANDS = frozenset({"quit", "help"})
+
+
+async def run_plain_input(ui: PlainUI, link: PlainClient, text: str) -> None:
+    """Act on one input line in plain mode: send it to the service as it is, or run a command.
+
+    ``//text`` sends ``/text``. Only :data:`PLAIN_COMMANDS` run; an IRC command gets one error
+    line saying why. Errors become an error line; nothing raises out of here but cancellation.
+    """
+    state = ui.state
+    try:
+        if text.startswith("/") and not text.startswith("//"):
+            name, _, args = text[1:].partition(" ")
+            cmd = COMMANDS.get(name.lower())
+            if cmd is None:
+                raise Usage(f"unknown command /{name} (try /help)")
+            if cmd.name not in PLAIN_COMMANDS:
+                raise Usage(
+                    f"/{cmd.name} is an IRC command, and {link.peer} is a plain-text service: "
+                    "type text to send it as a line (//text sends one that starts with /)"
+                )
+            if cmd.name == "quit":
+                await ui.quit(args.strip() or "Leaving")
+            else:
+                _plain_help(state, link)
+        elif text.strip():
+            line = text[1:] if text.startswith("//") else text
+            delivery = await link.send(line)
+            buf = state.buffers[SERVER]
+            state.add_line(buf, Kind.MESSAGE, line, nick=state.nick, own=True)
+            ui.track_delivery(delivery, link.peer)
+    except Usage as exc:
+        state.info(str(exc), kind=Kind.ERROR)
+    except (ClientError, ValueError) as exc:
+        state.info(str(exc), kind=Kind.ERROR)
+    ui.redraw()
+
+
+def _plain_help(state: ChatState, link: PlainClient) -> None:
+    state.info(f"plain text with {link.peer}: each line you type is sent as it is;")
+    state.info("what the service sends is shown as it arrives. Commands (Ctrl+Q also quits):")
+    for name in sorted(PLAIN_COMMANDS):
+        cmd = COMMANDS[name]
+        state.info(f"  /{cmd.name} - {cmd.help}")
+    state.info("  //text - send a line that starts with a slash")
 
 
 async def say(ui: ChatUI, target: str, text: str, *, action: bool = False) -> None:

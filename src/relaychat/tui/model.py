@@ -7,6 +7,8 @@ Rules:
 2. Buffers are keyed by the casefolded name (rfc1459), so ``#Chat`` and ``#chat`` are one.
 3. A buffer that is not on screen counts its unread messages; a message that names the user,
    or any private message, also sets its highlight marker. Showing the buffer clears both.
+4. Plain mode (``plain=True``, a raw line service instead of IRC): every line, received or
+   sent, goes to the server buffer, which stands for the service.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from relaychat.client.events import (
     Reconnecting,
     Topic,
 )
+from relaychat.client.plain import LineReceived
 from relaychat.protocol.casemap import irc_lower
 
 __all__ = [
@@ -219,6 +222,7 @@ class ChatState:
         is_channel: whether a name is a channel (the client's ISUPPORT CHANTYPES).
         scrollback: lines kept per buffer.
         clock: wall-clock time, for lines without a server time.
+        plain: a plain line service, not IRC (see rule 4).
     """
 
     def __init__(
@@ -228,8 +232,10 @@ class ChatState:
         is_channel: Callable[[str], bool] = lambda name: name[:1] in "#&",
         scrollback: int = 2000,
         clock: Callable[[], float] = _time.time,
+        plain: bool = False,
     ) -> None:
         self.nick = nick
+        self.plain = plain
         self.is_channel = is_channel
         self.scrollback = scrollback
         self.clock = clock
@@ -477,7 +483,14 @@ class ChatState:
     def _on_connected(self, ev: Connected) -> None:
         self.nick = ev.nick
         server = f" to {ev.server}" if ev.server else ""
-        self.info(f"connected{server} as {ev.nick}", self.buffers[SERVER])
+        as_nick = "" if self.plain else f" as {ev.nick}"
+        self.info(f"connected{server}{as_nick}", self.buffers[SERVER])
+
+    def _on_line(self, ev: LineReceived) -> None:
+        highlight = self.mentions(ev.text)
+        self.add_line(
+            self.buffers[SERVER], Kind.MESSAGE, ev.text, nick=ev.sender, highlight=highlight
+        )
 
     def _on_disconnected(self, ev: Disconnected) -> None:
         for buf in self.buffers.values():
@@ -523,4 +536,5 @@ _APPLY: dict[type[Event], Callable[[ChatState, Any], None]] = {
     Disconnected: ChatState._on_disconnected,
     Reconnecting: ChatState._on_reconnecting,
     GaveUp: ChatState._on_gave_up,
+    LineReceived: ChatState._on_line,
 }
