@@ -355,7 +355,7 @@ def test_sqlite_file_is_in_wal_mode_with_a_schema_version(tmp_path: Path) -> Non
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     finally:
         db.close()
 
@@ -448,3 +448,38 @@ def test_sqlite_close_commits_what_is_pending(tmp_path: Path) -> None:
         assert texts(again.query("#c", limit=10)) == ["text 1"]
     finally:
         again.close()
+
+
+def test_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
+    # A version-1 file is a version-2 file without the `counted` table and with version 1.
+    path = tmp_path / "old.db"
+    store = SqliteHistory(path, maintenance_interval=None, max_per_target=2)
+    for n in range(3):
+        store.append(msg(n))
+    store.append(msg(3, "#d"))
+    store.commit_pending()
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE counted")
+    db.execute("UPDATE schema_version SET version = 1")
+    db.execute(
+        "UPDATE conversations SET count = (SELECT COUNT(*) FROM messages m"
+        " WHERE m.key = conversations.key)"
+    )
+    db.commit()
+    db.close()
+    store = SqliteHistory(path, maintenance_interval=None, max_per_target=2)
+    try:
+        assert texts(store.query("#c", limit=10)) == ["text 0", "text 1", "text 2"]
+        conv = store.conversation("#c")
+        assert conv is not None and conv.latest is not None
+        assert conv.latest.message.text == "text 2"
+        assert store.prune() == 1  # the count survived the migration: one over the limit
+        assert texts(store.query("#c", limit=10)) == ["text 1", "text 2"]
+    finally:
+        store.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    finally:
+        db.close()

@@ -4,7 +4,10 @@ Rules (on top of ``store/base.py``):
 1. ``append`` runs on the event loop: it takes a lock, numbers the message and buffers it. No I/O.
 2. ``commit_pending`` runs in the edge's single writer thread: the whole buffer goes in one
    ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction (``executemany``), so a busy loop turn costs one
-   commit, not one per message (group commit).
+   commit, not one per message (group commit). The commit writes the messages and nothing else:
+   one row in the table and one entry in each of its two indexes per message, plus a
+   ``conversations`` row the first time a conversation is seen (``INSERT OR IGNORE``, skipped for
+   the keys this process already wrote). Per-conversation counts are not maintained there (see 7).
 3. Durability: the file is in WAL mode with ``synchronous=NORMAL``. A commit then appends its
    frames to the WAL with ``write()`` and returns; it does not wait for ``fsync``. Once ``write()``
    returned the data is in the operating system's page cache, which belongs to the kernel, not
@@ -23,14 +26,23 @@ Rules (on top of ``store/base.py``):
 6. Positions: ``seq`` is ``epoch << 40 | n``, where every opening of the file takes a new epoch
    from the ``instances`` table, so two servers wrongly sharing a file never collide, and a
    restarted server's messages sort after the previous run's.
+7. Counts per conversation (for retention by count) are kept by the retention pass, not by the
+   commits: ``conversations.count`` is exact for the messages with ``seq <= counted.seq``, and
+   :meth:`SqliteHistory.prune` first adds the messages committed since (one range scan of the
+   table by ``seq``, then one short transaction), so a crash never leaves a count wrong. A
+   conversation's latest message is read from the ``messages`` index.
 
 Schema (version :data:`SCHEMA_VERSION`, in the ``schema_version`` table)::
 
     messages(seq PK, key, time_ms, msgid, command, source, account, to_account, target, text,
              tags)                        index (key, time_ms [, seq]), index (msgid)
-    conversations(key PK, a, b, count, latest_seq, trimmed_ms, trimmed_seq)
+    conversations(key PK, a, b, count, trimmed_ms, trimmed_seq)
                                           a, b: the two folded nicks of a private conversation
+    counted(seq)                          ``count`` covers the messages up to this seq
     instances(epoch PK autoincrement, opened_ms)
+
+Version 1 (``conversations.latest_seq``, counts kept by every commit, no
+``counted``) is migrated in place when opened: one small transaction, no rows rewritten.
 """
 
 from __future__ import annotations
@@ -61,7 +73,7 @@ __all__ = ["CHECKPOINT_EVERY", "CHUNK", "SCHEMA_VERSION", "SqliteHistory", "open
 
 log = logging.getLogger("relaychat.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Most rows one retention transaction deletes.
 CHUNK = 2000
 #: Seconds between WAL checkpoints by the maintenance thread.
@@ -69,6 +81,8 @@ CHECKPOINT_EVERY = 1.0
 #: Most records held for a retry when commits keep failing (the oldest are dropped past it).
 MAX_BUFFERED = 100_000
 _EPOCH_SHIFT = 40
+#: Most conversation keys remembered as already in ``conversations`` (forgotten all at once).
+KNOWN_KEYS = 65_536
 
 _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
@@ -94,12 +108,12 @@ _SCHEMA = (
         a TEXT,
         b TEXT,
         count INTEGER NOT NULL DEFAULT 0,
-        latest_seq INTEGER,
         trimmed_ms INTEGER,
         trimmed_seq INTEGER
     ) WITHOUT ROWID""",
     "CREATE INDEX conversations_by_a ON conversations (a) WHERE a IS NOT NULL",
     "CREATE INDEX conversations_by_b ON conversations (b) WHERE b IS NOT NULL",
+    "CREATE TABLE counted (seq INTEGER NOT NULL)",
 )
 
 _COLUMNS = "time_ms, seq, msgid, key, source, account, command, target, text, tags, to_account"
@@ -107,10 +121,10 @@ _INSERT = (
     "INSERT INTO messages (seq, key, time_ms, msgid, command, source, account, to_account,"
     " target, text, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_UPSERT = (
-    "INSERT INTO conversations (key, a, b, count, latest_seq) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET count = count + excluded.count,"
-    " latest_seq = excluded.latest_seq"
+_NEW_CONVERSATION = "INSERT OR IGNORE INTO conversations (key, a, b) VALUES (?, ?, ?)"
+_ADD_COUNTS = (
+    "INSERT INTO conversations (key, a, b, count) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET count = count + excluded.count"
 )
 
 
@@ -163,8 +177,11 @@ class SqliteHistory:
         self._lock = threading.Lock()  # the buffers and counters; never held during I/O
         self._write_lock = threading.Lock()  # the writer connection
         self._read_lock = threading.Lock()  # the reader connection
+        self._maint_lock = threading.Lock()  # one retention pass at a time
         self._pending: list[Entry] = []
         self._inflight: list[Entry] = []
+        #: Conversation keys known to have their ``conversations`` row (written by this process).
+        self._known: set[str] = set()
         self._closed = False
         #: How many group commits ran, and how many messages they stored.
         self.commits = 0
@@ -175,6 +192,7 @@ class SqliteHistory:
             if str(mode).lower() != "wal":
                 log.warning("%s: WAL mode unavailable (journal mode %s)", self.path, mode)
             self._writer.execute("PRAGMA synchronous=NORMAL")
+            self._writer.execute("PRAGMA cache_size=-16384")  # 16 MiB: index pages stay cached
             epoch, last_ms = self._migrate()
             self._reader = self._connect()
             self._reader.execute("PRAGMA query_only=ON")
@@ -220,6 +238,7 @@ class SqliteHistory:
                 for statement in _SCHEMA:
                     db.execute(statement)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                db.execute("INSERT INTO counted (seq) VALUES (0)")
             else:
                 row = db.execute("SELECT version FROM schema_version").fetchone()
                 version = int(row[0]) if row else 0
@@ -231,6 +250,8 @@ class SqliteHistory:
                     )
                 if version < 1:
                     raise StoreError(str(self.path), "schema_version table is empty or damaged")
+                if version == 1:
+                    _migrate_v1(db)
             cur = db.execute(
                 "INSERT INTO instances (opened_ms) VALUES (?)", (int(time.time() * 1000),)
             )
@@ -290,32 +311,39 @@ class SqliteHistory:
                 self.committed += len(batch)
 
     def _write(self, batch: Sequence[Entry]) -> None:
-        rows = []
-        convs: dict[str, list[int]] = {}  # key -> [count, latest seq]
-        for ms, seq, m in batch:
-            tags = json.dumps(m.tags, separators=(",", ":")) if m.tags else None
-            row = (seq, m.key, ms, m.msgid, m.command, m.source, m.account, m.to_account)
-            rows.append((*row, m.target, m.text, tags))
-            conv = convs.get(m.key)
-            if conv is None:
-                convs[m.key] = [1, seq]
-            else:
-                conv[0] += 1
-                conv[1] = seq
-        upserts = []
-        for key, (count, latest) in convs.items():
-            a, b = key.split(" ", 1) if is_private(key) else (None, None)
-            upserts.append((key, a, b, count, latest))
+        known = self._known
+        rows = [
+            (
+                seq,
+                m.key,
+                ms,
+                m.msgid,
+                m.command,
+                m.source,
+                m.account,
+                m.to_account,
+                m.target,
+                m.text,
+                json.dumps(m.tags, separators=(",", ":")) if m.tags else None,
+            )
+            for ms, seq, m in batch
+        ]
+        new = {m.key for _, _, m in batch if m.key not in known}
         db = self._writer
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_INSERT, rows)
-            db.executemany(_UPSERT, upserts)
+            if new:
+                db.executemany(_NEW_CONVERSATION, [_conversation_row(k) for k in new])
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
+        if new:
+            if len(known) + len(new) > KNOWN_KEYS:
+                known.clear()
+            known.update(new)
 
     # --- reading (rule 4) ------------------------------------------------------------------
 
@@ -387,18 +415,19 @@ class SqliteHistory:
     def conversation(self, key: str) -> Conversation | None:
         """What is known of ``key`` (see :meth:`HistoryStore.conversation`)."""
         buffered = self._buffered(key)
-        rows = self._read(
-            "SELECT count, latest_seq, trimmed_ms, trimmed_seq FROM conversations WHERE key = ?",
-            (key,),
-        )
+        rows = self._read("SELECT trimmed_ms, trimmed_seq FROM conversations WHERE key = ?", (key,))
         latest: Entry | None = buffered[-1] if buffered else None
         trimmed: Position | None = None
         if rows:
-            count, latest_seq, trimmed_ms, trimmed_seq = rows[0]
+            trimmed_ms, trimmed_seq = rows[0]
             if trimmed_ms is not None:
                 trimmed = (int(trimmed_ms), int(trimmed_seq))
-            if latest is None and count and latest_seq is not None:
-                found = self._read(f"SELECT {_COLUMNS} FROM messages WHERE seq = ?", (latest_seq,))
+            if latest is None:
+                found = self._read(
+                    f"SELECT {_COLUMNS} FROM messages WHERE key = ?"
+                    " ORDER BY time_ms DESC, seq DESC LIMIT 1",
+                    (key,),
+                )
                 latest = _entry(found[0]) if found else None
         elif latest is None:
             return None
@@ -431,23 +460,69 @@ class SqliteHistory:
         now = time.time() if now is None else now
         cutoff = int((now - self.max_age_days * 86400) * 1000) if self.max_age_days else None
         total = 0
-        while not (self._closed or self._stop.is_set()):
-            deleted = self._prune_chunk(cutoff)
-            total += deleted
-            if not deleted:
-                break
+        with self._maint_lock:
+            if self.max_per_target and not (self._closed or self._stop.is_set()):
+                self._recount()
+            while not (self._closed or self._stop.is_set()):
+                deleted = self._prune_chunk(cutoff)
+                total += deleted
+                if not deleted:
+                    break
         if total:
             log.info("history retention deleted %d messages", total)
         return total
 
+    def _recount(self) -> None:
+        """Add the messages committed since the last recount to ``conversations.count``.
+
+        The scan runs outside the write lock on the maintenance connection (a WAL snapshot;
+        commits go on), bounded by the newest ``seq`` it saw; only the update of the counts and
+        of ``counted`` takes the writer, for one short transaction.
+        """
+        scan = self._maint
+        lock = self._write_lock if scan is None else contextlib.nullcontext()
+        with lock:
+            if self._closed:
+                return
+            conn = self._writer if scan is None else scan
+            conn.execute("BEGIN")  # one snapshot for both statements
+            try:
+                since = int(conn.execute("SELECT seq FROM counted").fetchone()[0])
+                upto = int(conn.execute("SELECT ifnull(max(seq), 0) FROM messages").fetchone()[0])
+                added = conn.execute(
+                    "SELECT key, count(*) FROM messages WHERE seq > ? AND seq <= ? GROUP BY key",
+                    (since, upto),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        if upto <= since:
+            return
+        with self._write_lock:
+            if self._closed:
+                return
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                now = db.execute("SELECT seq FROM counted").fetchone()[0]
+                if int(now) == since:  # nobody counted meanwhile
+                    db.executemany(_ADD_COUNTS, [(*_conversation_row(key), n) for key, n in added])
+                    db.execute("UPDATE counted SET seq = ?", (upto,))
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+
     def _prune_chunk(self, cutoff: int | None) -> int:
-        gone: dict[str, list[int]] = {}  # key -> [count, newest time_ms, newest seq]
+        gone: dict[str, list[int]] = {}  # key -> [counted deleted, newest time_ms, newest seq]
+        deleted = 0
         with self._write_lock:
             if self._closed:
                 return 0
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
             try:
+                counted = int(db.execute("SELECT seq FROM counted").fetchone()[0])
                 if cutoff is not None:
                     last = None
                     rows = db.execute(
@@ -457,7 +532,8 @@ class SqliteHistory:
                         if ms >= cutoff:
                             break
                         last = seq
-                        _note(gone, key, 1, ms, seq)
+                        _note(gone, key, 1 if seq <= counted else 0, ms, seq)
+                        deleted += 1
                     if last is not None:
                         db.execute("DELETE FROM messages WHERE seq <= ?", (last,))
                 if not gone and self.max_per_target:
@@ -475,11 +551,11 @@ class SqliteHistory:
                             " ORDER BY time_ms, seq LIMIT 1 OFFSET ?",
                             (key, excess - 1),
                         ).fetchone()
-                        if edge is None:  # the count drifted: recount
+                        if edge is None or edge[1] > counted:  # the count drifted: recount
                             db.execute(
-                                "UPDATE conversations SET count ="
-                                " (SELECT COUNT(*) FROM messages WHERE key = ?) WHERE key = ?",
-                                (key, key),
+                                "UPDATE conversations SET count = (SELECT count(*) FROM messages"
+                                " WHERE key = ? AND seq <= ?) WHERE key = ?",
+                                (key, counted, key),
                             )
                             continue
                         cur = db.execute(
@@ -487,6 +563,7 @@ class SqliteHistory:
                             (key, edge[0], edge[1]),
                         )
                         _note(gone, key, cur.rowcount, edge[0], edge[1])
+                        deleted += cur.rowcount
                         budget -= cur.rowcount
                 db.executemany(
                     "UPDATE conversations SET count = max(count - ?, 0), trimmed_ms = ?,"
@@ -498,7 +575,7 @@ class SqliteHistory:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 raise
-        return sum(n for n, _, _ in gone.values())
+        return deleted
 
     def _maintain(self, interval: float) -> None:
         """The maintenance thread: retention every ``interval`` s, checkpoints in between."""
@@ -513,7 +590,8 @@ class SqliteHistory:
                 next_prune = time.monotonic() + interval
             try:
                 assert self._maint is not None
-                self._maint.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                with self._maint_lock:  # prune() may be using the connection
+                    self._maint.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except sqlite3.Error as exc:
                 log.warning("history checkpoint failed: %s", exc)
             if self._stop.wait(min(CHECKPOINT_EVERY, interval)):
@@ -545,6 +623,24 @@ class SqliteHistory:
                 self.commits,
                 self.committed / self.commits,
             )
+
+
+def _conversation_row(key: str) -> tuple[str, str | None, str | None]:
+    """``(key, a, b)`` for the ``conversations`` table: a private conversation's two nicks."""
+    if is_private(key):
+        a, b = key.split(" ", 1)
+        return key, a, b
+    return key, None, None
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2, inside the opening transaction: counts were exact for every message
+    (every commit kept them), so ``counted`` starts at the newest message; ``latest_seq`` stays
+    in the table, unused."""
+    db.execute(_SCHEMA[-1])
+    db.execute("INSERT INTO counted (seq) SELECT ifnull(max(seq), 0) FROM messages")
+    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+    log.info("history store migrated from schema version 1 to %d", SCHEMA_VERSION)
 
 
 def _note(gone: dict[str, list[int]], key: str, n: int, ms: int, seq: int) -> None:
