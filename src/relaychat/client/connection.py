@@ -1,9 +1,10 @@
 """The asyncio client: a persistent connection that survives drops and loses nothing.
 
-This module is glue: it opens sockets, moves bytes between them and the sans-I/O
-:class:`~relaychat.client.protocol.ClientProtocol`, sleeps until the protocol's next deadline,
-reconnects with :func:`~relaychat.client.backoff.backoff`, and turns the protocol's events and
-outcomes into what callers await. Every IRC decision is the protocol's.
+This module is glue: it opens sockets (:func:`~relaychat.client.link.open_link`), moves bytes
+between them and the sans-I/O :class:`~relaychat.client.protocol.ClientProtocol`, sleeps until
+the protocol's next deadline, reconnects through
+:func:`~relaychat.client.reconnect.reconnect_loop`, and turns the protocol's events and outcomes
+into what callers await. Every IRC decision is the protocol's.
 
 ::
 
@@ -19,20 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import logging
 import random
-import re
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-from relaychat.client.backoff import backoff
 from relaychat.client.config import ClientConfig
-from relaychat.client.delivery import END, Delivery, EventStream, SlowConsumer
+from relaychat.client.delivery import Delivery, EventHub, EventStream, SlowConsumer
 from relaychat.client.errors import (
     ClientClosed,
     ConnectionClosed,
@@ -40,8 +37,10 @@ from relaychat.client.errors import (
     RequestFailed,
     RequestTimeout,
 )
-from relaychat.client.events import Connected, Disconnected, Event, GaveUp, Outgoing, Reconnecting
+from relaychat.client.events import Connected, Disconnected, Event, GaveUp, Outgoing
+from relaychat.client.link import describe, open_link
 from relaychat.client.protocol import ClientProtocol
+from relaychat.client.reconnect import Attempt, reconnect_loop
 from relaychat.client.requests import (
     Confirmed,
     Dropped,
@@ -61,35 +60,6 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], Awaitable[None] | None]
 #: Bytes buffered for writing beyond which the link is considered stuck.
 MAX_WRITE_BUFFER = 1 << 20
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failure: {exc.reason or exc}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by peer"
-    # asyncio words a refusal "Connect call failed (addr)", and folds one per address into
-    # "Multiple exceptions: [Errno 111] ..." (Python 3.11): say what happened instead.
-    if isinstance(exc, ConnectionRefusedError) or (
-        isinstance(exc, OSError)
-        and str(exc).startswith("Multiple exceptions:")
-        and set(re.findall(r"\[Errno (\d+)\]", str(exc))) == {str(errno.ECONNREFUSED)}
-    ):
-        return "connection refused"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
-    return str(exc) or type(exc).__name__
-
-
-def _tune(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
-    if sock is None:
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
 class Client:
@@ -142,8 +112,7 @@ class Client:
         self._proto = ClientProtocol(config, clock())
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._subscribers: list[EventStream] = []
+        self._hub = EventHub(config.event_queue, clock)
         self._handlers: list[tuple[tuple[type[Event], ...], Handler]] = []
         self._dispatcher: asyncio.Task[None] | None = None
         self._deliveries: dict[int, Delivery] = {}
@@ -230,7 +199,7 @@ class Client:
         deadline = self._clock() + timeout
         proto = self._proto
         while proto.busy and self.connected and self._clock() < deadline:
-            await self._state_change(deadline)
+            await self._hub.wait_change(deadline)
         self._closing = True
         if proto.connected and not proto.dead:
             proto.quit(reason, self._clock())
@@ -245,7 +214,7 @@ class Client:
         unsent = proto.give_up("client closed", announce=False) if not proto.closed else ()
         self._flush()
         self._closed = True
-        self._finish()
+        self._hub.finish()
         if self._dispatcher is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._dispatcher, 1.0)
@@ -363,11 +332,7 @@ class Client:
         Raises (from the iterator):
             SlowConsumer: the consumer fell ``config.event_queue`` events behind.
         """
-        sub = EventStream(self._subscribers, self.config.event_queue, types or (Event,))
-        self._subscribers.append(sub)
-        if self._closed:
-            sub.put(END)
-        return sub
+        return self._hub.subscribe(types or (Event,), ended=self._closed)
 
     def on(self, *types: type[E]) -> Callable[[Callable[[E], Any]], Callable[[E], Any]]:
         """Decorator: call the function (sync or async) for every event of ``types``.
@@ -385,8 +350,7 @@ class Client:
         return register
 
     def _start_dispatcher(self) -> None:
-        sub = EventStream(self._subscribers, self.config.event_queue, (Event,))
-        self._subscribers.append(sub)
+        sub = self._hub.subscribe((Event,))
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(sub))
 
     async def _dispatch(self, sub: EventStream) -> None:
@@ -403,15 +367,6 @@ class Client:
         except SlowConsumer:
             log.error("event handlers fell behind; they get no more events")
 
-    def _publish(self, event: Event) -> None:
-        for sub in list(self._subscribers):
-            sub.put(event)
-
-    def _finish(self) -> None:
-        for sub in list(self._subscribers):
-            sub.put(END)
-        self._signal()
-
     # --- internals --------------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -419,15 +374,6 @@ class Client:
             raise ClientClosed(str(self._gave_up))
         if self._closed or self._closing:
             raise ClientClosed()
-
-    def _signal(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _state_change(self, deadline: float | None) -> None:
-        timeout = None if deadline is None else max(0.0, deadline - self._clock())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def _wait_ready(self, deadline: float | None) -> None:
         while not self.connected:
@@ -438,7 +384,7 @@ class Client:
                 raise ClientClosed("the client is not started (use connect() or async with)")
             if deadline is not None and self._clock() >= deadline:
                 raise TimeoutError("not connected")
-            await self._state_change(deadline)
+            await self._hub.wait_change(deadline)
 
     async def _await_request(
         self, rid: int, command: str, deadline: float, timeout: float
@@ -470,9 +416,9 @@ class Client:
             if isinstance(event, Connected | Disconnected | GaveUp):
                 changed = True
                 self._was_ready = self._was_ready or isinstance(event, Connected)
-            self._publish(event)
+            self._hub.publish(event)
         if changed:
-            self._signal()
+            self._hub.signal()
         self._wake.set()
 
     def _settle(self, outcome: Outcome) -> None:
@@ -505,68 +451,33 @@ class Client:
             d._settle(line, failure, maybe=maybe)
 
     async def _run(self) -> None:
-        cfg = self.config
-        delays = None
-        attempt = 0
-        reason = "not connected"
-        try:
-            while not self._closing:
-                self._was_ready = False
-                reason = await self._connect_once()
-                if self._closing:
-                    return
-                if self._proto.fatal:
-                    break
-                if not cfg.reconnect:
-                    break
-                if self._was_ready or delays is None:
-                    attempt = 0
-                    delays = backoff(
-                        initial=cfg.backoff_initial,
-                        factor=cfg.backoff_factor,
-                        max_delay=cfg.backoff_max,
-                        max_attempts=cfg.max_attempts,
-                        rand=self._rand,
-                    )
-                delay = next(delays, None)
-                if delay is None:
-                    reason = f"{reason} (after {attempt + 1} attempts)"
-                    break
-                attempt += 1
-                log.info("reconnecting in %.2f s (attempt %d): %s", delay, attempt, reason)
-                self._publish(Reconnecting(attempt, delay, reason))
-                await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug: report it as a give-up rather than hang callers
-            log.exception("client loop failed")
-            reason = f"internal error: {exc!r}"
-        if self._closing:
+        reason = await reconnect_loop(
+            self._attempt,
+            config=self.config,
+            rand=self._rand,
+            closing=lambda: self._closing,
+            publish=self._hub.publish,
+            log=log,
+            name="client",
+        )
+        if reason is None:
             return
         unsent = self._proto.give_up(reason)
         self._gave_up = GaveUpError(reason, unsent)
         self._flush()
-        self._finish()
+        self._hub.finish()
+
+    async def _attempt(self) -> Attempt:
+        self._was_ready = False
+        reason = await self._connect_once()
+        return Attempt(reason, reached=self._was_ready, fatal=self._proto.fatal)
 
     async def _connect_once(self) -> str:
         cfg = self.config
-        ctx: ssl.SSLContext | None = None
-        if cfg.tls is True:
-            ctx = ssl.create_default_context()
-        elif isinstance(cfg.tls, ssl.SSLContext):
-            ctx = cfg.tls
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    cfg.host, cfg.port, ssl=ctx, server_hostname=cfg.host if ctx else None
-                ),
-                cfg.connect_timeout,
-            )
-        except TimeoutError:
-            return f"connect to {cfg.host}:{cfg.port} timed out after {cfg.connect_timeout:g} s"
-        except (OSError, ssl.SSLError) as exc:
-            return f"cannot connect to {cfg.host}:{cfg.port}: {_describe(exc)}"
-        _tune(writer)
+        opened = await open_link(cfg, f"{cfg.host}:{cfg.port}")
+        if isinstance(opened, str):
+            return opened
+        reader, writer = opened
         self._writer = writer
         proto = self._proto
         proto.connection_made(self._clock())
@@ -608,7 +519,7 @@ class Client:
                     try:
                         data = task.result()
                     except (OSError, ssl.SSLError) as exc:
-                        return proto.dead or _describe(exc)
+                        return proto.dead or describe(exc)
                     if not data:
                         return proto.dead or "the server closed the connection"
                     proto.receive_data(data, self._clock())

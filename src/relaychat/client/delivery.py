@@ -1,18 +1,18 @@
 """What callers hold while the client works: a :class:`Delivery` per send, an
-:class:`EventStream` per ``events()`` iterator.
+:class:`EventStream` per ``events()`` iterator (handed out by the client's :class:`EventHub`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from relaychat.client.errors import ClientError, NotSent, Rejected
 from relaychat.client.events import Event, Outgoing
 
-__all__ = ["END", "Delivery", "EventStream", "SlowConsumer"]
+__all__ = ["END", "Delivery", "EventHub", "EventStream", "SlowConsumer"]
 
 #: Put in an :class:`EventStream` to end it.
 END: Any = object()
@@ -141,3 +141,65 @@ class EventStream:
             raise StopAsyncIteration
         assert isinstance(item, Event)
         return item
+
+
+class EventHub:
+    """A client's ``events()`` streams, and a signal for those who wait on its state.
+
+    The client publishes each event once and every stream that wants it gets it;
+    :meth:`finish` ends them all. Whenever its state changes (connected or not, the outbox
+    emptied, given up) the client calls :meth:`signal`, which wakes :meth:`wait_change`.
+
+    Args:
+        limit: the most events a stream holds before its consumer counts as too slow.
+        clock: the monotonic clock, in seconds, that deadlines are read on.
+    """
+
+    __slots__ = ("_changed", "_clock", "limit", "streams")
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.streams: list[EventStream] = []
+        self._clock = clock
+        self._changed = asyncio.Event()
+
+    def subscribe(self, types: tuple[type[Event], ...], *, ended: bool = False) -> EventStream:
+        """A new stream of every event of ``types`` from now on.
+
+        Args:
+            types: the event types it wants.
+            ended: the client is closed already: the stream ends at once.
+
+        Returns:
+            The stream; the caller iterates it (it raises :class:`SlowConsumer` if it lags).
+        """
+        stream = EventStream(self.streams, self.limit, types)
+        self.streams.append(stream)
+        if ended:
+            stream.put(END)
+        return stream
+
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to every stream that wants it."""
+        for stream in list(self.streams):
+            stream.put(event)
+
+    def finish(self) -> None:
+        """End every stream (the client closed or gave up), and :meth:`signal`."""
+        for stream in list(self.streams):
+            stream.put(END)
+        self.signal()
+
+    def signal(self) -> None:
+        """Wake everyone in :meth:`wait_change`; they look at the client's state again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_change(self, deadline: float | None) -> None:
+        """Wait for the next :meth:`signal`, or until ``deadline`` (on the clock) at the latest.
+
+        Returns either way, without saying which: the caller checks its state and deadline.
+        """
+        timeout = None if deadline is None else max(0.0, deadline - self._clock())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)

@@ -16,10 +16,11 @@ pauses for ``pause`` seconds, or closes the connection.
 Rules:
 1. The link behaves like :class:`~relaychat.client.Client`'s: the same
    :class:`~relaychat.client.ClientConfig` settings (``connect_timeout``, ``reconnect``,
-   ``backoff_*``, ``max_attempts``, ``outbox_size``, ``event_queue``), the same delays
-   (:func:`~relaychat.client.backoff.backoff`), the same link events (:class:`Connected`,
-   :class:`Disconnected`, :class:`Reconnecting`, :class:`GaveUp`), the same bounded
-   :class:`~relaychat.client.outbox.Outbox` and :class:`~relaychat.client.Delivery` reports.
+   ``backoff_*``, ``max_attempts``, ``outbox_size``, ``event_queue``), the same reconnect loop
+   and delays (:func:`~relaychat.client.reconnect.reconnect_loop`), the same link events
+   (:class:`Connected`, :class:`Disconnected`, :class:`Reconnecting`, :class:`GaveUp`), the same
+   bounded :class:`~relaychat.client.outbox.Outbox` and :class:`~relaychat.client.Delivery`
+   reports.
 2. Nothing accepted is lost silently. A bare TCP service confirms nothing, so a line counts as
    delivered once the operating system took its bytes. A line still buffered when the
    connection drops is listed in :attr:`Disconnected.unconfirmed` (its delivery fails as "maybe
@@ -46,10 +47,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from relaychat.client.backoff import backoff
 from relaychat.client.config import ClientConfig
-from relaychat.client.connection import _describe, _tune
-from relaychat.client.delivery import END, Delivery, EventStream
+from relaychat.client.delivery import Delivery, EventHub
 from relaychat.client.errors import ClientClosed, GaveUpError
 from relaychat.client.events import (
     Connected,
@@ -57,9 +56,10 @@ from relaychat.client.events import (
     Event,
     GaveUp,
     Outgoing,
-    Reconnecting,
 )
+from relaychat.client.link import describe, open_link
 from relaychat.client.outbox import Outbox
+from relaychat.client.reconnect import Attempt, reconnect_loop
 from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import decode_line
 
@@ -223,10 +223,9 @@ class PlainClient:
         self._deliveries: dict[int, Delivery] = {}
         self._unflushed: list[Outgoing] = []  # written, still in the transport's buffer
         self._next_id = 0
-        self._subscribers: list[EventStream] = []
+        self._hub = EventHub(config.event_queue, clock)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._changed = asyncio.Event()
         self._connected = False
         self._was_connected = False
         self._last_data = 0.0
@@ -296,7 +295,7 @@ class PlainClient:
                 raise self._gave_up
             if deadline is not None and self._clock() >= deadline:
                 raise TimeoutError("not connected")
-            await self._state_change(deadline)
+            await self._hub.wait_change(deadline)
 
     async def close(self, timeout: float = 5.0) -> tuple[Outgoing, ...]:
         """Write what is queued (within ``timeout`` while connected), then close.
@@ -310,7 +309,7 @@ class PlainClient:
         while (len(self._outbox) or self._unflushed) and self._connected:
             if self._clock() >= deadline:
                 break
-            await self._state_change(deadline)
+            await self._hub.wait_change(deadline)
         self._closing = True
         task = self._task
         if task is not None and not task.done():
@@ -320,7 +319,7 @@ class PlainClient:
         unsent = self._outbox.drain()
         self._fail(unsent, "client closed")
         self._closed = True
-        self._finish()
+        self._hub.finish()
         return unsent
 
     # --- sending and events -----------------------------------------------------------------
@@ -360,31 +359,9 @@ class PlainClient:
         Raises (from the iterator):
             SlowConsumer: the consumer fell ``config.event_queue`` events behind.
         """
-        sub = EventStream(self._subscribers, self.config.event_queue, types or (Event,))
-        self._subscribers.append(sub)
-        if self._closed:
-            sub.put(END)
-        return sub
+        return self._hub.subscribe(types or (Event,), ended=self._closed)
 
     # --- internals --------------------------------------------------------------------------
-
-    def _publish(self, event: Event) -> None:
-        for sub in list(self._subscribers):
-            sub.put(event)
-
-    def _finish(self) -> None:
-        for sub in list(self._subscribers):
-            sub.put(END)
-        self._signal()
-
-    def _signal(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _state_change(self, deadline: float | None) -> None:
-        timeout = None if deadline is None else max(0.0, deadline - self._clock())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
 
     def _settle(self, lines: list[Outgoing] | tuple[Outgoing, ...]) -> None:
         for line in lines:
@@ -399,73 +376,42 @@ class PlainClient:
                 delivery._settle(line, reason, maybe=maybe)
 
     async def _run(self) -> None:
-        cfg = self.config
-        delays = None
-        attempt = 0
-        reason = "not connected"
-        try:
-            while not self._closing:
-                self._was_connected = False
-                reason = await self._connect_once()
-                if self._closing or not cfg.reconnect:
-                    break
-                if self._was_connected or delays is None:
-                    attempt = 0
-                    delays = backoff(
-                        initial=cfg.backoff_initial,
-                        factor=cfg.backoff_factor,
-                        max_delay=cfg.backoff_max,
-                        max_attempts=cfg.max_attempts,
-                        rand=self._rand,
-                    )
-                delay = next(delays, None)
-                if delay is None:
-                    reason = f"{reason} (after {attempt + 1} attempts)"
-                    break
-                attempt += 1
-                log.info("reconnecting in %.2f s (attempt %d): %s", delay, attempt, reason)
-                self._publish(Reconnecting(attempt, delay, reason))
-                await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug: report it as a give-up rather than hang callers
-            log.exception("plain client loop failed")
-            reason = f"internal error: {exc!r}"
-        if self._closing:
+        reason = await reconnect_loop(
+            self._attempt,
+            config=self.config,
+            rand=self._rand,
+            closing=lambda: self._closing,
+            publish=self._hub.publish,
+            log=log,
+            name="plain client",
+        )
+        if reason is None:
             return
         unsent = self._outbox.drain()
         self._fail(unsent, reason)
         self._gave_up = GaveUpError(reason, unsent)
-        self._publish(GaveUp(reason, unsent))
-        self._finish()
+        self._hub.publish(GaveUp(reason, unsent))
+        self._hub.finish()
+
+    async def _attempt(self) -> Attempt:
+        self._was_connected = False
+        reason = await self._connect_once()
+        return Attempt(reason, reached=self._was_connected)
 
     async def _connect_once(self) -> str:
         cfg = self.config
-        ctx: ssl.SSLContext | None = None
-        if cfg.tls is True:
-            ctx = ssl.create_default_context()
-        elif isinstance(cfg.tls, ssl.SSLContext):
-            ctx = cfg.tls
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    cfg.host, cfg.port, ssl=ctx, server_hostname=cfg.host if ctx else None
-                ),
-                cfg.connect_timeout,
-            )
-        except TimeoutError:
-            return f"connect to {self.peer} timed out after {cfg.connect_timeout:g} s"
-        except (OSError, ssl.SSLError) as exc:
-            return f"cannot connect to {self.peer}: {_describe(exc)}"
-        _tune(writer)
+        opened = await open_link(cfg, self.peer)
+        if isinstance(opened, str):
+            return opened
+        reader, writer = opened
         # No buffering above the OS: drain() then returns only once every byte was handed
         # over, which is when a line counts as delivered.
         writer.transport.set_write_buffer_limits(high=0)
         self._lines.reset()
         self._held = False
         self._connected = self._was_connected = True
-        self._publish(Connected(cfg.nick, self.peer))
-        self._signal()
+        self._hub.publish(Connected(cfg.nick, self.peer))
+        self._hub.signal()
         reason = "connection closed"
         try:
             reason = await self._pump(reader, writer)
@@ -478,8 +424,8 @@ class PlainClient:
             self._received_end()
             unconfirmed, self._unflushed = tuple(self._unflushed), []
             self._fail(unconfirmed, reason, maybe=True)
-            self._publish(Disconnected(reason, unconfirmed))
-            self._signal()
+            self._hub.publish(Disconnected(reason, unconfirmed))
+            self._hub.signal()
         return reason
 
     def _received(self, items: list[str | Overlong]) -> None:
@@ -489,13 +435,13 @@ class PlainClient:
                     "a line from %s of more than %d bytes was dropped", self.peer, item.size - 1
                 )
             elif item.strip():
-                self._publish(LineReceived(item, self.config.host))
+                self._hub.publish(LineReceived(item, self.config.host))
 
     def _received_end(self) -> None:
         """The connection ended: what it sent without a line ending is a line."""
         last = self._lines.flush(final=True)
         if last is not None:
-            self._publish(LineReceived(last, self.config.host, unterminated=True))
+            self._hub.publish(LineReceived(last, self.config.host, unterminated=True))
 
     def _write_out(self, writer: asyncio.StreamWriter) -> None:
         """Write the next batch of queued lines once the last one was taken by the system.
@@ -514,7 +460,7 @@ class PlainClient:
         if writer.transport.get_write_buffer_size() == 0:
             self._settle(self._unflushed)
             self._unflushed = []
-            self._signal()
+            self._hub.signal()
             self._wake.set()  # the next batch, if any
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
@@ -545,11 +491,11 @@ class PlainClient:
                     try:
                         task.result()
                     except (OSError, ssl.SSLError) as exc:
-                        return _describe(exc)
+                        return describe(exc)
                     if writer.transport.get_write_buffer_size() == 0:
                         self._settle(self._unflushed)
                         self._unflushed = []
-                        self._signal()
+                        self._hub.signal()
                     else:  # not paused yet the buffer holds bytes: look again shortly
                         await asyncio.sleep(0.01)
                 if read in done:
@@ -557,7 +503,7 @@ class PlainClient:
                     try:
                         data = task2.result()
                     except (OSError, ssl.SSLError) as exc:
-                        return _describe(exc)
+                        return describe(exc)
                     if not data:
                         return "the service closed the connection"
                     self._last_data = self._clock()
@@ -570,7 +516,7 @@ class PlainClient:
                     if self._held:
                         self._last_data = self._clock()
                     if line is not None:
-                        self._publish(LineReceived(line, self.config.host, unterminated=True))
+                        self._hub.publish(LineReceived(line, self.config.host, unterminated=True))
         finally:
             for fut in (read, drain):
                 if fut is not None:
