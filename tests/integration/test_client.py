@@ -260,3 +260,13 @@ async def test_close_sends_what_is_queued_first(server: Server) -> None:
         await _until(lambda: len(heard) == 6, "every queued line")
         with pytest.raises(ClientClosed):
             await writer.send("#c", "too late")
+
+
+async def test_lag_is_measured_from_the_delivery_pings(server: Server) -> None:
+    host, port = server.addresses[0]
+    async with Client(host, port, nick="lagger", **FAST) as client:
+        assert client.lag is None or client.lag >= 0
+        await client.join("#lag")
+        delivery = await client.send("#lag", "measure me")
+        await delivery  # confirmed by a PING the server answered
+        assert client.lag is not None and 0 <= client.lag < TIMEOUT

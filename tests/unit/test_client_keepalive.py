@@ -102,3 +102,18 @@ class TestProtocolKeepalive:
         w.register()
         w.feed(f"PING {SRV[1:]}")
         assert w.sent() == [f"PONG {SRV[1:]}"]
+
+
+def test_lag_is_the_round_trip_of_the_answered_ping() -> None:
+    from relaychat.client.keepalive import Keepalive
+
+    k = Keepalive(interval=10, timeout=5)
+    k.start(100.0)
+    assert k.lag is None
+    k.sent("a", 101.0)
+    k.sent("b", 102.0)
+    assert k.answered("b", 102.25)
+    assert k.lag == 0.25
+    assert not k.answered("a", 103.0)  # answered already, with b
+    k.start(200.0)
+    assert k.lag is None

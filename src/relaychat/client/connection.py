@@ -141,6 +141,12 @@ class Client:
         return list(self._proto.joined.values())
 
     @property
+    def lag(self) -> float | None:
+        """Round-trip time of the last answered PING in seconds (keepalive or delivery
+        confirmation), or ``None`` before the first on this connection."""
+        return self._proto.keepalive.lag
+
+    @property
     def caps(self) -> frozenset[str]:
         """The IRCv3 capabilities enabled on this connection."""
         return frozenset(self._proto.caps)

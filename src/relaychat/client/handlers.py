@@ -52,7 +52,7 @@ def _ping(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
 def _pong(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     """PONG <server> <token>"""
     token = msg.param(len(msg.params) - 1)
-    if p.keepalive.answered(token):
+    if p.keepalive.answered(token, now):
         p._settle(p.tracker.pong(token))
 
 

@@ -23,7 +23,7 @@ class Keepalive:
         timeout: seconds a PING may stay unanswered before the peer is declared dead.
     """
 
-    __slots__ = ("_pending", "interval", "last_received", "timeout")
+    __slots__ = ("_pending", "interval", "lag", "last_received", "timeout")
 
     def __init__(self, *, interval: float, timeout: float) -> None:
         if interval <= 0 or timeout <= 0:
@@ -32,10 +32,13 @@ class Keepalive:
         self.timeout = timeout
         self.last_received = 0.0
         self._pending: dict[str, float] = {}  # token -> time sent, oldest first
+        #: Round-trip time of the last answered PING, in seconds (``None`` before the first).
+        self.lag: float | None = None
 
     def start(self, now: float) -> None:
         """A new connection: forget every PING, count silence from ``now``."""
         self._pending.clear()
+        self.lag = None
         self.last_received = now
 
     def received(self, now: float) -> None:
@@ -46,10 +49,18 @@ class Keepalive:
         """Call when a PING carrying ``token`` is written."""
         self._pending[token] = now
 
-    def answered(self, token: str) -> bool:
-        """Call on a PONG; whether ``token`` was ours (every older PING is answered too)."""
-        if token not in self._pending:
+    def answered(self, token: str, now: float | None = None) -> bool:
+        """Call on a PONG; whether ``token`` was ours (every older PING is answered too).
+
+        Args:
+            token: the PONG's token.
+            now: when it arrived; when given, :attr:`lag` becomes that PING's round trip.
+        """
+        sent = self._pending.get(token)
+        if sent is None:
             return False
+        if now is not None:
+            self.lag = max(0.0, now - sent)
         for key in list(self._pending):
             del self._pending[key]
             if key == token:
