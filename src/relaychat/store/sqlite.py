@@ -1,5 +1,9 @@
 """SqliteHistory: the server's history, in one embedded SQLite file (stdlib ``sqlite3``).
 
+The store is three modules: this one buffers, commits and reads messages;
+``sqlite_schema.py`` owns the file's layout, its opening and its migrations (and the epochs
+of rule 6); ``sqlite_retention.py`` owns retention, counts and checkpoints (rules 5 and 7).
+
 Rules (on top of ``store/base.py``):
 1. ``append`` runs on the event loop: it takes a lock, numbers the message and buffers it. No I/O.
 2. ``commit_pending`` runs in the edge's single writer thread: the whole buffer goes in one
@@ -18,31 +22,15 @@ Rules (on top of ``store/base.py``):
 4. Reads run on the caller's thread (the loop) on their own connection; WAL lets them proceed
    while the writer commits. They add the records still buffered or being committed, so a read
    sees every appended message (``store/base.py`` rule 3).
-5. Retention runs in a maintenance thread every ``maintenance_interval`` seconds, in chunks of
-   at most :data:`CHUNK` rows, each its own short transaction: a commit waits at most one chunk.
-   The same thread checkpoints the WAL into the database file every :data:`CHECKPOINT_EVERY`
-   seconds on its own connection (``PASSIVE``: writers go on meanwhile), so the ``fsync`` calls a
-   checkpoint makes never land on a group commit, as SQLite's automatic checkpoint would.
-6. Positions: ``seq`` is ``epoch << 40 | n``, where every opening of the file takes a new epoch
-   from the ``instances`` table, so two servers wrongly sharing a file never collide, and a
-   restarted server's messages sort after the previous run's.
+5. Retention and WAL checkpoints run in a maintenance thread, in short transactions that a
+   commit waits for at most one of (``sqlite_retention.py`` rule 1).
+6. Positions: ``seq`` is ``epoch << 40 | n``, with a new epoch for every opening of the file
+   (``sqlite_schema.py`` rule 3).
 7. Counts per conversation (for retention by count) are kept by the retention pass, not by the
-   commits: ``conversations.count`` is exact for the messages with ``seq <= counted.seq``, and
-   :meth:`SqliteHistory.prune` first adds the messages committed since (one range scan of the
-   table by ``seq``, then one short transaction), so a crash never leaves a count wrong. A
-   conversation's latest message is read from the ``messages`` index.
+   commits (``sqlite_retention.py`` rule 2). A conversation's latest message is read from the
+   ``messages`` index.
 
-Schema (version :data:`SCHEMA_VERSION`, in the ``schema_version`` table)::
-
-    messages(seq PK, key, time_ms, msgid, command, source, account, to_account, target, text,
-             tags)                        index (key, time_ms [, seq]), index (msgid)
-    conversations(key PK, a, b, count, trimmed_ms, trimmed_seq)
-                                          a, b: the two folded nicks of a private conversation
-    counted(seq)                          ``count`` covers the messages up to this seq
-    instances(epoch PK autoincrement, opened_ms)
-
-Version 1 (``conversations.latest_seq``, counts kept by every commit, no
-``counted``) is migrated in place when opened: one small transaction, no rows rewritten.
+The schema, and the migration from version 1, are described in ``sqlite_schema.py``.
 """
 
 from __future__ import annotations
@@ -52,7 +40,6 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,53 +55,22 @@ from relaychat.store.base import (
     is_private,
     select,
 )
+from relaychat.store.sqlite_retention import CHECKPOINT_EVERY, CHUNK, Retention
+from relaychat.store.sqlite_schema import (
+    EPOCH_SHIFT,
+    SCHEMA_VERSION,
+    conversation_row,
+    open_connections,
+)
 
 __all__ = ["CHECKPOINT_EVERY", "CHUNK", "SCHEMA_VERSION", "SqliteHistory", "open_history"]
 
 log = logging.getLogger("relaychat.store")
 
-SCHEMA_VERSION = 2
-#: Most rows one retention transaction deletes.
-CHUNK = 2000
-#: Seconds between WAL checkpoints by the maintenance thread.
-CHECKPOINT_EVERY = 1.0
 #: Most records held for a retry when commits keep failing (the oldest are dropped past it).
 MAX_BUFFERED = 100_000
-_EPOCH_SHIFT = 40
 #: Most conversation keys remembered as already in ``conversations`` (forgotten all at once).
 KNOWN_KEYS = 65_536
-
-_SCHEMA = (
-    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-    "CREATE TABLE instances (epoch INTEGER PRIMARY KEY AUTOINCREMENT, opened_ms INTEGER NOT NULL)",
-    """CREATE TABLE messages (
-        seq INTEGER PRIMARY KEY,
-        key TEXT NOT NULL,
-        time_ms INTEGER NOT NULL,
-        msgid TEXT NOT NULL,
-        command TEXT NOT NULL,
-        source TEXT NOT NULL,
-        account TEXT,
-        to_account TEXT,
-        target TEXT NOT NULL,
-        text TEXT NOT NULL,
-        tags TEXT
-    )""",
-    # The rowid (seq) is the implicit last column: the index orders by (key, time_ms, seq).
-    "CREATE INDEX messages_by_key ON messages (key, time_ms)",
-    "CREATE INDEX messages_by_msgid ON messages (msgid)",
-    """CREATE TABLE conversations (
-        key TEXT PRIMARY KEY,
-        a TEXT,
-        b TEXT,
-        count INTEGER NOT NULL DEFAULT 0,
-        trimmed_ms INTEGER,
-        trimmed_seq INTEGER
-    ) WITHOUT ROWID""",
-    "CREATE INDEX conversations_by_a ON conversations (a) WHERE a IS NOT NULL",
-    "CREATE INDEX conversations_by_b ON conversations (b) WHERE b IS NOT NULL",
-    "CREATE TABLE counted (seq INTEGER NOT NULL)",
-)
 
 _COLUMNS = "time_ms, seq, msgid, key, source, account, command, target, text, tags, to_account"
 _INSERT = (
@@ -122,10 +78,6 @@ _INSERT = (
     " target, text, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _NEW_CONVERSATION = "INSERT OR IGNORE INTO conversations (key, a, b) VALUES (?, ?, ?)"
-_ADD_COUNTS = (
-    "INSERT INTO conversations (key, a, b, count) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET count = count + excluded.count"
-)
 
 
 def open_history(config: Config) -> SqliteHistory:
@@ -148,7 +100,7 @@ def open_history(config: Config) -> SqliteHistory:
     )
 
 
-class SqliteHistory:
+class SqliteHistory(Retention):
     """History in a SQLite file (see the module rules).
 
     Args:
@@ -186,30 +138,13 @@ class SqliteHistory:
         #: How many group commits ran, and how many messages they stored.
         self.commits = 0
         self.committed = 0
-        try:
-            self._writer = self._connect()
-            mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning("%s: WAL mode unavailable (journal mode %s)", self.path, mode)
-            self._writer.execute("PRAGMA synchronous=NORMAL")
-            self._writer.execute("PRAGMA cache_size=-16384")  # 16 MiB: index pages stay cached
-            epoch, last_ms = self._migrate()
-            self._reader = self._connect()
-            self._reader.execute("PRAGMA query_only=ON")
-            self._maint: sqlite3.Connection | None = None
-            if maintenance_interval is not None:
-                self._maint = self._connect()  # checkpoints, off the writer's path
-                self._writer.execute("PRAGMA wal_autocheckpoint=0")
-                self._writer.execute("PRAGMA journal_size_limit=67108864")
-        except (sqlite3.Error, StoreError) as exc:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(str(self.path), _describe(exc)) from None
-        self._base = epoch << _EPOCH_SHIFT
+        conns = open_connections(self.path, maintenance=maintenance_interval is not None)
+        self._writer = conns.writer
+        self._reader = conns.reader
+        self._maint = conns.maint
+        self._base = conns.epoch << EPOCH_SHIFT
         self._n = 0
-        self._last_ms = last_ms
+        self._last_ms = conns.last_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if maintenance_interval is not None:
@@ -220,49 +155,6 @@ class SqliteHistory:
                 daemon=True,
             )
             self._thread.start()
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        db.execute("PRAGMA busy_timeout=30000")
-        return db
-
-    def _migrate(self) -> tuple[int, int]:
-        """Create or check the schema; take a new epoch. Returns (epoch, newest time_ms)."""
-        db = self._writer
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            found = db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-            ).fetchone()
-            if found is None:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-                db.execute("INSERT INTO counted (seq) VALUES (0)")
-            else:
-                row = db.execute("SELECT version FROM schema_version").fetchone()
-                version = int(row[0]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        str(self.path),
-                        f"schema version {version} is newer than this relaychat understands "
-                        f"({SCHEMA_VERSION}); upgrade relaychat or use another --data-dir",
-                    )
-                if version < 1:
-                    raise StoreError(str(self.path), "schema_version table is empty or damaged")
-                if version == 1:
-                    _migrate_v1(db)
-            cur = db.execute(
-                "INSERT INTO instances (opened_ms) VALUES (?)", (int(time.time() * 1000),)
-            )
-            epoch = int(cur.lastrowid or 0)
-            row = db.execute("SELECT time_ms FROM messages ORDER BY seq DESC LIMIT 1").fetchone()
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
-        return epoch, int(row[0]) if row else 0
 
     # --- writing (rules 1-3) ---------------------------------------------------------------
 
@@ -334,7 +226,7 @@ class SqliteHistory:
         try:
             db.executemany(_INSERT, rows)
             if new:
-                db.executemany(_NEW_CONVERSATION, [_conversation_row(k) for k in new])
+                db.executemany(_NEW_CONVERSATION, [conversation_row(k) for k in new])
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -450,152 +342,7 @@ class SqliteHistory:
         )
         return [c for k in sorted(keys) if (c := self.conversation(k)) is not None]
 
-    # --- retention (rule 5) ----------------------------------------------------------------
-
-    def prune(self, now: float | None = None) -> int:
-        """Apply retention until nothing more is due (see :meth:`HistoryStore.prune`).
-
-        Each chunk is one transaction of at most :data:`CHUNK` rows; commits interleave.
-        """
-        now = time.time() if now is None else now
-        cutoff = int((now - self.max_age_days * 86400) * 1000) if self.max_age_days else None
-        total = 0
-        with self._maint_lock:
-            if self.max_per_target and not (self._closed or self._stop.is_set()):
-                self._recount()
-            while not (self._closed or self._stop.is_set()):
-                deleted = self._prune_chunk(cutoff)
-                total += deleted
-                if not deleted:
-                    break
-        if total:
-            log.info("history retention deleted %d messages", total)
-        return total
-
-    def _recount(self) -> None:
-        """Add the messages committed since the last recount to ``conversations.count``.
-
-        The scan runs outside the write lock on the maintenance connection (a WAL snapshot;
-        commits go on), bounded by the newest ``seq`` it saw; only the update of the counts and
-        of ``counted`` takes the writer, for one short transaction.
-        """
-        scan = self._maint
-        lock = self._write_lock if scan is None else contextlib.nullcontext()
-        with lock:
-            if self._closed:
-                return
-            conn = self._writer if scan is None else scan
-            conn.execute("BEGIN")  # one snapshot for both statements
-            try:
-                since = int(conn.execute("SELECT seq FROM counted").fetchone()[0])
-                upto = int(conn.execute("SELECT ifnull(max(seq), 0) FROM messages").fetchone()[0])
-                added = conn.execute(
-                    "SELECT key, count(*) FROM messages WHERE seq > ? AND seq <= ? GROUP BY key",
-                    (since, upto),
-                ).fetchall()
-            finally:
-                conn.execute("COMMIT")
-        if upto <= since:
-            return
-        with self._write_lock:
-            if self._closed:
-                return
-            db = self._writer
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                now = db.execute("SELECT seq FROM counted").fetchone()[0]
-                if int(now) == since:  # nobody counted meanwhile
-                    db.executemany(_ADD_COUNTS, [(*_conversation_row(key), n) for key, n in added])
-                    db.execute("UPDATE counted SET seq = ?", (upto,))
-                db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                raise
-
-    def _prune_chunk(self, cutoff: int | None) -> int:
-        gone: dict[str, list[int]] = {}  # key -> [counted deleted, newest time_ms, newest seq]
-        deleted = 0
-        with self._write_lock:
-            if self._closed:
-                return 0
-            db = self._writer
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                counted = int(db.execute("SELECT seq FROM counted").fetchone()[0])
-                if cutoff is not None:
-                    last = None
-                    rows = db.execute(
-                        "SELECT seq, key, time_ms FROM messages ORDER BY seq LIMIT ?", (CHUNK,)
-                    ).fetchall()
-                    for seq, key, ms in rows:
-                        if ms >= cutoff:
-                            break
-                        last = seq
-                        _note(gone, key, 1 if seq <= counted else 0, ms, seq)
-                        deleted += 1
-                    if last is not None:
-                        db.execute("DELETE FROM messages WHERE seq <= ?", (last,))
-                if not gone and self.max_per_target:
-                    budget = CHUNK
-                    over = db.execute(
-                        "SELECT key, count FROM conversations WHERE count > ? LIMIT 64",
-                        (self.max_per_target,),
-                    ).fetchall()
-                    for key, count in over:
-                        excess = min(int(count) - self.max_per_target, budget)
-                        if excess <= 0:
-                            break
-                        edge = db.execute(
-                            "SELECT time_ms, seq FROM messages WHERE key = ?"
-                            " ORDER BY time_ms, seq LIMIT 1 OFFSET ?",
-                            (key, excess - 1),
-                        ).fetchone()
-                        if edge is None or edge[1] > counted:  # the count drifted: recount
-                            db.execute(
-                                "UPDATE conversations SET count = (SELECT count(*) FROM messages"
-                                " WHERE key = ? AND seq <= ?) WHERE key = ?",
-                                (key, counted, key),
-                            )
-                            continue
-                        cur = db.execute(
-                            "DELETE FROM messages WHERE key = ? AND (time_ms, seq) <= (?, ?)",
-                            (key, edge[0], edge[1]),
-                        )
-                        _note(gone, key, cur.rowcount, edge[0], edge[1])
-                        deleted += cur.rowcount
-                        budget -= cur.rowcount
-                db.executemany(
-                    "UPDATE conversations SET count = max(count - ?, 0), trimmed_ms = ?,"
-                    " trimmed_seq = ? WHERE key = ?",
-                    [(n, ms, seq, key) for key, (n, ms, seq) in gone.items()],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                raise
-        return deleted
-
-    def _maintain(self, interval: float) -> None:
-        """The maintenance thread: retention every ``interval`` s, checkpoints in between."""
-        retain = bool(self.max_age_days or self.max_per_target)
-        next_prune = time.monotonic()  # once at start, then every interval
-        while True:
-            if retain and time.monotonic() >= next_prune:
-                try:
-                    self.prune()
-                except Exception:  # keep serving; try again next time
-                    log.exception("history retention failed")
-                next_prune = time.monotonic() + interval
-            try:
-                assert self._maint is not None
-                with self._maint_lock:  # prune() may be using the connection
-                    self._maint.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:
-                log.warning("history checkpoint failed: %s", exc)
-            if self._stop.wait(min(CHECKPOINT_EVERY, interval)):
-                return
+    # --- closing (retention, rules 5 and 7, is inherited from sqlite_retention.Retention) --
 
     def close(self) -> None:
         """Stop the maintenance thread, commit what is pending, close the file. Idempotent."""
@@ -625,34 +372,6 @@ class SqliteHistory:
             )
 
 
-def _conversation_row(key: str) -> tuple[str, str | None, str | None]:
-    """``(key, a, b)`` for the ``conversations`` table: a private conversation's two nicks."""
-    if is_private(key):
-        a, b = key.split(" ", 1)
-        return key, a, b
-    return key, None, None
-
-
-def _migrate_v1(db: sqlite3.Connection) -> None:
-    """Version 1 -> 2, inside the opening transaction: counts were exact for every message
-    (every commit kept them), so ``counted`` starts at the newest message; ``latest_seq`` stays
-    in the table, unused."""
-    db.execute(_SCHEMA[-1])
-    db.execute("INSERT INTO counted (seq) SELECT ifnull(max(seq), 0) FROM messages")
-    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-    log.info("history store migrated from schema version 1 to %d", SCHEMA_VERSION)
-
-
-def _note(gone: dict[str, list[int]], key: str, n: int, ms: int, seq: int) -> None:
-    seen = gone.get(key)
-    if seen is None:
-        gone[key] = [n, ms, seq]
-    else:
-        seen[0] += n
-        if (ms, seq) > (seen[1], seen[2]):
-            seen[1], seen[2] = ms, seq
-
-
 def _entry(row: Sequence[Any]) -> Entry:
     ms, seq, msgid, key, source, account, command, target, text, tags, to_account = row
     message = StoredMessage(
@@ -672,12 +391,3 @@ def _entry(row: Sequence[Any]) -> Entry:
 
 def _position(entry: Entry) -> Position:
     return (entry.time_ms, entry.seq)
-
-
-def _describe(exc: sqlite3.Error) -> str:
-    text = str(exc)
-    if "unable to open" in text:
-        return "cannot open the file (check the data directory's permissions)"
-    if "not a database" in text:
-        return "the file is not a SQLite database"
-    return text
