@@ -39,7 +39,6 @@ from relaychat.passwords import hash_password, verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
-from relaychat.server.commands.params import safe
 from relaychat.server.commands.registration import valid_nick
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.registry import command
@@ -310,7 +309,7 @@ def register(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     """REGISTER <account> <email|*> <password>"""
     raw, email, password = msg.params[0], msg.params[1], msg.params[2]
 
-    def fail(code: str, text: str, context: str = safe(raw)) -> None:
+    def fail(code: str, text: str, context: str = raw) -> None:
         out.standard("FAIL", "REGISTER", code, context, text=text)
 
     svc = service_of(core)
@@ -340,7 +339,7 @@ def register(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         name = user.nick
     error = _check_registration(core, svc, user, name, email, password)
     if error is not None:
-        fail(error[0], error[1], safe(name))
+        fail(error[0], error[1], name)
         return
     if svc.state(user).busy:
         fail("TEMPORARILY_UNAVAILABLE", "Wait until your login or registration in progress ends")
@@ -456,7 +455,7 @@ def _finish_registration(
 @command("VERIFY", min_params=2, pre_registration=True)
 def verify(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     """VERIFY <account> <code>"""
-    name = safe(msg.params[0])
+    name = msg.params[0]
     if service_of(core) is None or not core.config.accounts.registration:
         out.standard(
             "FAIL",
@@ -510,7 +509,7 @@ def cert(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         fail(
             "UNKNOWN_SUBCOMMAND",
             "Use CERT LIST, CERT ADD [<fingerprint>] or CERT DEL <fingerprint>",
-            safe(msg.params[0]),
+            msg.params[0],
         )
         return
     try:
@@ -539,7 +538,7 @@ def _cert_fingerprint(user: User, sub: str, given: str, fail: Callable[..., None
             fail(
                 "INVALID_FINGERPRINT",
                 "A fingerprint is the certificate's SHA-256: 64 hex digits (colons allowed)",
-                safe(given),
+                given,
             )
         return fp
     if sub == "DEL":

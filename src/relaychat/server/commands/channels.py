@@ -7,7 +7,7 @@ import re
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
 from relaychat.server.commands.history import replay_on_join
-from relaychat.server.commands.params import fit, safe
+from relaychat.server.commands.params import fit
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.masks import match_mask
 from relaychat.server.registry import command
@@ -74,9 +74,7 @@ def _targets(core: ServerCore, raw: str, out: Replies) -> list[str]:
     limit = core.config.limits.maxtargets
     if len(names) > limit:
         for extra in names[limit:]:
-            out.numeric(
-                N.ERR_TOOMANYTARGETS, safe(extra), text=f"Too many targets (at most {limit})"
-            )
+            out.numeric(N.ERR_TOOMANYTARGETS, extra, text=f"Too many targets (at most {limit})")
         names = names[:limit]
     return names
 
@@ -95,9 +93,9 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         key = keys[i] if i < len(keys) else ""
         if not valid_channel(name, lim.channellen):
             if name.startswith("#"):
-                out.numeric(N.ERR_BADCHANMASK, safe(name))
+                out.numeric(N.ERR_BADCHANMASK, name)
             else:
-                out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
+                out.numeric(N.ERR_NOSUCHCHANNEL, name)
             continue
         channel = core.find_channel(name)
         if channel is not None and user in channel.members:
@@ -163,7 +161,7 @@ def part(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     for name in [n for n in msg.params[0].split(",") if n]:
         channel = core.find_channel(name)
         if channel is None:
-            out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
+            out.numeric(N.ERR_NOSUCHCHANNEL, name)
         elif user not in channel.members:
             out.numeric(N.ERR_NOTONCHANNEL, channel.name)
         else:
@@ -176,7 +174,7 @@ def topic(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     name = msg.params[0]
     channel = core.find_channel(name)
     if channel is None:
-        out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
+        out.numeric(N.ERR_NOSUCHCHANNEL, name)
         return
     member = channel.members.get(user)
     if len(msg.params) < 2:
@@ -209,7 +207,7 @@ def names(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     for name in _targets(core, msg.params[0], out):
         channel = core.find_channel(name)
         if channel is None or ("s" in channel.modes and user not in channel.members):
-            out.numeric(N.RPL_ENDOFNAMES, safe(name))
+            out.numeric(N.RPL_ENDOFNAMES, name)
         else:
             send_names(core, user, channel, out)
 
@@ -235,7 +233,7 @@ def kick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     name = msg.params[0]
     channel = core.find_channel(name)
     if channel is None:
-        out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
+        out.numeric(N.ERR_NOSUCHCHANNEL, name)
         return
     member = channel.members.get(user)
     if member is None:
@@ -248,7 +246,7 @@ def kick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     for nick in _targets(core, msg.params[1], out):
         target = core.find_user(nick)
         if target is None:
-            out.numeric(N.ERR_NOSUCHNICK, safe(nick))
+            out.numeric(N.ERR_NOSUCHNICK, nick)
             continue
         if target not in channel.members:
             out.numeric(N.ERR_USERNOTINCHANNEL, target.nick, channel.name)
@@ -268,14 +266,14 @@ def invite(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     nick, name = msg.params[0], msg.params[1]
     target = core.find_user(nick)
     if target is None:
-        out.numeric(N.ERR_NOSUCHNICK, safe(nick))
+        out.numeric(N.ERR_NOSUCHNICK, nick)
         return
     channel = core.find_channel(name)
     if channel is None:
         # RFC 2812 §3.2.7 allows inviting to a channel nobody is in, but it must be a name
         # someone could join.
         if not valid_channel(name, core.config.limits.channellen):
-            out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
+            out.numeric(N.ERR_NOSUCHCHANNEL, name)
             return
     else:
         member = channel.members.get(user)

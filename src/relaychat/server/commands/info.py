@@ -8,7 +8,7 @@ import time
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
-from relaychat.server.commands.params import number, safe
+from relaychat.server.commands.params import number
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.isupport import isupport_tokens
 from relaychat.server.masks import match_mask
@@ -63,7 +63,7 @@ def _server_param_ok(core: ServerCore, msg: Message, index: int, out: Replies) -
     """A command naming a server other than this one gets 402."""
     target = msg.param(index)
     if target and not match_mask(target, core.name):
-        out.numeric(N.ERR_NOSUCHSERVER, safe(target))
+        out.numeric(N.ERR_NOSUCHSERVER, target)
         return False
     return True
 
@@ -113,7 +113,7 @@ def help_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         return
     cmd = COMMANDS.get(topic)
     if cmd is None:
-        out.numeric(N.ERR_HELPNOTFOUND, safe(topic))
+        out.numeric(N.ERR_HELPNOTFOUND, topic)
         return
     out.numeric(N.RPL_HELPSTART, topic, text=cmd.help)
     out.numeric(N.RPL_ENDOFHELP, topic, text="End of /HELP")
@@ -149,7 +149,6 @@ def who(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     mask = msg.param(0) or "*"
     only_opers = msg.param(1) == "o"
     multi = "multi-prefix" in user.caps
-    end = safe(mask)
     if mask.startswith("#"):
         channel = core.find_channel(mask)
         inside = channel is not None and user in channel.members
@@ -162,13 +161,13 @@ def who(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
                 if shared is not None and "i" in member.modes and member not in shared:
                     continue
                 _who_line(core, out, member, channel, channel.name, multi)
-        out.numeric(N.RPL_ENDOFWHO, end)
+        out.numeric(N.RPL_ENDOFWHO, mask)
         return
     exact = core.find_user(mask)
     if exact is not None:
         if not only_opers or exact.is_oper:
             _who_line(core, out, exact, None, "*", multi)
-        out.numeric(N.RPL_ENDOFWHO, end)
+        out.numeric(N.RPL_ENDOFWHO, mask)
         return
     shared = set(core.neighbours(user))
     limit = 200
@@ -184,7 +183,7 @@ def who(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             limit -= 1
             if not limit:
                 break
-    out.numeric(N.RPL_ENDOFWHO, end)
+    out.numeric(N.RPL_ENDOFWHO, mask)
 
 
 @command("WHOIS", min_params=1)
@@ -193,8 +192,8 @@ def whois(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     nick = msg.params[-1]
     target = core.find_user(nick)
     if target is None:
-        out.numeric(N.ERR_NOSUCHNICK, safe(nick))
-        out.numeric(N.RPL_ENDOFWHOIS, safe(nick))
+        out.numeric(N.ERR_NOSUCHNICK, nick)
+        out.numeric(N.RPL_ENDOFWHOIS, nick)
         return
     out.numeric(
         N.RPL_WHOISUSER, target.nick, target.username, target.host, "*", text=target.realname
@@ -252,8 +251,8 @@ def whowas(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             if count and found >= count:
                 break
     if not found:
-        out.numeric(N.ERR_WASNOSUCHNICK, safe(nick))
-    out.numeric(N.RPL_ENDOFWHOWAS, safe(nick))
+        out.numeric(N.ERR_WASNOSUCHNICK, nick)
+    out.numeric(N.RPL_ENDOFWHOWAS, nick)
 
 
 @command("ISON", min_params=1)

@@ -13,7 +13,7 @@ import re
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
-from relaychat.server.commands.params import number, safe
+from relaychat.server.commands.params import number
 from relaychat.server.commands.registration import try_register
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.registry import command
@@ -91,7 +91,7 @@ def cap(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             user.cap_negotiating = False
             try_register(core, user, out)
     else:
-        out.numeric(N.ERR_INVALIDCAPCMD, safe(msg.params[0]))
+        out.numeric(N.ERR_INVALIDCAPCMD, msg.params[0])
 
 
 @command("SETNAME", min_params=1)
@@ -121,12 +121,10 @@ def chghost(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     nick, username, host = msg.params[0], msg.params[1], msg.params[2]
     target = core.find_user(nick)
     if target is None:
-        out.numeric(N.ERR_NOSUCHNICK, safe(nick))
+        out.numeric(N.ERR_NOSUCHNICK, nick)
         return
     if not _USER_RE.match(username) or not _HOST_RE.match(host) or host.startswith(":"):
-        out.standard(
-            "FAIL", "CHGHOST", "INVALID_PARAMS", safe(nick), text="Invalid username or host"
-        )
+        out.standard("FAIL", "CHGHOST", "INVALID_PARAMS", nick, text="Invalid username or host")
         return
     event = core.event(target, "CHGHOST", username, host)
     target.username, target.host = username, host

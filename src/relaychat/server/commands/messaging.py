@@ -14,7 +14,7 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.caps import MSGTAGS
 from relaychat.server.commands.channels import is_banned
-from relaychat.server.commands.params import fit, safe
+from relaychat.server.commands.params import fit
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.registry import command
 from relaychat.server.relay import Relay
@@ -90,7 +90,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
         if i > limit:
             if not quiet:
                 out.numeric(
-                    N.ERR_TOOMANYTARGETS, safe(target), text=f"Too many targets (at most {limit})"
+                    N.ERR_TOOMANYTARGETS, target, text=f"Too many targets (at most {limit})"
                 )
             continue
         # STATUSMSG: "@#chan" reaches the channel's operators, "+#chan" its voiced and operators.
@@ -102,7 +102,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
             channel = core.channels.get(irc_lower(name))
             if channel is None:
                 if not quiet:
-                    out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
+                    out.numeric(N.ERR_NOSUCHCHANNEL, name)
                 continue
             refusal = _refusal(core, user, channel)
             if refusal is not None:
@@ -140,7 +140,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
             dest = core.users.get(irc_lower(target))
             if dest is None or not dest.registered:
                 if not quiet:
-                    out.numeric(N.ERR_NOSUCHNICK, safe(target))
+                    out.numeric(N.ERR_NOSUCHNICK, target)
                 continue
             event = _event(core, user, verb, dest.nick, text, client_tags)
             if history is not None and not tagmsg:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
-from relaychat.server.commands.params import number, safe
+from relaychat.protocol.numerics import safe_param
+from relaychat.server.commands.params import number
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.isupport import USER_MODES
 from relaychat.server.masks import normalize_ban_mask
@@ -30,7 +31,7 @@ def _user_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None
     target = msg.params[0]
     if irc_lower(target) != user.key:
         if core.find_user(target) is None:
-            out.numeric(N.ERR_NOSUCHNICK, safe(target))
+            out.numeric(N.ERR_NOSUCHNICK, target)
         else:
             out.numeric(N.ERR_USERSDONTMATCH)
         return
@@ -75,7 +76,7 @@ def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> N
     name = msg.params[0]
     channel = core.find_channel(name)
     if channel is None:
-        out.numeric(N.ERR_NOSUCHCHANNEL, safe(name))
+        out.numeric(N.ERR_NOSUCHCHANNEL, name)
         return
     member = channel.members.get(user)
     if len(msg.params) < 2:
@@ -87,7 +88,7 @@ def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> N
     changes, unknown = parse_channel_modes(msg.params[1], msg.params[2:])
     for letter in unknown:
         out.numeric(
-            N.ERR_UNKNOWNMODE, safe(letter), text=f"is unknown mode char to me for {channel.name}"
+            N.ERR_UNKNOWNMODE, letter, text=f"is unknown mode char to me for {channel.name}"
         )
     applied: list[ModeChange] = []
     denied = False
@@ -129,7 +130,7 @@ def _apply(
             return None
         target = core.find_user(param)
         if target is None:
-            out.numeric(N.ERR_NOSUCHNICK, safe(param))
+            out.numeric(N.ERR_NOSUCHNICK, param)
             return None
         ms = channel.members.get(target)
         if ms is None:
@@ -152,7 +153,7 @@ def _apply(
             out.numeric(N.ERR_NEEDMOREPARAMS, "MODE", text="Mode +k needs a key")
             return None
         # The key must be usable in "JOIN <channel> <key>" and as a middle parameter of 324.
-        if safe(param) != param or "," in param or len(param) > 23:
+        if safe_param(param) != param or "," in param or len(param) > 23:
             out.numeric(N.ERR_INVALIDKEY, channel.name)
             return None
         channel.password = param
@@ -169,7 +170,7 @@ def _apply(
                 N.ERR_INVALIDMODEPARAM,
                 channel.name,
                 "l",
-                safe(param or ""),
+                param or "",
                 text="Invalid limit: a positive number is needed",
             )
             return None
@@ -177,7 +178,7 @@ def _apply(
         return ModeChange(True, "l", str(channel.limit))
     if m == "b":
         assert param is not None
-        if safe(param) != param:
+        if safe_param(param) != param:
             out.numeric(N.ERR_INVALIDMODEPARAM, channel.name, "b", "*", text="Invalid ban mask")
             return None
         mask = normalize_ban_mask(param)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
-from relaychat.server.commands.params import safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.masks import match_mask
 from relaychat.server.registry import command
@@ -38,7 +37,7 @@ def kill(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         if match_mask(nick, core.name):
             out.numeric(N.ERR_CANTKILLSERVER)
         else:
-            out.numeric(N.ERR_NOSUCHNICK, safe(nick))
+            out.numeric(N.ERR_NOSUCHNICK, nick)
         return
     out.flush()
     core.disconnect(target, f"Killed ({user.nick} ({reason}))")

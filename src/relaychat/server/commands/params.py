@@ -1,22 +1,15 @@
-"""Helpers for echoing a client's parameters back in replies.
+"""Helpers for handlers that take text from a client: fitting relayed text into a line, and
+reading numbers strictly.
 
-A numeric puts most of its parameters in the middle of the line, where an empty word, a word
-holding a space or one starting with ``:`` cannot be written (RFC 1459 §2.3.1). A client can send
-any of those (``WHOIS :a b``), so every parameter a handler echoes from the client's own input goes
-through :func:`safe` first, as Ergo's ``SafeErrorParam`` does.
+Echoing a client's parameters back needs no helper here: every numeric (``numerics.reply``) and
+every standard reply (``Replies.standard``) makes its middle parameters safe itself.
 """
 
 from __future__ import annotations
 
 from relaychat.protocol.message import MAX_BODY_BYTES
-from relaychat.protocol.numerics import safe_param
 
-__all__ = ["fit", "number", "safe"]
-
-
-def safe(param: str) -> str:
-    """``param`` when it can be a middle parameter, else ``*`` (see ``numerics.safe_param``)."""
-    return safe_param(param)
+__all__ = ["fit", "number"]
 
 
 def fit(text: str, overhead: int) -> str:

@@ -16,7 +16,6 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.info import send_lusers, send_motd
-from relaychat.server.commands.params import safe
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.isupport import CHANMODES, USER_MODES, isupport_tokens
 from relaychat.server.registry import command
@@ -51,7 +50,7 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.numeric(N.ERR_NONICKNAMEGIVEN)
         return
     if not valid_nick(new, core.config.limits.nicklen):
-        out.numeric(N.ERR_ERRONEUSNICKNAME, safe(new))
+        out.numeric(N.ERR_ERRONEUSNICKNAME, new)
         return
     key = irc_lower(new)
     holder = core.users.get(key)
