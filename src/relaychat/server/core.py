@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -24,6 +23,7 @@ from relaychat.errors import InputTooLong, ProtocolError
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.protocol.servertime import format_server_time
 from relaychat.protocol.tags import escape_value
 from relaychat.server import caps as C
 from relaychat.server.effects import Peer
@@ -176,8 +176,7 @@ class ServerCore:
         now = self.now
         cached_at, text = self._time_cache
         if cached_at != now:
-            ms = int(now * 1000) % 1000
-            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{ms:03d}Z"
+            text = format_server_time(int(now * 1000))
             self._time_cache = (now, text)
         return text
 

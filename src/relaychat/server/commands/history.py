@@ -31,11 +31,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.protocol.servertime import format_server_time as server_time
+from relaychat.protocol.servertime import parse_server_time as parse_timestamp
 from relaychat.server.commands.params import fit, number
 from relaychat.server.core import Replies, ServerCore, add_tag
 from relaychat.server.registry import command
@@ -59,27 +60,6 @@ log = logging.getLogger("relaychat.server")
 _ARITY = {"AFTER": 3, "AROUND": 3, "BEFORE": 3, "BETWEEN": 4, "LATEST": 3, "TARGETS": 3}
 #: What a private target may look like: a nick, loosely (a bad one only finds no history).
 _NICKISH = re.compile(r"[^\s#&,*?!@:.$][^\s,*?!@]*\Z")
-_TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z\Z")
-
-
-def server_time(ms: int) -> str:
-    """``ms`` (epoch milliseconds) as a server-time value, ``YYYY-MM-DDThh:mm:ss.sssZ``."""
-    secs, rest = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rest:03d}Z"
-
-
-def parse_timestamp(text: str) -> int | None:
-    """A server-time value (``YYYY-MM-DDThh:mm:ss.sssZ``) as epoch milliseconds, or ``None``."""
-    m = _TIMESTAMP.match(text)
-    if m is None:
-        return None
-    try:
-        y, mo, d, h, mi, sec = (int(g) for g in m.groups()[:6])
-        moment = datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
-    except ValueError:  # 2024-02-30 and the like
-        return None
-    frac = (m.group(7) or "").ljust(3, "0")[:3]
-    return int(moment.timestamp()) * 1000 + int(frac)
 
 
 @dataclass(frozen=True, slots=True)
