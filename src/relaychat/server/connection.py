@@ -123,27 +123,21 @@ class Connection(asyncio.Protocol):
         self._lines_in(self.lines.feed(data))
 
     def _lines_in(self, items: list[bytes | Overlong]) -> None:
-        """Process complete lines, through the flood bucket when one is configured."""
+        """Process complete lines now, or queue them for :meth:`_drain`."""
         if not items:
             return
-        if self.rate <= 0 and not self.backlog:
-            now = time.time()
-            for i, item in enumerate(items):
-                if i == TURN_LINES:
-                    # Fairness without a flood limit: the rest waits for the next loop turn.
-                    self._defer(items[i:])
-                    break
+        if not self.backlog and self.rate <= 0 and len(items) <= TURN_LINES:
+            now = time.time()  # the common case: nothing waits, no flood limit
+            for item in items:
                 self._process(item, now)
                 if self.closed:
                     return
             self.server.request_flush()
             return
-        if self.rate <= 0:
-            self._defer(items)
-            return
         self.backlog.extend(items)
         self.backlog_size += sum(len(i) if isinstance(i, bytes) else 1 for i in items)
-        self._drain_backlog()
+        if self.resume_handle is None:
+            self._drain()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
@@ -176,67 +170,50 @@ class Connection(asyncio.Protocol):
             return
         self.core.handle(user, msg, now)
 
-    def _defer(self, items: list[bytes | Overlong]) -> None:
-        """Queue lines for a later loop turn and stop reading until they are done."""
-        self.backlog.extend(items)
-        self.backlog_size += sum(len(i) if isinstance(i, bytes) else 1 for i in items)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
-        if self.resume_handle is None:
-            self.resume_handle = asyncio.get_running_loop().call_later(0, self._drain_unthrottled)
-
-    def _drain_unthrottled(self) -> None:
+    def _drain(self) -> None:
+        """Process queued lines: at most TURN_LINES a loop turn, and no faster than the flood
+        bucket allows. While lines wait, reading pauses (so memory stays bounded) and a later
+        turn continues; waiting lines past ``recvq`` bytes are an Excess Flood."""
         self.resume_handle = None
-        backlog = self.backlog
-        now = time.time()
-        for _ in range(TURN_LINES):
-            if not backlog or self.closed:
-                break
-            item = backlog.popleft()
-            self.backlog_size -= len(item) if isinstance(item, bytes) else 1
-            self._process(item, now)
-        if self.closed:
-            return
-        self.server.request_flush()
-        if backlog:
-            self.resume_handle = asyncio.get_running_loop().call_later(0, self._drain_unthrottled)
-        elif self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-
-    def _drain_backlog(self) -> None:
-        """Process queued lines as the flood bucket allows; pause reading while it is empty."""
-        self.resume_handle = None
-        mono = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (mono - self.refilled) * self.rate)
-        self.refilled = mono
+        budget = TURN_LINES
+        if self.rate > 0:
+            mono = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (mono - self.refilled) * self.rate)
+            self.refilled = mono
+            budget = min(budget, int(self.tokens))
         now = time.time()
         backlog = self.backlog
-        while backlog and self.tokens >= 1.0:
+        done = 0
+        while backlog and done < budget:
             item = backlog.popleft()
             self.backlog_size -= len(item) if isinstance(item, bytes) else 1
-            self.tokens -= 1.0
+            done += 1
             self._process(item, now)
             if self.closed:
                 return
+        if self.rate > 0:
+            self.tokens -= done
+        self.server.request_flush()
         transport = self.transport
-        assert transport is not None
-        if backlog:
+        assert transport is not None and self.user is not None
+        if not backlog:
+            self.throttling = False
+            if not transport.is_closing():
+                transport.resume_reading()
+            return
+        delay = 0.0
+        if self.rate > 0 and self.tokens < 1.0:
             if self.backlog_size > self.recvq:
                 backlog.clear()
                 self.backlog_size = 0
-                assert self.user is not None
                 self.core.disconnect(self.user, "Excess Flood")
                 return
             if not self.throttling:
                 self.throttling = True
-                assert self.user is not None
                 self.core.throttled(self.user, self.rate)
-            transport.pause_reading()
             delay = (1.0 - self.tokens) / self.rate
-            self.resume_handle = asyncio.get_running_loop().call_later(delay, self._drain_backlog)
-        elif not transport.is_closing():
-            self.throttling = False
-            transport.resume_reading()
+        transport.pause_reading()
+        self.resume_handle = asyncio.get_running_loop().call_later(delay, self._drain)
 
     # --- Peer ----------------------------------------------------------------------------------
 
