@@ -197,13 +197,26 @@ class ServerCore:
         """
         line = Message(command, params, user.prefix).to_bytes()
         ext = Message(command, ext_params, user.prefix).to_bytes() if ext_params else None
+        return self.relay(user, line, client_tags=client_tags, ext_line=ext, msgid=msgid)
+
+    def relay(
+        self,
+        user: User,
+        line: bytes,
+        *,
+        client_tags: dict[str, str] | None = None,
+        ext_line: bytes | None = None,
+        msgid: str | None = None,
+    ) -> Relay:
+        """A relayed event from ``user`` whose line is already serialised: now's time, a new
+        msgid (or ``msgid``) and ``user``'s account as its tags."""
         return Relay(
             line,
             time=self.time_tag(),
             msgid=msgid or self.new_msgid(),
             account=user.account,
             client_tags=client_tags,
-            ext_line=ext,
+            ext_line=ext_line,
         )
 
     # --- connections ---------------------------------------------------------------------------

@@ -183,13 +183,7 @@ def _event(
             overhead = len(user.prefix.encode()) + len(verb) + len(target.encode()) + 5
             text = fit(text, overhead)
             line = f":{user.prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
-    return Relay(
-        line,
-        time=core.time_tag(),
-        msgid=core.new_msgid(),
-        account=user.account,
-        client_tags=client_tags,
-    )
+    return core.relay(user, line, client_tags=client_tags)
 
 
 def _stored(
