@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from relaychat.protocol import numerics as N
+from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.history import replay_on_join
 from relaychat.server.commands.params import fit
@@ -68,13 +69,17 @@ def send_topic(core: ServerCore, channel: Channel, out: Replies) -> None:
         out.numeric(N.RPL_NOTOPIC, channel.name)
 
 
-def _targets(core: ServerCore, raw: str, out: Replies) -> list[str]:
-    """Split a comma list of targets, refusing the ones over MAXTARGETS with 407."""
-    names = [n for n in raw.split(",") if n]
+def targets(core: ServerCore, raw: str, out: Replies, *, quiet: bool = False) -> list[str]:
+    """Split a comma list of targets: each once whatever its case (rfc1459 casemapping), empty
+    ones skipped, those over MAXTARGETS refused with 407 (silently when ``quiet``: NOTICE)."""
+    if "," not in raw:
+        return [raw] if raw else []
+    names = list({irc_lower(n): n for n in raw.split(",") if n}.values())
     limit = core.config.limits.maxtargets
     if len(names) > limit:
-        for extra in names[limit:]:
-            out.numeric(N.ERR_TOOMANYTARGETS, extra, text=f"Too many targets (at most {limit})")
+        if not quiet:
+            for extra in names[limit:]:
+                out.numeric(N.ERR_TOOMANYTARGETS, extra, text=f"Too many targets (at most {limit})")
         names = names[:limit]
     return names
 
@@ -204,7 +209,7 @@ def names(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         # Listing every channel of the network is refused by design; say where the list ends.
         out.numeric(N.RPL_ENDOFNAMES, "*")
         return
-    for name in _targets(core, msg.params[0], out):
+    for name in targets(core, msg.params[0], out):
         channel = core.find_channel(name)
         if channel is None or ("s" in channel.modes and user not in channel.members):
             out.numeric(N.RPL_ENDOFNAMES, name)
@@ -243,7 +248,7 @@ def kick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
         return
     reason = (msg.param(2) or user.nick)[: core.config.limits.kicklen]
-    for nick in _targets(core, msg.params[1], out):
+    for nick in targets(core, msg.params[1], out):
         target = core.find_user(nick)
         if target is None:
             out.numeric(N.ERR_NOSUCHNICK, nick)

@@ -7,13 +7,11 @@ bytes to every member; the message is handed to history before anyone is sent it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.caps import MSGTAGS
-from relaychat.server.commands.channels import is_banned
+from relaychat.server.commands.channels import is_banned, targets
 from relaychat.server.commands.params import fit
 from relaychat.server.core import Replies, ServerCore
 from relaychat.server.registry import command
@@ -74,25 +72,9 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
     if tagmsg and client_tags is None:
         return  # nothing to relay
     user.last_active = core.now
-    if "," in params[0]:
-        # Each target once, whatever its case (RFC 1459 casemapping).
-        targets: Iterable[str] = {irc_lower(t): t for t in params[0].split(",")}.values()
-    else:
-        targets = (params[0],)
-    limit = core.config.limits.maxtargets
     echo = "echo-message" in user.caps
     history = core.history
-    i = 0
-    for target in targets:
-        if not target:
-            continue
-        i += 1
-        if i > limit:
-            if not quiet:
-                out.numeric(
-                    N.ERR_TOOMANYTARGETS, target, text=f"Too many targets (at most {limit})"
-                )
-            continue
+    for target in targets(core, params[0], out, quiet=quiet):
         # STATUSMSG: "@#chan" reaches the channel's operators, "+#chan" its voiced and operators.
         status = ""
         name = target
