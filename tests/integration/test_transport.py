@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from relaychat.server import registry
+from relaychat.server import core as server_core
 from relaychat.server.listeners import Server
 from tests.harness import TIMEOUT, LineClient
 
@@ -174,9 +174,9 @@ async def test_handler_exception_is_contained(
     def boom(*args: object) -> None:
         raise RuntimeError("bug")
 
-    cmd = registry.COMMANDS["TIME"]
+    cmd = server_core.COMMANDS["TIME"]
     monkeypatch.setitem(
-        registry.COMMANDS,
+        server_core.COMMANDS,
         "TIME",
         type(cmd)(cmd.name, boom, cmd.min_params, cmd.pre_registration, cmd.oper, cmd.help),
     )

@@ -9,8 +9,7 @@ import pytest
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
-from relaychat.server.core import Replies, ServerCore
-from relaychat.server.registry import COMMANDS
+from relaychat.server.core import COMMANDS, Replies, ServerCore
 from relaychat.server.state import User
 from tests.harness import CoreHarness
 from tests.unit.core_support import SERVER, harness, joined, src

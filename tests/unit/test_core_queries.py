@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from relaychat import __version__ as VERSION
-from relaychat.server.registry import COMMANDS
+from relaychat.server.core import COMMANDS
 from tests.harness import CoreHarness
 from tests.unit.core_support import SERVER, harness, joined
 

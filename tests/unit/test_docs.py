@@ -7,7 +7,7 @@ from pathlib import Path
 
 from relaychat.config import SECTIONS, Config, scalar_fields
 from relaychat.protocol import numerics
-from relaychat.server.registry import COMMANDS
+from relaychat.server.core import COMMANDS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

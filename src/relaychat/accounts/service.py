@@ -28,7 +28,7 @@ from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
-from relaychat.server.registry import COMMANDS
+from relaychat.server.core import COMMANDS
 
 if TYPE_CHECKING:
     from relaychat.server.core import Replies, ServerCore

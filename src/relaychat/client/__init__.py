@@ -18,6 +18,7 @@ user sees), :mod:`.backoff` (reconnect delays), :mod:`.connection` (asyncio glue
 :mod:`.sync` (a blocking one-shot facade).
 """
 
+from relaychat.client import handlers as _handlers  # fills protocol.HANDLERS
 from relaychat.client.backoff import backoff
 from relaychat.client.config import ClientConfig
 from relaychat.client.connection import Client
@@ -51,6 +52,8 @@ from relaychat.client.events import (
 )
 from relaychat.client.protocol import ClientProtocol
 from relaychat.client.requests import Reply
+
+_ = _handlers
 
 __all__ = [
     "Client",

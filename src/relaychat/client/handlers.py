@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from relaychat.client.events import Join, Kick, Message, NickChange, Part, Quit, Topic
 from relaychat.client.history import BATCH_TYPES
+from relaychat.client.protocol import HANDLERS, ClientProtocol, nick_of
 from relaychat.protocol.casemap import ascii_lower, irc_lower
 from relaychat.protocol.message import Message as IrcMessage
 
-if TYPE_CHECKING:
-    from relaychat.client.protocol import ClientProtocol
-
-__all__ = ["HANDLERS", "deliver", "nick_of"]
+__all__ = ["deliver"]
 
 _SASL_FAILED = ("902", "904", "905", "906", "908")
 
-Handler = Callable[["ClientProtocol", IrcMessage, float], None]
-#: Every handler, by command.
-HANDLERS: dict[str, Handler] = {}
+Handler = Callable[[ClientProtocol, IrcMessage, float], None]
 
 
 def _on(*commands: str) -> Callable[[Handler], Handler]:
@@ -35,11 +30,6 @@ def _on(*commands: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
-
-
-def nick_of(source: str | None) -> str:
-    """The nick part of a message source (``nick!user@host``)."""
-    return (source or "").split("!", 1)[0]
 
 
 @_on("PING")

@@ -59,7 +59,17 @@ from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import MAX_LINE_BYTES, decode_line, parse, parse_bytes
 from relaychat.protocol.message import Message as IrcMessage
 
-__all__ = ["WANTED_CAPS", "ClientProtocol", "fallback_nick"]
+__all__ = ["HANDLERS", "WANTED_CAPS", "ClientProtocol", "fallback_nick", "nick_of"]
+
+#: Every server-command handler, by command: ``(protocol, message, now) -> None``. The handlers
+#: live in ``client/handlers.py``, which fills this table when ``relaychat.client`` is imported.
+HANDLERS: dict[str, Callable[[ClientProtocol, IrcMessage, float], None]] = {}
+
+
+def nick_of(source: str | None) -> str:
+    """The nick part of a message source (``nick!user@host``)."""
+    return (source or "").split("!", 1)[0]
+
 
 log = logging.getLogger("relaychat.client")
 
@@ -578,7 +588,3 @@ class ClientProtocol:
         nicklen = int(self.isupport.get("NICKLEN", "30") or 30)
         self.nick = fallback_nick(self.wanted_nick, self._nick_tries, nicklen)
         self._urgent(IrcMessage("NICK", (self.nick,)), now)
-
-
-# Register the command handlers (the import fills HANDLERS).
-from relaychat.client.handlers import HANDLERS, nick_of  # noqa: E402

@@ -17,18 +17,17 @@ import logging
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
+from relaychat.config import Config
 from relaychat.errors import InputTooLong, ProtocolError
 from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import MAX_LINE_BYTES, parse_bytes
+from relaychat.server.core import ServerCore
 from relaychat.server.state import User
 from relaychat.server.tls import peer_certfp
 
-if TYPE_CHECKING:
-    from relaychat.server.listeners import Server
-
-__all__ = ["TURN_LINES", "Connection", "set_keepalive"]
+__all__ = ["TURN_LINES", "Connection", "Hub", "set_keepalive"]
 
 #: Most lines of one connection handled in one loop turn; the rest wait their turn.
 TURN_LINES = 200
@@ -47,6 +46,23 @@ def set_keepalive(sock: socket.socket, idle: int = 60, interval: int = 15, count
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:  # pragma: no cover - e.g. a socket type without TCP options
         pass
+
+
+class Hub(Protocol):
+    """What a connection needs from the server that owns it (``listeners.Server`` is one).
+
+    Connections are handed their hub; they never import the server module.
+    """
+
+    config: Config
+    core: ServerCore
+    connections: set[Connection]
+
+    def mark_dirty(self, conn: Connection) -> None:
+        """Schedule ``conn``'s queued output for the flush at the end of this loop turn."""
+
+    def request_flush(self) -> None:
+        """Make sure a flush (and a history commit) follows this loop turn."""
 
 
 class Connection(asyncio.Protocol):
@@ -76,7 +92,7 @@ class Connection(asyncio.Protocol):
         "user",
     )
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Hub) -> None:
         self.server = server
         self.core = server.core
         self.transport: asyncio.Transport | None = None

@@ -16,6 +16,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from relaychat import __version__
 from relaychat.config import Config
@@ -25,16 +26,65 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.protocol.servertime import format_server_time
 from relaychat.protocol.tags import escape_value
-from relaychat.server import caps as C
+from relaychat.server.caps import offered, profile_of
 from relaychat.server.effects import Peer
-from relaychat.server.registry import COMMANDS
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User, WhowasEntry
 from relaychat.store.base import HistoryStore
 
-__all__ = ["Replies", "ServerCore"]
+__all__ = ["COMMANDS", "Command", "Handler", "Replies", "ServerCore", "command"]
 
 log = logging.getLogger("relaychat.server")
+
+# --- the command table ---------------------------------------------------------------------------
+# Handlers have one signature, ``(core, user, msg, out) -> None``, and register with
+# :func:`command` (the modules of ``server/commands``, imported by ``relaychat.server``). The shared
+# checks (registered yet? enough parameters? operator?) run once in :meth:`ServerCore.handle`
+# before any handler, so no handler repeats them.
+
+Handler = Callable[["ServerCore", User, Message, "Replies"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A registered command.
+
+    Attributes:
+        name: the verb, upper case.
+        handler: the function that carries it out.
+        min_params: fewer parameters get 461 ERR_NEEDMOREPARAMS.
+        pre_registration: usable before registration completes (else 451 ERR_NOTREGISTERED).
+        oper: only for IRC operators (else 481 ERR_NOPRIVILEGES).
+        help: one line for HELP and the docs.
+    """
+
+    name: str
+    handler: Handler
+    min_params: int
+    pre_registration: bool
+    oper: bool
+    help: str
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str, *, min_params: int = 0, pre_registration: bool = False, oper: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``name``.
+
+    The first line of the handler's docstring is its syntax and becomes its help line.
+    """
+
+    def register(fn: Handler) -> Handler:
+        if name in COMMANDS:
+            raise RuntimeError(f"command {name} registered twice")
+        doc = (fn.__doc__ or name).strip().splitlines()[0]
+        COMMANDS[name] = Command(name, fn, min_params, pre_registration, oper, doc)
+        return fn
+
+    return register
 
 
 class Replies:
@@ -150,12 +200,12 @@ class ServerCore:
 
     def offered_caps(self) -> dict[str, str]:
         """Every capability offered now, with its CAP LS 302 value."""
-        return C.offered(self.config, self.extra_caps)
+        return offered(self.config, self.extra_caps)
 
     def set_caps(self, user: User, caps: set[str]) -> None:
         """Replace ``user``'s capabilities and recompute its tag profile."""
         user.caps = caps
-        profile = C.profile_of(caps)
+        profile = profile_of(caps)
         if profile != user.profile:
             user.profile = profile
             for channel in user.channels.values():
@@ -478,9 +528,3 @@ class ServerCore:
 
     def version_string(self) -> str:
         return f"relaychat-{__version__}"
-
-
-# Register every command handler (the import fills COMMANDS).
-from relaychat.server import commands as _commands  # noqa: E402
-
-_ = _commands

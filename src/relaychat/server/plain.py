@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from relaychat.errors import ProtocolError
 from relaychat.protocol.lines import Overlong
 from relaychat.protocol.message import MAX_BODY_BYTES, Message, decode_line, parse
-from relaychat.server.connection import Connection
-
-if TYPE_CHECKING:
-    from relaychat.server.listeners import Server
+from relaychat.server.connection import Connection, Hub
 
 __all__ = ["PlainConnection"]
 
@@ -42,7 +38,7 @@ class PlainConnection(Connection):
 
     __slots__ = ("channel", "max_text", "names", "nick", "nick_attempt", "pause", "pause_handle")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Hub) -> None:
         super().__init__(server)
         cfg = self.server.config
         self.channel = cfg.plain_channel

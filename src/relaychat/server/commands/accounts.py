@@ -40,8 +40,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.registration import valid_nick
-from relaychat.server.core import Replies, ServerCore
-from relaychat.server.registry import command
+from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.state import User
 
 __all__ = ["MAX_CERTS", "MAX_SASL_FAILURES", "MIN_PASSWORD"]

@@ -9,9 +9,8 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.history import replay_on_join
 from relaychat.server.commands.params import fit
-from relaychat.server.core import Replies, ServerCore
+from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.masks import match_mask
-from relaychat.server.registry import command
 from relaychat.server.state import Channel, User
 
 __all__ = ["is_banned", "send_names", "valid_channel"]

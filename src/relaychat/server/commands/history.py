@@ -38,8 +38,7 @@ from relaychat.protocol.message import Message
 from relaychat.protocol.servertime import format_server_time as server_time
 from relaychat.protocol.servertime import parse_server_time as parse_timestamp
 from relaychat.server.commands.params import fit, number
-from relaychat.server.core import Replies, ServerCore, add_tag
-from relaychat.server.registry import command
+from relaychat.server.core import Replies, ServerCore, add_tag, command
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
 from relaychat.store.base import (

@@ -9,10 +9,9 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.params import number
-from relaychat.server.core import Replies, ServerCore
+from relaychat.server.core import COMMANDS, Replies, ServerCore, command
 from relaychat.server.isupport import isupport_tokens
 from relaychat.server.masks import match_mask
-from relaychat.server.registry import COMMANDS, command
 from relaychat.server.state import Channel, User
 
 __all__ = ["send_lusers", "send_motd"]

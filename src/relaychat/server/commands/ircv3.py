@@ -15,8 +15,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
 from relaychat.server.commands.params import number
 from relaychat.server.commands.registration import try_register
-from relaychat.server.core import Replies, ServerCore
-from relaychat.server.registry import command
+from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.state import User
 
 __all__ = ["REALNAME_MAX"]

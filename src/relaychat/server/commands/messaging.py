@@ -13,8 +13,7 @@ from relaychat.protocol.message import Message
 from relaychat.server.caps import MSGTAGS
 from relaychat.server.commands.channels import is_banned, targets
 from relaychat.server.commands.params import fit
-from relaychat.server.core import Replies, ServerCore
-from relaychat.server.registry import command
+from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
 from relaychat.store.base import StoredMessage, conversation_key

@@ -7,11 +7,10 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.protocol.numerics import safe_param
 from relaychat.server.commands.params import number
-from relaychat.server.core import Replies, ServerCore
+from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.isupport import USER_MODES
 from relaychat.server.masks import normalize_ban_mask
 from relaychat.server.modes import ModeChange, parse_channel_modes, parse_user_modes
-from relaychat.server.registry import command
 from relaychat.server.state import Channel, User
 
 __all__: list[str] = []

@@ -16,9 +16,8 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.info import send_lusers, send_motd
-from relaychat.server.core import Replies, ServerCore
+from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.isupport import CHANMODES, USER_MODES, isupport_tokens
-from relaychat.server.registry import command
 from relaychat.server.state import User, WhowasEntry
 
 __all__ = ["try_register", "valid_nick"]
