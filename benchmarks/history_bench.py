@@ -92,7 +92,7 @@ def build_loadgen() -> Path:
 def start_server(history: bool, data: Path, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     argv = [sys.executable, "-m", "relaychat", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--plain-port", "0", "--max-clients", "16000", "--max-per-ip", "0"]
+    argv += ["--plain-port", "0", "--http-port", "0", "--max-clients", "16000", "--max-per-ip", "0"]
     argv += ["--flood-rate", "0", "--log-level", "WARNING", "--data-dir", str(data)]
     if not history:
         argv.append("--no-history-enabled")

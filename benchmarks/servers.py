@@ -104,6 +104,8 @@ def _relaychat(bin_dir: Path, extra: list[str]) -> ServerSpec:
     optional = []
     if "--plain-port" in helptext:
         optional += ["--plain-port", "0"]
+    if "--http-port" in helptext:
+        optional += ["--http-port", "0"]
     shown = ["relaychat", "serve", *limits, "--log-level", "WARNING", *optional]
     if "--data-dir" in helptext:
         shown += ["--data-dir", "<fresh scratch dir>"]

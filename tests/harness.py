@@ -31,11 +31,18 @@ def scratch_dir() -> str:
 
 
 def free_config(**kwargs: Any) -> Config:
-    """A config for tests: loopback, port 0, a scratch data dir, no flood throttle unless asked."""
+    """A config for tests: loopback, port 0, a scratch data dir, no flood throttle unless asked,
+    no plain-text or HTTP port."""
     limits = kwargs.pop("limits", {})
     base = load_config(
         environ={},
-        overrides={"host": "127.0.0.1", "port": 0, "plain_port": 0, "data_dir": scratch_dir()},
+        overrides={
+            "host": "127.0.0.1",
+            "port": 0,
+            "plain_port": 0,
+            "http.port": 0,
+            "data_dir": scratch_dir(),
+        },
     )
     lim = replace(base.limits, **{"flood_rate": 0.0, **limits})
     return replace(base, limits=lim, **kwargs)
@@ -220,6 +227,7 @@ class ServerProcess:
             "--port",
             "0",
             *(() if "--plain-port" in args else ("--plain-port", "0")),
+            *(() if "--http-port" in args else ("--http-port", "0")),
             *(() if "--data-dir" in args else ("--data-dir", scratch_dir())),
             *args,
             stdin=asyncio.subprocess.DEVNULL,

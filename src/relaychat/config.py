@@ -27,7 +27,7 @@ import platformdirs
 
 from relaychat.errors import ConfigError
 
-__all__ = ["SECTIONS", "Accounts", "Config", "History", "Limits", "Oper", "load_config"]
+__all__ = ["SECTIONS", "Accounts", "Config", "History", "Http", "Limits", "Oper", "load_config"]
 
 ENV_PREFIX = "RELAYCHAT_"
 
@@ -80,6 +80,37 @@ class Accounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Http:
+    """The HTTP port: the web client, IRC over WebSocket (``/ws``), metrics, health, webhooks."""
+
+    port: int = _opt(8080, "HTTP port on every host: web client, /ws, /metrics, hooks (0 = off)")
+    tls: bool = _opt(
+        False, "serve HTTPS and wss:// on http.port, with the tls_cert/tls_key settings"
+    )
+    allowed_origins: str = _opt(
+        "", "Origins allowed to open /ws, comma-separated (empty: the request's own host; * = any)"
+    )
+    trusted_proxies: str = _opt(
+        "", "proxy addresses or networks whose X-Forwarded-For gives the client's IP (comma-sep.)"
+    )
+    metrics_token: str = _opt("", "bearer token /metrics requires (empty: /metrics is open)")
+    ws_max_message: int = _opt(
+        16_384, "largest WebSocket message; a bigger one closes the connection (code 1009)"
+    )
+    ws_ping_interval: float = _opt(
+        30.0, "seconds between WebSocket pings to a quiet client; pongs count as activity (0 = off)"
+    )
+    max_body: int = _opt(16_384, "largest request body in bytes (webhooks); more gets 413")
+    request_timeout: float = _opt(
+        30.0, "seconds to receive one HTTP request, and to keep an idle HTTP connection open"
+    )
+    max_connections: int = _opt(1024, "most HTTP connections at once, WebSockets not counted")
+    hook_max_lines: int = _opt(20, "most lines (messages) in one webhook post; more gets 400")
+    hook_rate: float = _opt(1.0, "lines per second one webhook may post after its burst")
+    hook_burst: int = _opt(20, "lines one webhook may post at once before it gets 429")
+
+
+@dataclass(frozen=True, slots=True)
 class Oper:
     """An IRC operator account: ``OPER <name> <password>``; the password is stored hashed."""
 
@@ -121,6 +152,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     history: History = field(default_factory=History)
     accounts: Accounts = field(default_factory=Accounts)
+    http: Http = field(default_factory=Http)
     opers: tuple[Oper, ...] = ()
 
     def data_path(self) -> Path:
@@ -232,7 +264,12 @@ def _parse_opers(raw: Any) -> tuple[Oper, ...]:
 
 
 #: The TOML tables of Config, each a frozen dataclass of scalars: name -> class.
-SECTIONS: dict[str, type[Any]] = {"limits": Limits, "history": History, "accounts": Accounts}
+SECTIONS: dict[str, type[Any]] = {
+    "limits": Limits,
+    "history": History,
+    "accounts": Accounts,
+    "http": Http,
+}
 
 
 def load_config(
@@ -384,4 +421,39 @@ def validate(config: Config) -> None:
         raise ConfigError(
             "tls_cert" if not config.tls_cert else "tls_key", "tls_cert and tls_key go together"
         )
+    _validate_http(config)
     config.motd_lines()
+
+
+def _validate_http(config: Config) -> None:
+    """Check the ``[http]`` section (see :func:`validate`)."""
+    web = config.http
+    if not 0 <= web.port <= 65535:
+        raise ConfigError("http.port", f"{web.port} is not a port number (0-65535)")
+    if web.tls and not config.tls_self_signed and not (config.tls_cert and config.tls_key):
+        raise ConfigError("http.tls", "needs tls_cert and tls_key, or tls_self_signed")
+    for key in ("ws_max_message", "max_body", "max_connections", "hook_max_lines", "hook_burst"):
+        if getattr(web, key) < 1:
+            raise ConfigError(f"http.{key}", "must be at least 1")
+    if web.ws_max_message < 1024:
+        raise ConfigError("http.ws_max_message", "must be at least 1024")
+    for key in ("ws_ping_interval", "hook_rate"):
+        if getattr(web, key) < 0:
+            raise ConfigError(f"http.{key}", "must not be negative")
+    if web.request_timeout <= 0:
+        raise ConfigError("http.request_timeout", "must be greater than 0")
+    if web.hook_burst < web.hook_max_lines:
+        raise ConfigError("http.hook_burst", "must be at least http.hook_max_lines")
+    for item in (p.strip() for p in web.trusted_proxies.split(",")):
+        if item:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    "http.trusted_proxies", f"{item!r} is not an IP address or network"
+                ) from None
+    for origin in (o.strip() for o in web.allowed_origins.split(",")):
+        if origin and origin != "*" and "://" not in origin:
+            raise ConfigError(
+                "http.allowed_origins", f"{origin!r} is not an origin (scheme://host[:port])"
+            )

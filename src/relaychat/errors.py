@@ -5,7 +5,8 @@ The tree::
     RelaychatError
     ├── ProtocolError          a peer sent something that is not valid IRC (carries a numeric hint)
     │   ├── InputTooLong       a line over 512 bytes (or tags over 8191)  -> 417 ERR_INPUTTOOLONG
-    │   └── EmptyMessage       a line with no command                    -> ignored
+    │   ├── EmptyMessage       a line with no command                    -> ignored
+    │   └── SeveralLines       a WebSocket message holding CR or LF      -> 400 ERR_UNKNOWNERROR
     ├── ConfigError            the operator's configuration is wrong (carries the key path)
     ├── ListenError            a listener could not be opened          (server/listeners.py)
     ├── TLSSetupError          certificate or key unusable             (server/tls.py)
@@ -22,7 +23,14 @@ an operator's mistake).
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EmptyMessage", "InputTooLong", "ProtocolError", "RelaychatError"]
+__all__ = [
+    "ConfigError",
+    "EmptyMessage",
+    "InputTooLong",
+    "ProtocolError",
+    "RelaychatError",
+    "SeveralLines",
+]
 
 
 class RelaychatError(Exception):
@@ -56,6 +64,18 @@ class InputTooLong(ProtocolError):
 
 class EmptyMessage(ProtocolError):
     """A line that holds no command (only tags, a source or blanks)."""
+
+
+class SeveralLines(ProtocolError):
+    """A WebSocket message holding a CR or LF inside: IRCv3 WebSocket says each message MUST
+    be a single IRC line, so the whole message is refused (none of its lines is carried out)."""
+
+    numeric = "400"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A WebSocket message must hold one IRC line, with no CR or LF; it was ignored"
+        )
 
 
 class ConfigError(RelaychatError, ValueError):

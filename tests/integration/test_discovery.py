@@ -126,6 +126,8 @@ async def test_discover_finds_the_server_from_another_namespace(tmp_path: Path) 
                 "0",
                 "--plain-port",
                 "0",
+                "--http-port",
+                "0",
                 "--data-dir",
                 str(tmp_path),
             )

@@ -298,6 +298,8 @@ async def test_unusable_data_dir_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "0",
         "--plain-port",
         "0",
+        "--http-port",
+        "0",
         "--data-dir",
         str(blocker / "data"),
         stdout=asyncio.subprocess.PIPE,

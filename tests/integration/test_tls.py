@@ -309,6 +309,8 @@ class TestSetupErrors:
             "0",
             "--plain-port",
             "0",
+            "--http-port",
+            "0",
             "--data-dir",
             str(tmp_path),
             "--tls-port",

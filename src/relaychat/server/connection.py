@@ -25,9 +25,10 @@ from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import MAX_LINE_BYTES, parse_bytes
 from relaychat.server.core import ServerCore
 from relaychat.server.state import User
+from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import peer_certfp
 
-__all__ = ["TURN_LINES", "Connection", "Hub", "set_keepalive"]
+__all__ = ["TURN_LINES", "Connection", "Hub", "peer_ip", "set_keepalive"]
 
 #: Most lines of one connection handled in one loop turn; the rest wait their turn.
 TURN_LINES = 200
@@ -48,6 +49,13 @@ def set_keepalive(sock: socket.socket, idle: int = 60, interval: int = 15, count
         pass
 
 
+def peer_ip(transport: asyncio.BaseTransport) -> str:
+    """The remote address of ``transport`` as text (IPv4-mapped IPv6 shown as IPv4)."""
+    peer = transport.get_extra_info("peername")
+    ip = str(peer[0]) if peer else "unknown"
+    return ip[7:] if ip.startswith("::ffff:") else ip
+
+
 class Hub(Protocol):
     """What a connection needs from the server that owns it (``listeners.Server`` is one).
 
@@ -57,6 +65,7 @@ class Hub(Protocol):
     config: Config
     core: ServerCore
     connections: set[Connection]
+    stats: EdgeStats
 
     def mark_dirty(self, conn: Connection) -> None:
         """Schedule ``conn``'s queued output for the flush at the end of this loop turn."""
@@ -124,14 +133,14 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             set_keepalive(sock)
-        peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "unknown"
-        if ip.startswith("::ffff:"):
-            ip = ip[7:]
         self.server.connections.add(self)
-        self.user = self.core.accept(self, ip, time.time())
+        self.user = self.core.accept(self, self.client_ip(transport), time.time())
         if self.user is not None:  # a TLS client certificate, for WHOIS and SASL EXTERNAL
             self.user.certfp = peer_certfp(transport)
+
+    def client_ip(self, transport: asyncio.BaseTransport) -> str:
+        """The client's address, as the core sees it (the peer's; a proxy edge may say better)."""
+        return peer_ip(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.user is None:
@@ -226,6 +235,7 @@ class Connection(asyncio.Protocol):
                 return
             if not self.throttling:
                 self.throttling = True
+                self.server.stats.flood_throttles += 1
                 self.core.throttled(self.user, self.rate)
             delay = (1.0 - self.tokens) / self.rate
         transport.pause_reading()
@@ -254,6 +264,7 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self.out.clear()
         self.out_size = 0
+        self.server.stats.sendq_drops += 1
         user = self.user
         if user is not None:
             asyncio.get_running_loop().call_soon(self._drop_for_sendq, user)
@@ -289,6 +300,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
+            self.server.stats.bytes_out += len(data)
             self.tx_buffered = transport.get_write_buffer_size()
 
     def farewell(self, error: str) -> bytes:

@@ -183,6 +183,8 @@ class ServerCore:
         self.oper_count = 0
         self.invisible_count = 0  # registered users with +i, for LUSERS without a scan
         self.max_users = 0
+        #: PRIVMSG/NOTICE/TAGMSG relayed, once per target (for /metrics; a plain int on purpose).
+        self.messages_relayed = 0
         self._next_id = 1
         #: Where relayed messages are kept (store/base.py); ``None`` keeps no history.
         self.history: HistoryStore | None = None
@@ -341,7 +343,10 @@ class ServerCore:
         user.ping_sent_at = None
         if exc.numeric is not None and not user.quitting:
             num = N.BY_CODE[exc.numeric]
-            user.send(N.reply(self.name, user.nick, num).to_bytes())
+            if num.text is None:  # no fixed text (400 ERR_UNKNOWNERROR): say what was wrong
+                user.send(N.reply(self.name, user.nick, num, "*", text=exc.detail).to_bytes())
+            else:
+                user.send(N.reply(self.name, user.nick, num).to_bytes())
             if isinstance(exc, InputTooLong) and "standard-replies" in user.caps:
                 # standard-replies: say which limit was hit, and that the line was dropped.
                 text = (
@@ -349,6 +354,12 @@ class ServerCore:
                     "plus 8191 for IRCv3 tags"
                 )
                 user.send(Message("FAIL", ("*", "INPUT_TOO_LONG", text), self.name).to_bytes())
+
+    def alive(self, user: User, now: float) -> None:
+        """The transport saw ``user``'s peer answer (a WebSocket pong): it counts as input for
+        the keepalive, as any line would."""
+        user.last_seen = now
+        user.ping_sent_at = None
 
     def throttled(self, user: User, rate: float) -> None:
         """The edge started delaying ``user``'s lines (flood control): tell a client that asked.

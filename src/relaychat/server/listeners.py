@@ -15,6 +15,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from relaychat.accounts.service import AccountService, service_of
 from relaychat.accounts.worker import ThreadWorker
@@ -24,7 +26,11 @@ from relaychat.errors import RelaychatError
 from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
 from relaychat.server.plain import PlainConnection
+from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import server_context
+
+if TYPE_CHECKING:
+    from relaychat.web import WebApp
 
 __all__ = ["ListenError", "Server", "install_uvloop", "raise_fd_limit", "run"]
 
@@ -55,8 +61,12 @@ class Server:
         self.config = config
         self.core = ServerCore(config, time.time())
         self.connections: set[Connection] = set()
+        self.stats = EdgeStats()  # counters for /metrics (server/stats.py)
+        #: Why the last history commit failed, or ``None`` (for /readyz).
+        self.commit_error: str | None = None
+        self.web: WebApp | None = None  # the HTTP port (relaychat.web), when http.port is set
         self._listeners: list[asyncio.Server] = []
-        self._servers: dict[str, list[asyncio.Server]] = {}  # by kind: irc, plain, tls
+        self._servers: dict[str, list[asyncio.Server]] = {}  # by kind: irc, plain, tls, http
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._committing = False
@@ -78,8 +88,18 @@ class Server:
         """The bound (host, port) of every IRC listening socket (ports resolved from 0)."""
         return self.addresses_of("irc")
 
+    @property
+    def listening(self) -> bool:
+        """Whether every listener is open and serving (for /readyz)."""
+        return bool(self._listeners) and all(srv.is_serving() for srv in self._listeners)
+
+    def history_path(self) -> Path | None:
+        """The history database file, or ``None`` when history is off (for /readyz)."""
+        path = getattr(self.core.history, "path", None)
+        return path if isinstance(path, Path) else None
+
     def addresses_of(self, kind: str) -> list[tuple[str, int]]:
-        """The bound (host, port) of every listening socket of ``kind`` (irc, plain, tls)."""
+        """The bound (host, port) of every listening socket of ``kind`` (irc, plain, tls, http)."""
         out = []
         for srv in self._servers.get(kind, []):
             for sock in srv.sockets:
@@ -137,6 +157,12 @@ class Server:
         client_certs = False
         if cfg.tls_port:
             tls, client_certs = server_context(cfg)
+        web_tls: ssl.SSLContext | None = None
+        if cfg.http.port:
+            from relaychat.web import WebApp  # the HTTP port and all on it (relaychat.web)
+
+            self.web = WebApp(self)
+            web_tls = self.web.tls_context()
         if service_of(self.core) is None:
             AccountService.open(self.core, ThreadWorker(loop), external=client_certs)
         await self._listen("irc", cfg.port, lambda: Connection(self))
@@ -144,7 +170,10 @@ class Server:
             await self._listen("plain", cfg.plain_port, lambda: PlainConnection(self))
         if tls is not None:
             await self._listen("tls", cfg.tls_port, lambda: Connection(self), ssl_context=tls)
-        for kind in ("irc", "plain", "tls"):
+        if self.web is not None:
+            await self._listen("http", cfg.http.port, self.web.connection, ssl_context=web_tls)
+            self.web.start()
+        for kind in ("irc", "plain", "tls", "http"):
             for host, port in self.addresses_of(kind):
                 log.info("listening on %s port %d (%s)", host, port, kind)
         self._announcer = start_announcing(cfg, self.addresses)  # mDNS, per `announce`
@@ -188,16 +217,21 @@ class Server:
             self._dirty = []
             self._committing = True
             assert self._loop is not None
+            started = time.perf_counter()
             future = self._loop.run_in_executor(self._executor, history.commit_pending)
-            future.add_done_callback(lambda f: self._committed(f, held))
+            future.add_done_callback(lambda f: self._committed(f, held, started))
             return
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()
 
-    def _committed(self, future: asyncio.Future[None], held: list[tuple[Connection, int]]) -> None:
+    def _committed(
+        self, future: asyncio.Future[None], held: list[tuple[Connection, int]], started: float
+    ) -> None:
         self._committing = False
+        self.stats.commit_latency.observe(time.perf_counter() - started)
         exc = future.exception()
+        self.commit_error = None if exc is None else str(exc) or type(exc).__name__
         if exc is not None:
             # Availability wins over durability: relay anyway, and say so loudly.
             log.error("history commit failed; messages were relayed without being stored: %s", exc)
@@ -229,6 +263,8 @@ class Server:
             srv.close()
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self.web is not None:
+            self.web.stop()
         self.core.shutdown()
         self._flush()
         if self._announcer is not None:  # withdraw the mDNS announcement (goodbye packets)

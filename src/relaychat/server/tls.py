@@ -81,8 +81,11 @@ def peer_certfp(transport: Any) -> str | None:
     return fingerprint(der) if der else None
 
 
-def server_context(config: Config) -> tuple[ssl.SSLContext, bool]:
+def server_context(config: Config, *, client_certs: bool = True) -> tuple[ssl.SSLContext, bool]:
     """The SSL context for the TLS listeners.
+
+    Args:
+        client_certs: ask clients for a certificate (for SASL EXTERNAL); not for browsers.
 
     Returns:
         The context, and whether it asks clients for certificates (SASL EXTERNAL).
@@ -108,7 +111,7 @@ def server_context(config: Config) -> tuple[ssl.SSLContext, bool]:
         ) from None
     except OSError as exc:
         raise TLSSetupError(f"cannot read {cert} or {key}: {exc.strerror or exc}") from None
-    return ctx, accept_any_client_cert(ctx)
+    return ctx, accept_any_client_cert(ctx) if client_certs else False
 
 
 # --- client certificates: the verify callback -----------------------------------------------------

@@ -18,7 +18,7 @@ from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
 from relaychat.store.base import StoredMessage, conversation_key
 
-__all__: list[str] = []
+__all__ = ["post_internal"]
 
 #: IRCv3 message-tags: client-only tags may take at most 4094 bytes of the tag section.
 MAX_CLIENT_TAG_BYTES = 4094
@@ -156,6 +156,7 @@ def _event(
     line is built directly rather than through Message: this is the hottest line in the server,
     and every part is already valid (the parser refused CR, LF and NUL; names are validated).
     """
+    core.messages_relayed += 1
     if verb == "TAGMSG":
         line = f":{user.prefix} TAGMSG {target}\r\n".encode("utf-8", "replace")
     else:
@@ -189,6 +190,33 @@ def _stored(
         tags=event.client_tags or {},
         to_account=to_account,
     )
+
+
+def post_internal(core: ServerCore, sender: User, channel_name: str, text: str) -> str | None:
+    """Relay ``text`` to a channel from an internal sender (a webhook's bot), like a PRIVMSG.
+
+    The sender is a :class:`User` the server made, in no channel and holding no nick in
+    ``core.users``; its modes (``+B``) and prefix shape the relayed line as any user's would. The
+    message gets a msgid and time, goes to history, and is serialised once for every member.
+    Channel modes are not checked: whoever configured the hook chose the channel.
+
+    Args:
+        channel_name: the channel; it must exist (have members): nothing creates it here.
+        text: one line of text (no CR, LF or NUL); cut to fit 512 bytes as any message is.
+
+    Returns:
+        The message's msgid, or ``None`` when the channel does not exist (nothing was sent).
+    """
+    channel = core.channels.get(irc_lower(channel_name))
+    if channel is None:
+        return None
+    event = _event(core, sender, "PRIVMSG", channel.name, text, None)
+    if core.history is not None:
+        core.history.append(
+            _stored(core, sender, event, channel.key, "PRIVMSG", channel.name, text)
+        )
+    core.broadcast(channel, event)
+    return event.msgid
 
 
 @command("PRIVMSG")
