@@ -17,6 +17,7 @@ from typing import Any
 from relaychat import __version__, cli_client, discovery, doctor
 from relaychat.config import SECTIONS, Config, load_config, scalar_fields
 from relaychat.errors import ConfigError, RelaychatError
+from relaychat.web import hooks_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     discovery.add_parser(sub)
     doctor.add_parser(sub)
     cli_client.add_client_commands(sub)  # chat, send, tail
+    hooks_cli.add_parser(sub)  # incoming webhooks of the HTTP port
     return parser
 
 

@@ -30,7 +30,7 @@ from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import server_context
 
 if TYPE_CHECKING:
-    from relaychat.web import WebApp
+    from relaychat.web.app import WebApp
 
 __all__ = ["ListenError", "Server", "install_uvloop", "raise_fd_limit", "run"]
 
@@ -159,7 +159,7 @@ class Server:
             tls, client_certs = server_context(cfg)
         web_tls: ssl.SSLContext | None = None
         if cfg.http.port:
-            from relaychat.web import WebApp  # the HTTP port and all on it (relaychat.web)
+            from relaychat.web.app import WebApp  # the HTTP port and all on it (relaychat.web)
 
             self.web = WebApp(self)
             web_tls = self.web.tls_context()

@@ -2,9 +2,9 @@
 
 One listener (``http.port``) carries it all; see ``app.py`` for the routes, ``http.py`` for the
 HTTP/1.1 edge (``h11``), ``websocket.py`` for IRC over WebSocket (``websockets``' sans-I/O
-protocol, lines fed to the same core as TCP), ``metrics.py``, ``health.py`` and ``hooks.py``.
+protocol, lines fed to the same core as TCP), ``metrics.py``, ``health.py``, ``hooks.py`` and
+``hooks_cli.py`` (``relaychat hooks``). Nothing is imported here, so the CLI can load the hooks
+command without the HTTP stack.
 """
 
-from relaychat.web.app import WebApp, WebHost
-
-__all__ = ["WebApp", "WebHost"]
+__all__: list[str] = []
