@@ -3,7 +3,7 @@
 - :func:`web_server` starts a server whose HTTP port is a free one (``http.port = 0`` means
   "off", so a free port is picked and the start retried if another test took it meanwhile).
 - :class:`WsClient` is an IRC client over WebSocket (the ``websockets`` client library).
-- :func:`http` makes one HTTP request with the standard library's ``http.client``.
+- :func:`fetch` makes one HTTP request with the standard library's ``http.client``.
 - :func:`raw_ws` opens a WebSocket by hand on a plain socket, for clients that misbehave.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.client
+import http.client as httpclient
 import os
 import re
 import socket
@@ -27,7 +27,7 @@ from relaychat.server.listeners import ListenError, Server
 from tests.harness import TIMEOUT
 from tests.integration.tls_support import free_port
 
-__all__ = ["HttpAnswer", "WsClient", "http", "raw_ws", "web_port", "web_server"]
+__all__ = ["HttpAnswer", "WsClient", "fetch", "raw_ws", "web_port", "web_server"]
 
 MakeServer = Callable[..., Any]
 
@@ -125,7 +125,7 @@ class HttpAnswer:
         return json.loads(self.body)
 
 
-async def http(
+async def fetch(
     port: int,
     method: str,
     path: str,
@@ -137,11 +137,11 @@ async def http(
     """One request to 127.0.0.1:``port`` with ``http.client`` (in a thread)."""
 
     def run() -> HttpAnswer:
-        conn: http.client.HTTPConnection
+        conn: httpclient.HTTPConnection
         if tls is not None:
-            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=TIMEOUT, context=tls)
+            conn = httpclient.HTTPSConnection("127.0.0.1", port, timeout=TIMEOUT, context=tls)
         else:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+            conn = httpclient.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()

@@ -31,6 +31,9 @@ __all__ = ["MAX_HEAD_BYTES", "HttpConnection", "HttpRequest", "Response", "Route
 
 log = logging.getLogger("relaychat.web")
 
+#: The answer to a request whose head did not arrive in time (no h11 request to answer yet).
+TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
 #: The longest request line plus headers accepted (431-ish refusals past it come from h11).
 MAX_HEAD_BYTES = 16_384
 
@@ -195,10 +198,12 @@ class HttpConnection(asyncio.Protocol):
         self.timer = None
         if self.busy or self.transport is None:
             return
-        if self.conn.their_state is h11.SEND_BODY or self.request is not None:
+        if self.request is not None and self.conn.our_state is h11.SEND_RESPONSE:
             self._send(None, Response.text(408, "Request timed out", close=True))
-        else:
-            self.transport.close()
+            return
+        if self.conn.trailing_data[0]:  # part of a request head: h11 has no request to answer
+            self.transport.write(TIMED_OUT)
+        self.transport.close()
 
     # --- requests ------------------------------------------------------------------------------
 
