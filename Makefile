@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean venv
+.PHONY: run test lint typecheck unit bench bench-web clean venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +65,9 @@ bench: $(BENCH_STAMP) $(LOADGEN)
 	fi
 	@command -v taskset >/dev/null 2>&1 || { echo "bench: taskset is needed (util-linux)"; exit 2; }
 	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/web_bench.py $(WEB_BENCH_ARGS)
+
+# IRC over WebSocket against relaychat's own TCP (W3 fan-out, W2 idle RSS); part of `make bench`.
+WEB_BENCH_ARGS ?=
+bench-web: $(BENCH_STAMP) $(LOADGEN)
+	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/web_bench.py $(WEB_BENCH_ARGS)

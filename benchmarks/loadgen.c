@@ -20,6 +20,10 @@
  *   w3r  the same at a fixed --rate of messages per second in total.
  *   w4   pairs: --clients/2 pairs ping-pong private messages, one in flight per pair.
  *
+ * --ws speaks IRC over WebSocket (IRCv3 websocket, text.ircv3.net) to relaychat's HTTP port
+ * (--port is then the HTTP port, path /ws): each line goes as one masked text frame (mask key 0),
+ * each frame the server sends is one line; server pings get pongs.
+ *
  * --quickack makes every client ACK what it reads at once (TCP_QUICKACK after each read). Without
  * it the kernel delays ACKs, and a server that leaves Nagle's algorithm on (no TCP_NODELAY) then
  * holds back each write while earlier bytes are unacknowledged: on a fan-out that caps it far
@@ -70,6 +74,7 @@ typedef struct {
     uint8_t state;
     uint8_t want_out;
     uint16_t tail_len;
+    uint8_t ws_hs;        /* --ws: waiting for the 101 answer to the WebSocket handshake */
     uint32_t src;         /* source address, host order (0: let the kernel pick) */
     int64_t t_start;      /* ns: just before connect() */
     int64_t t_reg;        /* ns: 001 received */
@@ -112,6 +117,7 @@ static struct {
     int senders;
     int retries;
     int quickack;
+    int ws;
     int verbose;
 } cfg = {
     .host = "127.0.0.1", .port = 6667, .clients = 0, .duration = 10.0, .rate = 1000.0,
@@ -326,6 +332,36 @@ static void cwrite(int i, const char *buf, size_t len) {
     if (c->state != ST_CONNECTING) set_events(i, 1);
 }
 
+/* Write IRC lines: as they are, or (--ws) each as one masked WebSocket text frame. */
+static char wsbuf[1 << 20];
+static void lwrite(int i, const char *buf, size_t len) {
+    if (!cfg.ws) { cwrite(i, buf, len); return; }
+    size_t o = 0;
+    const char *p = buf, *end = buf + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        size_t n = (size_t)(e - p) - ((e > p && e[-1] == '\r') ? 1 : 0);
+        if (n && n < 65536) {
+            if (o + n + 8 > sizeof wsbuf) { cwrite(i, wsbuf, o); o = 0; }
+            wsbuf[o++] = (char)0x81; /* FIN, text */
+            if (n < 126) {
+                wsbuf[o++] = (char)(0x80 | n);
+            } else {
+                wsbuf[o++] = (char)(0x80 | 126);
+                wsbuf[o++] = (char)(n >> 8);
+                wsbuf[o++] = (char)(n & 0xff);
+            }
+            memset(wsbuf + o, 0, 4); /* mask key 0: the payload goes unchanged */
+            o += 4;
+            memcpy(wsbuf + o, p, n);
+            o += n;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    if (o) cwrite(i, wsbuf, o);
+}
+
 static void flush_out(int i) {
     client_t *c = &clients[i];
     while (c->out_len) {
@@ -374,7 +410,7 @@ static void send_registration(int i) {
     nick_of(i, nick, sizeof nick);
     int n = snprintf(buf, sizeof buf, "NICK %s\r\nUSER %s 0 * :loadgen\r\n", nick, nick);
     clients[i].state = ST_REGISTERING;
-    cwrite(i, buf, (size_t)n);
+    lwrite(i, buf, (size_t)n);
 }
 
 static void become_ready(int i) {
@@ -401,7 +437,7 @@ static void next_setup_step(int i, int from) {
         become_ready(i);
         return;
     }
-    cwrite(i, buf, (size_t)n);
+    lwrite(i, buf, (size_t)n);
 }
 
 static void format_text(char *text, int sender, uint64_t seq, int64_t ts) {
@@ -439,7 +475,7 @@ static void send_privmsg(int from, const char *target_name, int sender, uint64_t
     n += TEXT_LEN;
     buf[n++] = '\r';
     buf[n++] = '\n';
-    cwrite(from, buf, (size_t)n);
+    lwrite(from, buf, (size_t)n);
 }
 
 /* --- workload-specific handling of our PRIVMSGs ------------------------------------------------ */
@@ -477,7 +513,7 @@ static void w4_receipt(int receiver, const char *text, size_t len) {
         n += (int)len;
         buf[n++] = '\r';
         buf[n++] = '\n';
-        cwrite(receiver, buf, (size_t)n);
+        lwrite(receiver, buf, (size_t)n);
         return;
     }
     int s;
@@ -537,7 +573,7 @@ static void on_line(int i, char *line, size_t len) {
     if (strcmp(cmd, "PING") == 0) {
         char buf[600];
         int n = snprintf(buf, sizeof buf, "PONG %.*s\r\n", (int)(end - rest), rest);
-        cwrite(i, buf, (size_t)n);
+        lwrite(i, buf, (size_t)n);
         return;
     }
     if (strcmp(cmd, "PONG") == 0) {
@@ -580,6 +616,63 @@ static void on_line(int i, char *line, size_t len) {
     }
 }
 
+/* --ws: the handshake answer, then one line per server frame (kept whole across reads). */
+static void ws_input(int i, char *buf, size_t total) {
+    client_t *c = &clients[i];
+    char *p = buf, *end = buf + total;
+    if (c->ws_hs) {
+        char *hdr_end = memmem(p, total, "\r\n\r\n", 4);
+        if (!hdr_end) {
+            if (total > TAIL_MAX) { kill_client(i, "WebSocket handshake answer too long"); return; }
+            memcpy(c->tail, p, total);
+            c->tail_len = (uint16_t)total;
+            return;
+        }
+        if (total < 12 || memcmp(p, "HTTP/1.1 101", 12) != 0) {
+            kill_client(i, "WebSocket handshake refused");
+            return;
+        }
+        c->ws_hs = 0;
+        p = hdr_end + 4;
+        send_registration(i);
+        if (c->state == ST_DEAD) return;
+    }
+    while (end - p >= 2) {
+        uint8_t b0 = (uint8_t)p[0], b1 = (uint8_t)p[1];
+        size_t hl = 2, n = b1 & 0x7f;
+        if (n == 126) {
+            if (end - p < 4) break;
+            n = ((size_t)(uint8_t)p[2] << 8) | (uint8_t)p[3];
+            hl = 4;
+        } else if (n == 127) {
+            kill_client(i, "WebSocket frame too large for the generator");
+            return;
+        }
+        if ((size_t)(end - p) < hl + n) break;
+        char *payload = p + hl;
+        int op = b0 & 0x0f;
+        if (op == 1 || op == 2) {
+            char save = payload[n];
+            payload[n] = 0;
+            on_line(i, payload, n);
+            if (clients[i].state == ST_DEAD) return;
+            payload[n] = save;
+        } else if (op == 9 && n < 126) { /* ping: pong with the same payload, masked (key 0) */
+            char pong[6 + 125] = {(char)0x8A, (char)(0x80 | n), 0, 0, 0, 0};
+            memcpy(pong + 6, payload, n);
+            cwrite(i, pong, 6 + n);
+        } else if (op == 8) {
+            kill_client(i, "WebSocket closed by the server");
+            return;
+        }
+        p += hl + n;
+    }
+    size_t left = (size_t)(end - p);
+    if (left > TAIL_MAX) { kill_client(i, "WebSocket frame too large for the generator"); return; }
+    memcpy(c->tail, p, left);
+    c->tail_len = (uint16_t)left;
+}
+
 static void on_readable(int i) {
     client_t *c = &clients[i];
     size_t have = c->tail_len;
@@ -598,6 +691,7 @@ static void on_readable(int i) {
         return;
     }
     size_t total = have + (size_t)n;
+    if (cfg.ws) { ws_input(i, rbuf, total); return; }
     char *p = rbuf, *end = rbuf + total;
     for (;;) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -623,7 +717,19 @@ static void on_writable(int i) {
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
         if (err) { kill_client(i, strerror(err)); return; }
         set_events(i, 0);
-        send_registration(i);
+        if (cfg.ws) {
+            char req[256];
+            int n = snprintf(req, sizeof req,
+                             "GET /ws HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: text.ircv3.net\r\n\r\n",
+                             cfg.host, cfg.port);
+            c->state = ST_REGISTERING;
+            c->ws_hs = 1;
+            cwrite(i, req, (size_t)n);
+        } else {
+            send_registration(i);
+        }
         if (c->out_len) set_events(i, 1);
         return;
     }
@@ -793,7 +899,7 @@ static int run_w2(void) {
             int i = order[sent_n++];
             if (clients[i].state != ST_READY) continue;
             clients[i].ping_at = now_ns();
-            cwrite(i, "PING :loadgen\r\n", 15);
+            lwrite(i, "PING :loadgen\r\n", 15);
             pings_sent++;
         }
         if (sent_n >= order_n && pongs_received >= pings_sent) break;
@@ -862,7 +968,7 @@ static int run_w3(void) {
                 sent[s]++;
                 sent_in_window++;
             }
-            if (blen) { cwrite(sender_idx[s], buf, blen); sent_any = 1; }
+            if (blen) { lwrite(sender_idx[s], buf, blen); sent_any = 1; }
         }
         /* Block for events unless there is more to send right away: an idle generator must not
          * spin, or its CPU time would hide whether it is saturated. */
@@ -980,7 +1086,7 @@ static void usage(void) {
             "  [--clients N] [--duration S] [--rate MSGS_PER_S] [--window N] [--senders N]\n"
             "  [--concurrency N] [--setup-timeout S] [--drain S] [--settle S]\n"
             "  [--sources FIRST-LAST] [--oper NAME:PASS] [--umode +F] [--channel #NAME]\n"
-            "  [--nick-prefix P] [--server-pid PID] [--retries N] [--quickack] [--verbose]\n");
+            "  [--nick-prefix P] [--server-pid PID] [--retries N] [--quickack] [--ws] [--verbose]\n");
     exit(2);
 }
 
@@ -993,6 +1099,7 @@ int main(int argc, char **argv) {
         {"sources", 1, 0, 's'}, {"oper", 1, 0, 'o'}, {"umode", 1, 0, 'u'},
         {"channel", 1, 0, 'C'}, {"nick-prefix", 1, 0, 'N'}, {"server-pid", 1, 0, 'P'},
         {"retries", 1, 0, 'R'}, {"quickack", 0, 0, 'Q'}, {"verbose", 0, 0, 'v'},
+        {"ws", 0, 0, 'X'},
         {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1035,6 +1142,7 @@ int main(int argc, char **argv) {
         case 'P': cfg.server_pid = atoi(optarg); break;
         case 'R': cfg.retries = atoi(optarg); break;
         case 'Q': cfg.quickack = 1; break;
+        case 'X': cfg.ws = 1; break;
         case 'v': cfg.verbose = 1; break;
         default: usage();
         }
