@@ -17,16 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from relaychat.server.listeners import Server
 from relaychat.web.hooks import HookStore
 from tests.harness import TIMEOUT, LineClient
-from tests.integration.web_support import WsClient, fetch, web_port, web_server
+from tests.integration.web_support import WsClient, fetch, tcp_client, web_port, web_server
 
 MakeServer = Callable[..., Any]
-
-
-async def tcp_client(srv: Server, nick: str) -> LineClient:
-    host, port = srv.addresses[0]
-    c = await LineClient.open(host, port)
-    await c.register(nick)
-    return c
 
 
 async def raw_request(port: int, data: bytes, *, until_closed: bool = True) -> bytes:

@@ -12,19 +12,11 @@ import trustme
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
 
-from relaychat.server.listeners import Server
-from tests.harness import TIMEOUT, LineClient
+from tests.harness import TIMEOUT
 from tests.integration.tls_support import client_context, write_server_cert
-from tests.integration.web_support import WsClient, masked, raw_ws, web_port, web_server
+from tests.integration.web_support import WsClient, masked, raw_ws, tcp_client, web_port, web_server
 
 MakeServer = Callable[..., Any]
-
-
-async def tcp_client(srv: Server, nick: str) -> LineClient:
-    host, port = srv.addresses[0]
-    c = await LineClient.open(host, port)
-    await c.register(nick)
-    return c
 
 
 @pytest.mark.parametrize(

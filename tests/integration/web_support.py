@@ -24,10 +24,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import Frame, Opcode
 
 from relaychat.server.listeners import ListenError, Server
-from tests.harness import TIMEOUT
+from tests.harness import TIMEOUT, LineClient
 from tests.integration.tls_support import free_port
 
-__all__ = ["HttpAnswer", "WsClient", "fetch", "raw_ws", "web_port", "web_server"]
+__all__ = ["HttpAnswer", "WsClient", "fetch", "raw_ws", "tcp_client", "web_port", "web_server"]
 
 MakeServer = Callable[..., Any]
 
@@ -49,6 +49,14 @@ async def web_server(make_server: MakeServer, **kwargs: Any) -> Server:
         except ListenError:
             continue  # another test took the port between the probe and the bind
     raise AssertionError("no free HTTP port")
+
+
+async def tcp_client(srv: Server, nick: str) -> LineClient:
+    """A registered IRC client over TCP to ``srv``."""
+    host, port = srv.addresses[0]
+    c = await LineClient.open(host, port)
+    await c.register(nick)
+    return c
 
 
 def web_port(srv: Server) -> int:
