@@ -50,12 +50,13 @@ def test_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "invalid int value" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_address_in_use_is_one_line_exit_2() -> None:
+def test_address_in_use_is_one_line_exit_2(tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = run_cli("serve", "--port", str(port))
+        # Its own data directory: the user's may hold another version's history.
+        result = run_cli("serve", "--port", str(port), "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"relaychat: cannot listen on 127.0.0.1:{port}: address already in use"
