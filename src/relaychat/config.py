@@ -106,7 +106,9 @@ class Http:
     )
     max_connections: int = _opt(1024, "most HTTP connections at once, WebSockets not counted")
     hook_max_lines: int = _opt(20, "most lines (messages) in one webhook post; more gets 400")
-    hook_rate: float = _opt(1.0, "lines per second one webhook may post after its burst")
+    hook_rate: float = _opt(
+        1.0, "lines per second one webhook may post after its burst (0 = no limit)"
+    )
     hook_burst: int = _opt(20, "lines one webhook may post at once before it gets 429")
 
 
