@@ -58,6 +58,13 @@ class Limits:
     chanlimit: int = _opt(50, "most channels one user may be in")
     maxbans: int = _opt(100, "most entries in a channel's ban list")
     whowas: int = _opt(256, "nicknames remembered for WHOWAS")
+    multiline_max_bytes: int = _opt(
+        4096, "most bytes of text in one draft/multiline batch (its lines joined by newlines)"
+    )
+    multiline_max_lines: int = _opt(100, "most lines in one draft/multiline batch")
+    typing_interval: float = _opt(
+        1.0, "seconds before the same +typing value to the same target is relayed again (0 = off)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,12 @@ class History:
     max_per_target: int = _opt(10_000, "messages kept per channel or conversation (0 = all)")
     replay_lines: int = _opt(20, "lines replayed on JOIN to clients without chathistory (0 = off)")
     query_limit: int = _opt(100, "most messages one CHATHISTORY request returns")
+    redact_window: float = _opt(
+        0.0, "seconds during which senders may REDACT their own messages (0 = any time)"
+    )
+    max_read_markers: int = _opt(
+        1000, "read markers (MARKREAD) kept per account, the oldest forgotten first (0 = off)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +398,7 @@ def validate(config: Config) -> None:
     lim = config.limits
     for f in dataclasses.fields(Limits):
         value = getattr(lim, f.name)
-        floor = 0 if f.name in ("max_per_ip", "flood_rate") else 1
+        floor = 0 if f.name in ("max_per_ip", "flood_rate", "typing_interval") else 1
         if value < floor:
             raise ConfigError(f"limits.{f.name}", f"must be at least {floor}")
     if lim.nicklen < 9:

@@ -19,7 +19,7 @@ import pytest
 from relaychat.config import load_config
 from relaychat.store import MemoryHistory, Reader, StoredMessage, StoreError
 from relaychat.store.base import MAX_SEQ, HistoryStore, conversation_key
-from relaychat.store.sqlite import SqliteHistory, open_history
+from relaychat.store.sqlite import SCHEMA_VERSION, SqliteHistory, open_history
 
 T0 = 1_700_000_000.0
 
@@ -355,7 +355,7 @@ def test_sqlite_file_is_in_wal_mode_with_a_schema_version(tmp_path: Path) -> Non
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     finally:
         db.close()
 
@@ -461,6 +461,11 @@ def test_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     store.close()
     db = sqlite3.connect(path)
     db.execute("DROP TABLE counted")
+    # ... and without what later steps added (step 4: tests/unit/test_history_v3_store.py).
+    db.execute("DROP INDEX messages_redactions")
+    for column in ("lines", "redacts", "redacted"):
+        db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+    db.execute("DROP TABLE read_markers")
     db.execute("UPDATE schema_version SET version = 1")
     db.execute(
         "UPDATE conversations SET count = (SELECT COUNT(*) FROM messages m"
@@ -480,6 +485,6 @@ def test_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
         store.close()
     db = sqlite3.connect(path)
     try:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     finally:
         db.close()

@@ -54,6 +54,11 @@ def offered(config: Config, extra: dict[str, str] | None = None) -> dict[str, st
         extra: capabilities contributed by optional parts (sasl, chathistory, ...), name -> value.
     """
     caps = dict.fromkeys(_ALWAYS, "")
+    # draft/multiline (https://ircv3.net/specs/extensions/multiline): the limits are its value.
+    lim = config.limits
+    caps["draft/multiline"] = (
+        f"max-bytes={lim.multiline_max_bytes},max-lines={lim.multiline_max_lines}"
+    )
     if extra:
         caps.update(extra)
     return dict(sorted(caps.items()))

@@ -192,6 +192,8 @@ class ServerCore:
         self.tick_hooks: list[Callable[[float], None]] = []
         #: Capabilities contributed by optional parts (sasl, chathistory), name -> 302 value.
         self.extra_caps: dict[str, str] = {}
+        #: The connections logged in to each account (for draft/read-marker's sync), by account.
+        self.sessions: dict[str, dict[User, None]] = {}
         # msgids: a random prefix per process and a counter, unique across restarts.
         self._msgid_prefix = secrets.token_hex(5)
         self._msgid_counter = 0
@@ -404,6 +406,7 @@ class ServerCore:
             del self.users[user.key]
         if user.is_oper:
             self.oper_count -= 1
+        self._forget_session(user)
         if "i" in user.modes:
             self.invisible_count -= 1
         self.connections.pop(user.id, None)
@@ -511,13 +514,26 @@ class ServerCore:
         """
         if user.account == account:
             return
+        self._forget_session(user)
         user.account = account
+        if account is not None:
+            self.sessions.setdefault(account, {})[user] = None
         if not user.registered:
             return
         event = self.event(user, "ACCOUNT", account or "*")
         for other in self.neighbours(user):
             if "account-notify" in other.caps:
                 other.send(event.data(other))
+
+    def _forget_session(self, user: User) -> None:
+        """Take ``user`` out of :attr:`sessions` (logging out, or leaving)."""
+        if user.account is None:
+            return
+        others = self.sessions.get(user.account)
+        if others is not None:
+            others.pop(user, None)
+            if not others:
+                del self.sessions[user.account]
 
     def set_invisible(self, user: User, on: bool) -> None:
         """Give or take user mode +i, keeping the count for LUSERS."""

@@ -82,6 +82,10 @@ class Server:
             # history.db under the data directory; StoreError (one line, exit 2) if unusable.
             self.core.history = open_history(config)
             self.core.extra_caps["draft/chathistory"] = ""
+            # Caps that need the store: redaction (commands/redaction.py) and read markers.
+            self.core.extra_caps["draft/message-redaction"] = ""
+            if config.history.max_read_markers > 0:
+                self.core.extra_caps["draft/read-marker"] = ""
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

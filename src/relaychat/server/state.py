@@ -9,11 +9,41 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from relaychat.protocol.casemap import irc_lower
 from relaychat.server.effects import Peer
 
-__all__ = ["Channel", "Membership", "User", "WhowasEntry"]
+__all__ = ["Channel", "ClientBatch", "Membership", "User", "WhowasEntry"]
+
+
+@dataclass(slots=True)
+class ClientBatch:
+    """A ``draft/multiline`` batch a client has opened and not closed yet (one per connection).
+
+    Bounded by the ``draft/multiline`` limits: a line past ``limits.multiline_max_lines`` or
+    ``limits.multiline_max_bytes`` fails the batch, which then keeps no lines and only waits for
+    its ``BATCH -`` (its remaining lines are dropped quietly). Closing the connection drops it.
+
+    Attributes:
+        ref: the client's reference tag.
+        target: the target named on ``BATCH +``.
+        tags: the client-only tags of the ``BATCH +`` line (the message's tags).
+        label: the ``label`` of the ``BATCH +`` line (labeled-response), for the reply.
+        verb: ``PRIVMSG`` or ``NOTICE``, from the first line.
+        lines: each line's text and whether it carries ``draft/multiline-concat``.
+        size: the bytes counted against ``max-bytes`` so far.
+        failed: a limit or rule was broken; the lines are gone.
+    """
+
+    ref: str
+    target: str
+    tags: dict[str, str] | None = None
+    label: str | None = None
+    verb: str = ""
+    lines: list[tuple[str, bool]] = field(default_factory=list)
+    size: int = 0
+    failed: bool = False
 
 
 class User:
@@ -22,6 +52,7 @@ class User:
     __slots__ = (
         "account",
         "away",
+        "batch",
         "cap_negotiating",
         "cap_version",
         "caps",
@@ -44,9 +75,11 @@ class User:
         "prefix",
         "profile",
         "quitting",
+        "read_markers",
         "realname",
         "registered",
         "send",
+        "typing",
         "username",
     )
 
@@ -83,6 +116,12 @@ class User:
         self.last_active = now  # last PRIVMSG/NOTICE: drives WHOIS idle time
         self.ping_sent_at: float | None = None
         self.quitting = False
+        #: The draft/multiline batch being received, if any (commands/multiline.py).
+        self.batch: ClientBatch | None = None
+        #: Read markers of a connection not logged in: folded target -> ms (commands/markread.py).
+        self.read_markers: dict[str, int] | None = None
+        #: The last +typing relayed per folded target: (value, when) (commands/typing_tag.py).
+        self.typing: dict[str, tuple[str, float]] | None = None
 
     def set_nick(self, nick: str) -> None:
         """Set the nick and everything derived from it."""

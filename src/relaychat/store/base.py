@@ -16,6 +16,18 @@ Rules:
 5. Retention (by age and by count per conversation) deletes the oldest messages first and
    remembers, per conversation, the newest position it deleted (:attr:`Conversation.trimmed`),
    so a reader can tell "nothing happened" from "it happened and was not kept".
+6. A ``draft/multiline`` message is one record: its lines joined by ``\n`` in ``text`` and one
+   concat flag per line in :attr:`StoredMessage.multiline`.
+7. A redaction (``draft/message-redaction``) is a record of its own, command ``REDACT``, naming
+   the message it redacts in :attr:`StoredMessage.redacts`; appending it marks that message
+   redacted (its text and tags are dropped). :meth:`HistoryStore.query` never returns a
+   redacted message, and returns the ``REDACT`` records only when asked (``redactions=True``),
+   for the span of positions the page covers (:func:`redaction_span`), not counted in ``limit``.
+   :meth:`HistoryStore.find` still knows a redacted message's position, so a client can resume
+   after it.
+8. Read markers (``draft/read-marker``) are a time per (owner, target), written with the same
+   group commit as the messages and never moving backwards; at most ``max_read_markers`` per
+   owner are kept, the oldest forgotten first.
 
 :func:`select` is the reference meaning of :meth:`HistoryStore.query` on a sorted list of entries;
 the memory store answers with it, the SQLite store uses it for records not yet committed.
@@ -42,7 +54,10 @@ __all__ = [
     "StoredMessage",
     "conversation_key",
     "is_private",
+    "merge",
+    "redaction_span",
     "select",
+    "select_redactions",
     "visible",
 ]
 
@@ -80,7 +95,7 @@ def is_private(key: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """One relayed PRIVMSG, NOTICE or TAGMSG, as kept in history.
+    """One relayed PRIVMSG, NOTICE, TAGMSG or REDACT, as kept in history.
 
     Attributes:
         msgid: its message id (the same one every recipient saw).
@@ -88,11 +103,16 @@ class StoredMessage:
         key: the folded channel name, or :func:`conversation_key` for a private message.
         source: the sender's ``nick!user@host``.
         account: the sender's account, if logged in.
-        command: ``PRIVMSG``, ``NOTICE`` or ``TAGMSG``.
+        command: ``PRIVMSG``, ``NOTICE``, ``TAGMSG`` or ``REDACT``.
         target: the target as sent (channel name or recipient nick).
-        text: the message text ("" for TAGMSG).
+        text: the message text ("" for TAGMSG; the reason for REDACT).
         tags: the sender's client-only tags (``+...``).
         to_account: the recipient's account, for a private message to a logged-in user.
+        multiline: for a ``draft/multiline`` message, one flag per line of ``text.split("\n")``:
+            whether that line continues the previous one (``draft/multiline-concat``);
+            ``None`` for a one-line message.
+        redacts: for a ``REDACT`` record, the msgid of the message it redacts.
+        redacted: the message was redacted (its text and tags are gone).
     """
 
     msgid: str
@@ -105,6 +125,9 @@ class StoredMessage:
     text: str
     tags: dict[str, str] = field(default_factory=dict, hash=False)
     to_account: str | None = None
+    multiline: tuple[bool, ...] | None = None
+    redacts: str | None = None
+    redacted: bool = False
 
 
 class Entry(NamedTuple):
@@ -191,13 +214,71 @@ def select(
     span = range(hi - 1, lo - 1, -1) if latest else range(lo, hi)
     for i in span:
         entry = entries[i]
-        if entry.message.command != "TAGMSG" and visible(entry, reader):
+        m = entry.message
+        if m.command in _READABLE and not m.redacted and visible(entry, reader):
             out.append(entry)
             if len(out) >= limit:
                 break
     if latest:
         out.reverse()
     return out
+
+
+#: What :func:`select` returns: REDACT and TAGMSG records are kept for positions only.
+_READABLE = frozenset({"PRIVMSG", "NOTICE"})
+
+
+def redaction_span(
+    after: Position | None,
+    before: Position | None,
+    page: Sequence[Entry],
+    *,
+    limit: int,
+    latest: bool,
+) -> tuple[Position | None, Position | None]:
+    """The exclusive bounds of the positions a page of :meth:`HistoryStore.query` covers.
+
+    A full page stops at its last message (its first with ``latest``); otherwise it covers the
+    whole range asked for. The ``REDACT`` records in that span go with the page (rule 7), so
+    paging on never shows one twice nor skips one.
+    """
+    if page and len(page) >= limit:
+        if latest:
+            first = page[0]
+            after = (first.time_ms, first.seq - 1)
+        else:
+            last = page[-1]
+            before = (last.time_ms, last.seq + 1)
+    return after, before
+
+
+def select_redactions(
+    entries: Sequence[Entry],
+    *,
+    after: Position | None,
+    before: Position | None,
+    limit: int,
+    reader: Reader | None,
+) -> list[Entry]:
+    """The ``REDACT`` records of ``entries`` (one conversation, sorted) strictly between
+    ``after`` and ``before``, visible to ``reader``: at most ``limit``, oldest first."""
+    lo = 0 if after is None else bisect.bisect_right(entries, after, key=_pos)
+    hi = len(entries) if before is None else bisect.bisect_left(entries, before, key=_pos)
+    out: list[Entry] = []
+    for i in range(lo, hi):
+        entry = entries[i]
+        if entry.message.redacts is not None and visible(entry, reader):
+            out.append(entry)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def merge(page: list[Entry], extra: list[Entry]) -> list[Entry]:
+    """``page`` and ``extra`` (each sorted, disjoint) as one list in position order."""
+    if not extra:
+        return page
+    return sorted([*page, *extra], key=_pos)
 
 
 def _pos(entry: Entry) -> Position:
@@ -237,6 +318,7 @@ class HistoryStore(Protocol):
         limit: int,
         latest: bool = False,
         reader: Reader | None = None,
+        redactions: bool = False,
     ) -> list[Entry]:
         """Messages of conversation ``key`` strictly between two positions (see :func:`select`).
 
@@ -246,11 +328,27 @@ class HistoryStore(Protocol):
             limit: at most this many.
             latest: take the newest ``limit`` in the range instead of the oldest.
             reader: filter a private conversation for this reader (see :class:`Reader`).
+            redactions: also return the ``REDACT`` records in the span the page covers
+                (:func:`redaction_span`; at most ``limit`` more, not counted in ``limit``).
 
         Returns:
-            PRIVMSG and NOTICE entries, oldest first (TAGMSG is kept for positions only).
+            PRIVMSG and NOTICE entries that were not redacted, oldest first (TAGMSG is kept for
+            positions only), with the ``REDACT`` records in place when asked for.
         """
         ...
+
+    def message(self, key: str, msgid: str) -> Entry | None:
+        """The kept message ``msgid`` of conversation ``key`` (redacted or not), or ``None``."""
+
+    def set_read_marker(self, owner: str, target: str, time_ms: int) -> None:
+        """Buffer ``owner``'s read marker for ``target`` for the next commit (rule 8).
+
+        Never blocks; a time not after the one kept is ignored. ``owner`` and ``target`` are
+        folded names (the account; the channel or the other nick).
+        """
+
+    def read_marker(self, owner: str, target: str) -> int | None:
+        """``owner``'s read marker for ``target`` (ms), buffered or committed, or ``None``."""
 
     def conversation(self, key: str) -> Conversation | None:
         """What is known of conversation ``key``, or ``None`` when it never had a message."""

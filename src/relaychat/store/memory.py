@@ -6,8 +6,10 @@ records as written. Thread-safe: one lock around everything, held briefly.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time as _time
+from dataclasses import replace
 
 from relaychat.store.base import (
     Conversation,
@@ -16,7 +18,10 @@ from relaychat.store.base import (
     Reader,
     StoredMessage,
     is_private,
+    merge,
+    redaction_span,
     select,
+    select_redactions,
 )
 
 __all__ = ["MemoryHistory"]
@@ -28,11 +33,16 @@ class MemoryHistory:
     Args:
         max_age_days: retention by age (0 keeps everything), applied by :meth:`prune`.
         max_per_target: retention by count per conversation (0 keeps everything).
+        max_read_markers: read markers kept per owner (the oldest forgotten first).
     """
 
-    def __init__(self, *, max_age_days: float = 0.0, max_per_target: int = 0) -> None:
+    def __init__(
+        self, *, max_age_days: float = 0.0, max_per_target: int = 0, max_read_markers: int = 1000
+    ) -> None:
         self.max_age_days = max_age_days
         self.max_per_target = max_per_target
+        self.max_read_markers = max_read_markers
+        self._markers: dict[str, dict[str, int]] = {}  # owner -> target -> time_ms
         self._lock = threading.Lock()
         self._seq = 0
         self._last_ms = 0
@@ -57,6 +67,38 @@ class MemoryHistory:
             self._by_key.setdefault(message.key, []).append(entry)
             self._by_msgid[message.msgid] = entry
             self._pending += 1
+            if message.redacts is not None:
+                self._redact(message.key, message.redacts)
+
+    def _redact(self, key: str, msgid: str) -> None:
+        """Mark ``msgid`` of ``key`` redacted: its text and tags go (lock held)."""
+        entry = self._by_msgid.get(msgid)
+        if entry is None or entry.message.key != key or entry.message.redacts is not None:
+            return
+        gone = entry._replace(
+            message=replace(entry.message, text="", tags={}, multiline=None, redacted=True)
+        )
+        entries = self._by_key[key]
+        i = bisect.bisect_left(entries, entry.position, key=_position)
+        if i < len(entries) and entries[i].seq == entry.seq:
+            entries[i] = gone
+        self._by_msgid[msgid] = gone
+
+    def set_read_marker(self, owner: str, target: str, time_ms: int) -> None:
+        """Keep ``owner``'s read marker (see :meth:`HistoryStore.set_read_marker`)."""
+        with self._lock:
+            markers = self._markers.setdefault(owner, {})
+            if time_ms <= markers.get(target, -1):
+                return
+            markers[target] = time_ms
+            self._pending += 1
+            if len(markers) > self.max_read_markers:
+                del markers[min(markers, key=markers.__getitem__)]
+
+    def read_marker(self, owner: str, target: str) -> int | None:
+        """``owner``'s read marker for ``target`` (see :meth:`HistoryStore.read_marker`)."""
+        with self._lock:
+            return self._markers.get(owner, {}).get(target)
 
     def has_pending(self) -> bool:
         """Whether messages were appended since the last commit."""
@@ -87,15 +129,27 @@ class MemoryHistory:
         limit: int,
         latest: bool = False,
         reader: Reader | None = None,
+        redactions: bool = False,
     ) -> list[Entry]:
         """Messages of ``key`` between two positions (see :meth:`HistoryStore.query`)."""
         with self._lock:
             entries = self._by_key.get(key)
             if not entries:
                 return []
-            return select(
+            page = select(
                 entries, after=after, before=before, limit=limit, latest=latest, reader=reader
             )
+            if not redactions:
+                return page
+            lo, hi = redaction_span(after, before, page, limit=limit, latest=latest)
+            found = select_redactions(entries, after=lo, before=hi, limit=limit, reader=reader)
+            return merge(page, found)
+
+    def message(self, key: str, msgid: str) -> Entry | None:
+        """The message ``msgid`` of ``key`` (see :meth:`HistoryStore.message`)."""
+        with self._lock:
+            entry = self._by_msgid.get(msgid)
+            return entry if entry is not None and entry.message.key == key else None
 
     def conversation(self, key: str) -> Conversation | None:
         """What is known of ``key`` (see :meth:`HistoryStore.conversation`)."""
@@ -142,6 +196,10 @@ class MemoryHistory:
     def close(self) -> None:
         """Nothing to release."""
         self.commit_pending()
+
+
+def _position(entry: Entry) -> Position:
+    return entry.position
 
 
 def _involves(key: str, nick: str) -> bool:

@@ -29,6 +29,10 @@ Rules (on top of ``store/base.py``):
 7. Counts per conversation (for retention by count) are kept by the retention pass, not by the
    commits (``sqlite_retention.py`` rule 2). A conversation's latest message is read from the
    ``messages`` index.
+8. Redactions and read markers (``store/base.py`` rules 7 and 8) are buffered and committed with
+   the messages, in the order they came: a ``REDACT`` record is a row of its own and clears the
+   redacted row in the same transaction; read markers are upserted (never backwards) and each
+   owner touched is trimmed to ``max_read_markers``. Reads apply what is still buffered.
 
 The schema, and the migration from version 1, are described in ``sqlite_schema.py``.
 """
@@ -53,7 +57,10 @@ from relaychat.store.base import (
     StoredMessage,
     StoreError,
     is_private,
+    merge,
+    redaction_span,
     select,
+    select_redactions,
 )
 from relaychat.store.sqlite_retention import CHECKPOINT_EVERY, CHUNK, Retention
 from relaychat.store.sqlite_schema import (
@@ -72,12 +79,29 @@ MAX_BUFFERED = 100_000
 #: Most conversation keys remembered as already in ``conversations`` (forgotten all at once).
 KNOWN_KEYS = 65_536
 
-_COLUMNS = "time_ms, seq, msgid, key, source, account, command, target, text, tags, to_account"
+_COLUMNS = (
+    "time_ms, seq, msgid, key, source, account, command, target, text, tags, to_account,"
+    " lines, redacts, redacted"
+)
 _INSERT = (
     "INSERT INTO messages (seq, key, time_ms, msgid, command, source, account, to_account,"
-    " target, text, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " target, text, tags, lines, redacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _NEW_CONVERSATION = "INSERT OR IGNORE INTO conversations (key, a, b) VALUES (?, ?, ?)"
+_REDACT = (
+    "UPDATE messages SET redacted = 1, text = '', tags = NULL, lines = NULL"
+    " WHERE key = ? AND msgid = ? AND redacts IS NULL"
+)
+_SET_MARKER = (
+    "INSERT INTO read_markers (owner, target, time_ms) VALUES (?, ?, ?)"
+    " ON CONFLICT (owner, target) DO UPDATE SET time_ms = max(time_ms, excluded.time_ms)"
+)
+_TRIM_MARKERS = (
+    "DELETE FROM read_markers WHERE owner = ? AND target IN (SELECT target FROM read_markers"
+    " WHERE owner = ? ORDER BY time_ms, target LIMIT ?)"
+)
+#: Only these are what ``query`` returns (``store/base.py``); REDACT and TAGMSG rows are not.
+_READABLE = "command IN ('PRIVMSG', 'NOTICE') AND redacted IS NULL"
 
 
 def open_history(config: Config) -> SqliteHistory:
@@ -97,6 +121,7 @@ def open_history(config: Config) -> SqliteHistory:
         directory / "history.db",
         max_age_days=hist.max_age_days,
         max_per_target=hist.max_per_target,
+        max_read_markers=hist.max_read_markers,
     )
 
 
@@ -107,6 +132,7 @@ class SqliteHistory(Retention):
         path: the database file (created when missing).
         max_age_days: retention by age (0 keeps every age).
         max_per_target: retention by count per conversation (0 keeps every message).
+        max_read_markers: read markers kept per owner (the oldest forgotten first).
         maintenance_interval: seconds between retention runs in the maintenance thread, or
             ``None`` for no thread (call :meth:`prune` yourself; SQLite then checkpoints the WAL
             itself, during commits).
@@ -121,17 +147,22 @@ class SqliteHistory(Retention):
         *,
         max_age_days: float = 0.0,
         max_per_target: int = 0,
+        max_read_markers: int = 1000,
         maintenance_interval: float | None = 60.0,
     ) -> None:
         self.path = Path(path)
         self.max_age_days = max_age_days
         self.max_per_target = max_per_target
+        self.max_read_markers = max_read_markers
         self._lock = threading.Lock()  # the buffers and counters; never held during I/O
         self._write_lock = threading.Lock()  # the writer connection
         self._read_lock = threading.Lock()  # the reader connection
         self._maint_lock = threading.Lock()  # one retention pass at a time
         self._pending: list[Entry] = []
         self._inflight: list[Entry] = []
+        #: Read markers waiting for / being written by a commit: (owner, target) -> time_ms.
+        self._markers: dict[tuple[str, str], int] = {}
+        self._markers_inflight: dict[tuple[str, str], int] = {}
         #: Conversation keys known to have their ``conversations`` row (written by this process).
         self._known: set[str] = set()
         self._closed = False
@@ -169,9 +200,15 @@ class SqliteHistory(Retention):
             self._n += 1
             self._pending.append(Entry(ms, self._base + self._n, message))
 
+    def set_read_marker(self, owner: str, target: str, time_ms: int) -> None:
+        """Buffer a read marker (see :meth:`HistoryStore.set_read_marker`)."""
+        with self._lock:
+            if time_ms > self._markers.get((owner, target), -1):
+                self._markers[(owner, target)] = time_ms
+
     def has_pending(self) -> bool:
         """Whether records wait for :meth:`commit_pending`."""
-        return bool(self._pending)
+        return bool(self._pending or self._markers)
 
     def commit_pending(self) -> None:
         """Write every buffered record in one transaction. Blocking (a worker thread's job).
@@ -181,28 +218,33 @@ class SqliteHistory(Retention):
         """
         with self._write_lock:
             with self._lock:
-                batch = self._pending
-                if not batch or self._closed:
+                batch, markers = self._pending, self._markers
+                if (not batch and not markers) or self._closed:
                     return
-                self._pending = []
-                self._inflight = batch
+                self._pending, self._markers = [], {}
+                self._inflight, self._markers_inflight = batch, markers
             try:
                 self._write(batch)
             except BaseException:
                 with self._lock:
-                    self._inflight = []
+                    self._inflight, self._markers_inflight = [], {}
                     self._pending = batch + self._pending
+                    for k, ms in markers.items():
+                        if ms > self._markers.get(k, -1):
+                            self._markers[k] = ms
                     excess = len(self._pending) - MAX_BUFFERED
                     if excess > 0:
                         del self._pending[:excess]
                         log.error("history buffer full: %d messages dropped unstored", excess)
                 raise
             with self._lock:
-                self._inflight = []
+                self._inflight, self._markers_inflight = [], {}
                 self.commits += 1
                 self.committed += len(batch)
 
     def _write(self, batch: Sequence[Entry]) -> None:
+        """One transaction: ``batch``, the redactions among it, and the read markers in flight."""
+        markers = self._markers_inflight
         known = self._known
         rows = [
             (
@@ -217,16 +259,31 @@ class SqliteHistory(Retention):
                 m.target,
                 m.text,
                 json.dumps(m.tags, separators=(",", ":")) if m.tags else None,
+                _flags(m.multiline),
+                m.redacts,
             )
             for ms, seq, m in batch
         ]
         new = {m.key for _, _, m in batch if m.key not in known}
+        redactions = [(m.key, m.redacts) for _, _, m in batch if m.redacts is not None]
         db = self._writer
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_INSERT, rows)
+            if rows:
+                db.executemany(_INSERT, rows)
+            if redactions:  # after the inserts: a message may be redacted in its own commit
+                db.executemany(_REDACT, redactions)
             if new:
                 db.executemany(_NEW_CONVERSATION, [conversation_row(k) for k in new])
+            if markers:
+                db.executemany(_SET_MARKER, [(o, t, ms) for (o, t), ms in markers.items()])
+                for owner in {o for o, _ in markers}:
+                    (count,) = db.execute(
+                        "SELECT count(*) FROM read_markers WHERE owner = ?", (owner,)
+                    ).fetchone()
+                    if count > self.max_read_markers:
+                        excess = count - self.max_read_markers
+                        db.execute(_TRIM_MARKERS, (owner, owner, excess))
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -251,6 +308,38 @@ class SqliteHistory(Retention):
         with self._read_lock:
             return self._reader.execute(sql, tuple(params)).fetchall()
 
+    def message(self, key: str, msgid: str) -> Entry | None:
+        """The message ``msgid`` of ``key`` (see :meth:`HistoryStore.message`)."""
+        buffered = self._buffered(key)
+        found: Entry | None = None
+        for entry in buffered:
+            if entry.message.msgid == msgid:
+                found = entry
+                break
+        if found is None:
+            rows = self._read(
+                f"SELECT {_COLUMNS} FROM messages WHERE msgid = ? AND key = ? LIMIT 1",
+                (msgid, key),
+            )
+            if not rows:
+                return None
+            found = _entry(rows[0])
+        if not found.message.redacted and msgid in _redacted_by(buffered):
+            found = _as_redacted(found)
+        return found
+
+    def read_marker(self, owner: str, target: str) -> int | None:
+        """``owner``'s read marker for ``target`` (see :meth:`HistoryStore.read_marker`)."""
+        k = (owner, target)
+        with self._lock:
+            buffered = max(self._markers.get(k, -1), self._markers_inflight.get(k, -1))
+        rows = self._read(
+            "SELECT time_ms FROM read_markers WHERE owner = ? AND target = ?", (owner, target)
+        )
+        stored = int(rows[0][0]) if rows else -1
+        best = max(buffered, stored)
+        return None if best < 0 else best
+
     def find(self, key: str, msgid: str) -> Position | None:
         """The position of ``msgid`` in ``key`` (see :meth:`HistoryStore.find`)."""
         for entry in self._buffered(key):
@@ -270,33 +359,65 @@ class SqliteHistory(Retention):
         limit: int,
         latest: bool = False,
         reader: Reader | None = None,
+        redactions: bool = False,
     ) -> list[Entry]:
         """Messages of ``key`` between two positions (see :meth:`HistoryStore.query`)."""
         if limit <= 0:
             return []
         buffered = self._buffered(key)  # before the database: nothing slips between the two
-        sql = f"SELECT {_COLUMNS} FROM messages WHERE key = ? AND command != 'TAGMSG'"
+        gone = _redacted_by(buffered)  # redactions not committed yet (rule 8)
+        page = self._page(key, buffered, gone, after, before, limit, latest, reader)
+        if not redactions:
+            return page
+        lo, hi = redaction_span(after, before, page, limit=limit, latest=latest)
+        sql = f"SELECT {_COLUMNS} FROM messages WHERE key = ? AND redacts IS NOT NULL"
         params: list[Any] = [key]
-        if after is not None:
-            sql += " AND (time_ms, seq) > (?, ?)"
-            params += after
-        if before is not None:
-            sql += " AND (time_ms, seq) < (?, ?)"
-            params += before
-        if reader is not None and is_private(key):
-            sql += " AND (time_ms >= ? OR account = ? OR to_account = ?)"
-            params += (reader.since_ms, reader.account, reader.account)
+        sql, params = _bounded(sql, params, key, lo, hi, reader)
+        sql += " ORDER BY time_ms, seq LIMIT ?"
+        params.append(limit)
+        found = [_entry(row) for row in self._read(sql, params)]
+        more = select_redactions(buffered, after=lo, before=hi, limit=limit, reader=reader)
+        if more:
+            both = {e.seq: e for e in found}
+            both.update((e.seq, e) for e in more)
+            found = sorted(both.values(), key=_position)[:limit]
+        return merge(page, found)
+
+    def _page(
+        self,
+        key: str,
+        buffered: list[Entry],
+        gone: set[str],
+        after: Position | None,
+        before: Position | None,
+        limit: int,
+        latest: bool,
+        reader: Reader | None,
+    ) -> list[Entry]:
+        """The messages of :meth:`query`, without the REDACT records."""
+        sql = f"SELECT {_COLUMNS} FROM messages WHERE key = ? AND {_READABLE}"
+        params: list[Any] = [key]
+        sql, params = _bounded(sql, params, key, after, before, reader)
         order = "DESC" if latest else "ASC"
         sql += f" ORDER BY time_ms {order}, seq {order} LIMIT ?"
-        params.append(limit)
+        params.append(limit + len(gone))  # room for the rows redacted but not committed so
         found = [_entry(row) for row in self._read(sql, params)]
         if latest:
             found.reverse()
+        if gone:
+            found = [e for e in found if e.message.msgid not in gone]
+            found = found[-limit:] if latest else found[:limit]
         if not buffered:
             return found
         more = select(
-            buffered, after=after, before=before, limit=limit, latest=latest, reader=reader
+            buffered,
+            after=after,
+            before=before,
+            limit=limit + len(gone),
+            latest=latest,
+            reader=reader,
         )
+        more = [e for e in more if e.message.msgid not in gone]
         if not more:
             return found
         merged = {e.seq: e for e in found}
@@ -372,8 +493,57 @@ class SqliteHistory(Retention):
             )
 
 
+def _bounded(
+    sql: str,
+    params: list[Any],
+    key: str,
+    after: Position | None,
+    before: Position | None,
+    reader: Reader | None,
+) -> tuple[str, list[Any]]:
+    """``sql`` with the position bounds and the private reader's filter added."""
+    if after is not None:
+        sql += " AND (time_ms, seq) > (?, ?)"
+        params += after
+    if before is not None:
+        sql += " AND (time_ms, seq) < (?, ?)"
+        params += before
+    if reader is not None and is_private(key):
+        sql += " AND (time_ms >= ? OR account = ? OR to_account = ?)"
+        params += (reader.since_ms, reader.account, reader.account)
+    return sql, params
+
+
+def _redacted_by(entries: Iterable[Entry]) -> set[str]:
+    """The msgids that the REDACT records among ``entries`` redact."""
+    return {e.message.redacts for e in entries if e.message.redacts is not None}
+
+
+def _as_redacted(entry: Entry) -> Entry:
+    m = entry.message
+    gone = StoredMessage(
+        msgid=m.msgid,
+        time=m.time,
+        key=m.key,
+        source=m.source,
+        account=m.account,
+        command=m.command,
+        target=m.target,
+        text="",
+        to_account=m.to_account,
+        redacted=True,
+    )
+    return entry._replace(message=gone)
+
+
+def _flags(multiline: tuple[bool, ...] | None) -> str | None:
+    """A multiline message's concat flags as stored: ``'0'``/``'1'`` per line."""
+    return None if multiline is None else "".join("1" if f else "0" for f in multiline)
+
+
 def _entry(row: Sequence[Any]) -> Entry:
-    ms, seq, msgid, key, source, account, command, target, text, tags, to_account = row
+    (ms, seq, msgid, key, source, account, command, target, text, tags, to_account) = row[:11]
+    lines, redacts, redacted = row[11:14]
     message = StoredMessage(
         msgid=msgid,
         time=ms / 1000,
@@ -385,6 +555,9 @@ def _entry(row: Sequence[Any]) -> Entry:
         text=text,
         tags=json.loads(tags) if tags else {},
         to_account=to_account,
+        multiline=None if lines is None else tuple(c == "1" for c in lines),
+        redacts=redacts,
+        redacted=bool(redacted),
     )
     return Entry(int(ms), int(seq), message)
 

@@ -23,8 +23,19 @@ Schema (version :data:`SCHEMA_VERSION`, in the ``schema_version`` table)::
     counted(seq)                          ``count`` covers the messages up to this seq
     instances(epoch PK autoincrement, opened_ms)
 
-Version 1 (``conversations.latest_seq``, counts kept by every commit, no
-``counted``) is migrated in place when opened: one small transaction, no rows rewritten.
+Steps, each applied in the opening transaction when the file's version is below its number
+(a new file is created at version 2 and takes every later step the same way, so steps from
+different branches compose in numeric order); none rewrites a row:
+
+- 1 -> 2: ``conversations.latest_seq`` and counts kept by every commit become ``counted``.
+- 4 (:func:`_step_4`): ``draft/multiline``, ``draft/message-redaction`` and
+  ``draft/read-marker``::
+
+    messages + lines TEXT         a multiline message's concat flags, one '0'/'1' per line
+             + redacts TEXT       a REDACT record: the msgid it redacts
+             + redacted INTEGER   1 once redacted (text and tags are cleared)
+                                  index (key, time_ms) WHERE redacts IS NOT NULL
+    read_markers(owner, target, time_ms)   PK (owner, target); owner: the folded account
 """
 
 from __future__ import annotations
@@ -52,7 +63,7 @@ __all__ = [
 
 log = logging.getLogger("relaychat.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 #: ``seq`` is ``epoch << EPOCH_SHIFT | n`` (rule 3).
 EPOCH_SHIFT = 40
 
@@ -86,6 +97,20 @@ SCHEMA = (
     "CREATE INDEX conversations_by_a ON conversations (a) WHERE a IS NOT NULL",
     "CREATE INDEX conversations_by_b ON conversations (b) WHERE b IS NOT NULL",
     "CREATE TABLE counted (seq INTEGER NOT NULL)",
+)
+
+#: Step 4 (see the module docstring): multiline, redaction and read markers.
+STEP_4 = (
+    "ALTER TABLE messages ADD COLUMN lines TEXT",
+    "ALTER TABLE messages ADD COLUMN redacts TEXT",
+    "ALTER TABLE messages ADD COLUMN redacted INTEGER",
+    "CREATE INDEX messages_redactions ON messages (key, time_ms) WHERE redacts IS NOT NULL",
+    """CREATE TABLE read_markers (
+        owner TEXT NOT NULL,
+        target TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        PRIMARY KEY (owner, target)
+    ) WITHOUT ROWID""",
 )
 
 
@@ -152,8 +177,9 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
         if found is None:
             for statement in SCHEMA:
                 db.execute(statement)
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            db.execute("INSERT INTO schema_version (version) VALUES (2)")
             db.execute("INSERT INTO counted (seq) VALUES (0)")
+            version = 2
         else:
             row = db.execute("SELECT version FROM schema_version").fetchone()
             version = int(row[0]) if row else 0
@@ -167,6 +193,14 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
                 raise StoreError(str(path), "schema_version table is empty or damaged")
             if version == 1:
                 _migrate_v1(db)
+        if version < 4:
+            _step_4(db)
+        if version < SCHEMA_VERSION:
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            if found is not None:
+                log.info(
+                    "history store migrated from schema version %d to %d", version, SCHEMA_VERSION
+                )
         cur = db.execute("INSERT INTO instances (opened_ms) VALUES (?)", (int(time.time() * 1000),))
         epoch = int(cur.lastrowid or 0)
         row = db.execute("SELECT time_ms FROM messages ORDER BY seq DESC LIMIT 1").fetchone()
@@ -184,8 +218,14 @@ def _migrate_v1(db: sqlite3.Connection) -> None:
     in the table, unused."""
     db.execute(SCHEMA[-1])
     db.execute("INSERT INTO counted (seq) SELECT ifnull(max(seq), 0) FROM messages")
-    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-    log.info("history store migrated from schema version 1 to %d", SCHEMA_VERSION)
+    db.execute("UPDATE schema_version SET version = 2")
+
+
+def _step_4(db: sqlite3.Connection) -> None:
+    """Step 4, inside the opening transaction: new columns (``ALTER TABLE ... ADD COLUMN``
+    rewrites no row), the partial index of REDACT records, and the read markers table."""
+    for statement in STEP_4:
+        db.execute(statement)
 
 
 def conversation_row(key: str) -> tuple[str, str | None, str | None]:

@@ -6,10 +6,14 @@ from relaychat.server.commands import (
     history,
     info,
     ircv3,
+    markread,
     messaging,
     modes,
+    multiline,
     oper,
+    redaction,
     registration,
+    typing_tag,
 )
 
 __all__ = [
@@ -18,8 +22,12 @@ __all__ = [
     "history",
     "info",
     "ircv3",
+    "markread",
     "messaging",
     "modes",
+    "multiline",
     "oper",
+    "redaction",
     "registration",
+    "typing_tag",
 ]

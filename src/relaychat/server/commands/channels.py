@@ -8,12 +8,13 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.history import replay_on_join
+from relaychat.server.commands.markread import send_on_join as send_read_marker
 from relaychat.server.commands.params import fit
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.masks import match_mask
 from relaychat.server.state import Channel, User
 
-__all__ = ["is_banned", "send_names", "valid_channel"]
+__all__ = ["is_banned", "refusal", "send_names", "valid_channel"]
 
 # RFC 2812 §1.3 / §2.3.1: any octet except NUL, BELL, CR, LF, space, comma and colon.
 _CHAN_BAD = re.compile(r"[\x00\x07\r\n ,:]")
@@ -29,6 +30,21 @@ def is_banned(channel: Channel, user: User) -> bool:
     if not channel.bans:
         return False
     return any(match_mask(mask, user.prefix) for mask, _, _ in channel.bans)
+
+
+def refusal(channel: Channel, user: User) -> str | None:
+    """Why ``user`` may not speak in ``channel`` (PRIVMSG, NOTICE, TAGMSG, multiline), or
+    ``None`` when it may."""
+    member = channel.members.get(user)
+    if member is None and "n" in channel.modes:
+        return "Cannot send to channel (no external messages)"
+    if member is not None and (member.op or member.voice):
+        return None
+    if "m" in channel.modes:
+        return "Cannot send to channel (+m)"
+    if channel.bans and is_banned(channel, user):
+        return "Cannot send to channel (you are banned)"
+    return None
 
 
 def send_names(core: ServerCore, user: User, channel: Channel, out: Replies) -> None:
@@ -137,6 +153,7 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         )
         core.broadcast(channel, event, skip=user)
         out.relay(event)
+        send_read_marker(core, user, channel.name, out)  # draft/read-marker: before 366
         if user.away is not None:
             # away-notify: members learn at once that the newcomer is away.
             away = core.event(user, "AWAY", user.away)

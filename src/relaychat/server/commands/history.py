@@ -23,6 +23,9 @@ Rules:
    ``batch`` and ``server-time``; otherwise as plain lines whose text starts with ``[HH:MM:SS]``
    (UTC), so they cannot be mistaken for new ones. CTCP requests other than ACTION are never
    replayed (clients would answer them again).
+6. Redacted messages are never returned; a client with ``draft/message-redaction`` gets the
+   ``REDACT`` records in the span of each page (``commands/redaction.py`` rule 5). A multiline
+   message is sent as ``commands/multiline.py`` rule 6 says.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.protocol.servertime import format_server_time as server_time
 from relaychat.protocol.servertime import parse_server_time as parse_timestamp
+from relaychat.server import multiline
+from relaychat.server.commands import redaction
 from relaychat.server.commands.params import fit, number
 from relaychat.server.core import Replies, ServerCore, add_tag, command
 from relaychat.server.relay import Relay
@@ -225,6 +230,7 @@ def _messages(
         )
         return
     key, shown, reader = access
+    red = redaction.CAP in user.caps  # rule 6: REDACT records with each page
     req = _Request(core, user, out, store, sub, shown, key, reader)
     refs = [_parse_ref(a) for a in args[1:]]
     for raw, ref in zip(args[1:], refs, strict=True):
@@ -239,22 +245,29 @@ def _messages(
         unknown = ref.msgid if ref.msgid is not None and after is None else None
         if ref.text != "*":
             req.gap_warning(after, unknown)
-        entries = store.query(key, after=after, limit=limit, latest=sub == "LATEST", reader=reader)
+        entries = store.query(
+            key, after=after, limit=limit, latest=sub == "LATEST", reader=reader, redactions=red
+        )
     elif sub == "BEFORE":
         before = req.resolve(ref, lower=False)
         if before is None:
             req.fail("MESSAGE_ERROR", shown, ref.text, text="That message is not in this history")
             return
-        entries = store.query(key, before=before, limit=limit, latest=True, reader=reader)
+        entries = store.query(
+            key, before=before, limit=limit, latest=True, reader=reader, redactions=red
+        )
     elif sub == "AROUND":
         pivot = req.resolve(ref, lower=False)
         if pivot is None:
             req.fail("MESSAGE_ERROR", shown, ref.text, text="That message is not in this history")
             return
         # Half before the pivot; the rest from it on (a msgid's own message included).
-        older = store.query(key, before=pivot, limit=limit // 2, latest=True, reader=reader)
+        older = store.query(
+            key, before=pivot, limit=limit // 2, latest=True, reader=reader, redactions=red
+        )
         start = (pivot[0], pivot[1] - 1) if ref.msgid is not None else (pivot[0], -1)
-        newer = store.query(key, after=start, limit=limit - len(older), reader=reader)
+        rest = limit - sum(1 for e in older if e.message.redacts is None)
+        newer = store.query(key, after=start, limit=rest, reader=reader, redactions=red)
         entries = older + newer
     else:  # BETWEEN
         other = refs[1]
@@ -265,10 +278,14 @@ def _messages(
             req.fail("MESSAGE_ERROR", shown, bad, text="That message is not in this history")
             return
         if _pivot(ref, lo) <= _pivot(other, hi):
-            entries = store.query(key, after=lo, before=hi, limit=limit, reader=reader)
+            entries = store.query(
+                key, after=lo, before=hi, limit=limit, reader=reader, redactions=red
+            )
         else:  # backwards in time: the messages nearest the first reference
             lo, hi = req.resolve(other, lower=True), req.resolve(ref, lower=False)
-            entries = store.query(key, after=lo, before=hi, limit=limit, latest=True, reader=reader)
+            entries = store.query(
+                key, after=lo, before=hi, limit=limit, latest=True, reader=reader, redactions=red
+            )
     send_batch(core, user, out, shown, entries)
 
 
@@ -348,6 +365,20 @@ def _line(entry: Entry, user: User, *, stamp: bool = False) -> bytes:
     return relay.data(user)
 
 
+def _entry_bytes(
+    core: ServerCore, user: User, entry: Entry, outer: bytes | None, *, stamp: bool = False
+) -> bytes:
+    """One history entry as ``user`` gets it, inside batch ``outer`` (or none): a message, a
+    multiline message (``multiline.history_lines``) or a ``REDACT`` (rule 6)."""
+    m = entry.message
+    if m.multiline is not None:
+        return multiline.history_lines(core, user, entry, outer, _stamped if stamp else None)
+    if m.redacts is not None:
+        return redaction.history_line(entry, user, outer)
+    line = _line(entry, user, stamp=stamp)
+    return add_tag(line, b"batch=" + outer) if outer is not None else line
+
+
 def _stamped(text: str, ms: int) -> str:
     """``text`` with ``[HH:MM:SS] `` (UTC) in front (after ``ACTION`` for a CTCP ACTION)."""
     stamp = time.strftime("[%H:%M:%S] ", time.gmtime(ms // 1000))
@@ -367,12 +398,11 @@ def send_batch(
     """
     if "batch" not in user.caps:
         for entry in entries:
-            out.raw(_line(entry, user))
+            out.raw(_entry_bytes(core, user, entry, None))
         return
     ref = core.new_batch_id()
     head = Message("BATCH", ("+" + ref.decode(), "chathistory", target), core.name)
-    tag = b"batch=" + ref
-    lines = [head.to_bytes(), *(add_tag(_line(entry, user), tag) for entry in entries)]
+    lines = [head.to_bytes(), *(_entry_bytes(core, user, entry, ref) for entry in entries)]
     lines.append(b":%s BATCH -%s\r\n" % (core.name.encode(), ref))
     out.raw(b"".join(lines))
 
@@ -404,4 +434,4 @@ def replay_on_join(core: ServerCore, user: User, channel: Channel, out: Replies)
         send_batch(core, user, out, channel.name, entries)
     else:
         for entry in entries:
-            out.raw(_line(entry, user, stamp=True))
+            out.raw(_entry_bytes(core, user, entry, None, stamp=True))

@@ -11,11 +11,13 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.caps import MSGTAGS
-from relaychat.server.commands.channels import is_banned, targets
+from relaychat.server.commands import typing_tag
+from relaychat.server.commands.channels import refusal, targets
+from relaychat.server.commands.multiline import collect
 from relaychat.server.commands.params import fit
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.relay import Relay
-from relaychat.server.state import Channel, User
+from relaychat.server.state import User
 from relaychat.store.base import StoredMessage, conversation_key
 
 __all__ = ["post_internal"]
@@ -37,23 +39,12 @@ def _client_tags(msg: Message) -> dict[str, str] | None:
     return own
 
 
-def _refusal(core: ServerCore, user: User, channel: Channel) -> str | None:
-    """Why ``user`` may not speak in ``channel``, or ``None`` when it may."""
-    member = channel.members.get(user)
-    if member is None and "n" in channel.modes:
-        return "Cannot send to channel (no external messages)"
-    if member is not None and (member.op or member.voice):
-        return None
-    if "m" in channel.modes:
-        return "Cannot send to channel (+m)"
-    if channel.bans and is_banned(channel, user):
-        return "Cannot send to channel (you are banned)"
-    return None
-
-
 def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str) -> None:
     quiet = verb == "NOTICE"  # RFC 2812 §3.3.2: NOTICE never gets an automatic reply
     tagmsg = verb == "TAGMSG"
+    if msg.tags and "batch" in msg.tags:  # a line of a draft/multiline batch
+        collect(core, user, msg, out, verb)
+        return
     params = msg.params
     if not params or not params[0]:
         if not quiet:
@@ -73,7 +64,12 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
     user.last_active = core.now
     echo = "echo-message" in user.caps
     history = core.history
+    typing_interval = core.config.limits.typing_interval
     for target in targets(core, params[0], out, quiet=quiet):
+        if tagmsg and not typing_tag.allow(
+            user, target, client_tags or {}, core.now, typing_interval
+        ):
+            continue  # +typing again too soon: dropped quietly (commands/typing_tag.py)
         # STATUSMSG: "@#chan" reaches the channel's operators, "+#chan" its voiced and operators.
         status = ""
         name = target
@@ -85,10 +81,10 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                 if not quiet:
                     out.numeric(N.ERR_NOSUCHCHANNEL, name)
                 continue
-            refusal = _refusal(core, user, channel)
-            if refusal is not None:
+            why = refusal(channel, user)
+            if why is not None:
                 if not quiet:
-                    out.numeric(N.ERR_CANNOTSENDTOCHAN, channel.name, text=refusal)
+                    out.numeric(N.ERR_CANNOTSENDTOCHAN, channel.name, text=why)
                 continue
             shown = status + channel.name if status else channel.name
             event = _event(core, user, verb, shown, text, client_tags)
