@@ -461,7 +461,7 @@ def test_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     store.close()
     db = sqlite3.connect(path)
     db.execute("DROP TABLE counted")
-    # ... and without what later steps added (step 4: tests/unit/test_history_v3_store.py).
+    # ... and without what later steps added (step 4: tests/unit/test_store_ircv3.py).
     db.execute("DROP INDEX messages_redactions")
     for column in ("lines", "redacts", "redacted"):
         db.execute(f"ALTER TABLE messages DROP COLUMN {column}")

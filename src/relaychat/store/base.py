@@ -265,6 +265,8 @@ def select_redactions(
     lo = 0 if after is None else bisect.bisect_right(entries, after, key=_pos)
     hi = len(entries) if before is None else bisect.bisect_left(entries, before, key=_pos)
     out: list[Entry] = []
+    if limit <= 0:
+        return out
     for i in range(lo, hi):
         entry = entries[i]
         if entry.message.redacts is not None and visible(entry, reader):

@@ -134,7 +134,7 @@ class MemoryHistory:
         """Messages of ``key`` between two positions (see :meth:`HistoryStore.query`)."""
         with self._lock:
             entries = self._by_key.get(key)
-            if not entries:
+            if not entries or limit <= 0:
                 return []
             page = select(
                 entries, after=after, before=before, limit=limit, latest=latest, reader=reader
