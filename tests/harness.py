@@ -173,6 +173,19 @@ class LineClient:
             if m:
                 return m
 
+    async def cap_ls(self) -> dict[str, str]:
+        """Send ``CAP LS 302`` and read every line of the answer (a 302 LS spans several lines,
+        all but the last marked ``*``); return the capabilities offered, name -> value."""
+        await self.send("CAP LS 302")
+        offered: dict[str, str] = {}
+        while True:
+            m = await self.expect(r" CAP \S+ LS (\* )?:?(.*)$")
+            for word in m.group(2).split():
+                name, _, value = word.partition("=")
+                offered[name] = value
+            if m.group(1) is None:
+                return offered
+
     async def register(self, nick: str) -> None:
         await self.send(f"NICK {nick}")
         await self.send(f"USER {nick} 0 * :{nick}")

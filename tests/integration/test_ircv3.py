@@ -17,10 +17,8 @@ async def capable(server: Server, nick: str, *caps: str) -> LineClient:
     """A client that negotiated ``caps`` (all must be ACKed) and registered."""
     host, port = server.addresses[0]
     c = await LineClient.open(host, port)
-    await c.send("CAP LS 302")
-    m = await c.expect(r"CAP \* LS :?(.*)$")
-    offered = {w.split("=")[0] for w in m.group(1).split()}
-    assert set(caps) <= offered, set(caps) - offered
+    offered = await c.cap_ls()
+    assert set(caps) <= set(offered), set(caps) - set(offered)
     await c.send(f"NICK {nick}")
     await c.send(f"USER {nick} 0 * :{nick} real")
     if caps:

@@ -23,9 +23,8 @@ async def connect(server: Server, nick: str, *caps: str, password: str | None = 
     """A registered client with ``caps`` ACKed (``password``: ``PASS account:password``)."""
     host, port = server.addresses[0]
     c = await LineClient.open(host, port)
-    await c.send("CAP LS 302")
-    offered = await c.expect(r"CAP \* LS :?(.*)$")
-    assert set(caps) <= {w.split("=")[0] for w in offered.group(1).split()}
+    offered = await c.cap_ls()
+    assert set(caps) <= set(offered), set(caps) - set(offered)
     if password is not None:
         await c.send(f"PASS {password}")
     await c.send(f"NICK {nick}")
@@ -219,7 +218,7 @@ async def test_redaction_seen_by_another_member_and_in_chathistory(
         history = await read_until(carol, r"^:\S+ BATCH -\S+$")
         assert [(m.command, m.params[1]) for m in history[1:-1]] == [("PRIVMSG", "keep this")]
         # bob may not redact alice's message; the channel operator (alice) could.
-        keep = [m for m in history if m.command == "PRIVMSG"][0].tags["msgid"]
+        keep = next(m for m in history if m.command == "PRIVMSG").tags["msgid"]
         await bob.send(f"REDACT #red {keep}")
         await bob.expect(rf"FAIL REDACT REDACT_FORBIDDEN #red {keep} :")
     finally:

@@ -67,9 +67,7 @@ async def register(c: LineClient, nick: str) -> None:
 
 async def sasl_start(c: LineClient, nick: str) -> str:
     """CAP LS 302, CAP REQ sasl, NICK, USER; return the sasl capability's value."""
-    await c.send("CAP LS 302")
-    m = await c.expect(r"CAP \* LS :(.*)$")
-    value = next(w.split("=", 1)[1] for w in m.group(1).split() if w.startswith("sasl="))
+    value = (await c.cap_ls())["sasl"]
     await c.send(f"NICK {nick}")
     await c.send(f"USER {nick} 0 * :{nick}")
     await c.send("CAP REQ sasl")
