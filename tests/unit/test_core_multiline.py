@@ -283,6 +283,7 @@ class TestErrors:
             "BATCH +1 example.com/other #test",
             "@batch=outer BATCH +1 draft/multiline #test",
             "BATCH +1 draft/multiline",
+            "@+big=" + "x" * 4100 + " BATCH +1 draft/multiline #test",
         ],
     )
     def test_bad_openings(self, h: CoreHarness, head: str) -> None:

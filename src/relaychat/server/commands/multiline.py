@@ -5,8 +5,9 @@ carries the limits: ``draft/multiline=max-bytes=<limits.multiline_max_bytes>,max
 
 Rules:
 1. ``BATCH +<ref> draft/multiline <target>`` opens the connection's one batch (``User.batch``);
-   its client-only tags are the message's tags, its ``label`` labels the answer (the answer comes
-   at ``BATCH -<ref>``, so opening a batch is never answered by itself).
+   its client-only tags are the message's tags (at most 4094 bytes, as message-tags says), its
+   ``label`` labels the answer (the answer comes at ``BATCH -<ref>``, so opening a batch is
+   never answered by itself).
 2. Lines are ``@batch=<ref>[;draft/multiline-concat] PRIVMSG|NOTICE <target> :<text>``: all
    the same verb, all to the batch's target. The content counted against ``max-bytes`` is the
    text of every line plus one byte for each line break (a concat line adds none); more than
@@ -43,6 +44,9 @@ from relaychat.server.state import ClientBatch, User
 from relaychat.store.base import StoredMessage, conversation_key
 
 __all__ = ["collect"]
+
+#: message-tags: the client-only tags of one message take at most 4094 bytes.
+_MAX_CLIENT_TAG_BYTES = 4094
 
 
 # --- BATCH + / lines / BATCH - ------------------------------------------------------------------
@@ -85,10 +89,12 @@ def _open(core: ServerCore, user: User, msg: Message, out: Replies, ref: str) ->
         why = f"Batch {old.ref} is still open"
     elif not new.target:
         why = "A multiline batch needs a target"
+    tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"}
+    if why is None and sum(len(k) + len(v) + 2 for k, v in tags.items()) > _MAX_CLIENT_TAG_BYTES:
+        why = f"Client-only tags take at most {_MAX_CLIENT_TAG_BYTES} bytes"
     if why is not None:
         _fail(out, new, "MULTILINE_INVALID", text=why)
         return
-    tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"}
     new.tags = tags or None
 
 
