@@ -40,10 +40,11 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.protocol.servertime import format_server_time as server_time
 from relaychat.protocol.servertime import parse_server_time as parse_timestamp
-from relaychat.server import multiline
-from relaychat.server.commands import redaction
 from relaychat.server.commands.params import fit, number
+from relaychat.server.commands.redaction import CAP as REDACTION
+from relaychat.server.commands.redaction import history_line as redact_line
 from relaychat.server.core import Replies, ServerCore, add_tag, command
+from relaychat.server.multiline import history_lines as multiline_lines
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
 from relaychat.store.base import (
@@ -230,7 +231,7 @@ def _messages(
         )
         return
     key, shown, reader = access
-    red = redaction.CAP in user.caps  # rule 6: REDACT records with each page
+    red = REDACTION in user.caps  # rule 6: REDACT records with each page
     req = _Request(core, user, out, store, sub, shown, key, reader)
     refs = [_parse_ref(a) for a in args[1:]]
     for raw, ref in zip(args[1:], refs, strict=True):
@@ -369,12 +370,12 @@ def _entry_bytes(
     core: ServerCore, user: User, entry: Entry, outer: bytes | None, *, stamp: bool = False
 ) -> bytes:
     """One history entry as ``user`` gets it, inside batch ``outer`` (or none): a message, a
-    multiline message (``multiline.history_lines``) or a ``REDACT`` (rule 6)."""
+    multiline message (``server/multiline.py``) or a ``REDACT`` (rule 6)."""
     m = entry.message
     if m.multiline is not None:
-        return multiline.history_lines(core, user, entry, outer, _stamped if stamp else None)
+        return multiline_lines(core, user, entry, outer, _stamped if stamp else None)
     if m.redacts is not None:
-        return redaction.history_line(entry, user, outer)
+        return redact_line(entry, user, outer)
     line = _line(entry, user, stamp=stamp)
     return add_tag(line, b"batch=" + outer) if outer is not None else line
 

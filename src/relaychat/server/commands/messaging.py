@@ -11,10 +11,10 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.caps import MSGTAGS
-from relaychat.server.commands import typing_tag
 from relaychat.server.commands.channels import refusal, targets
 from relaychat.server.commands.multiline import collect
 from relaychat.server.commands.params import fit
+from relaychat.server.commands.typing_tag import allow as typing_allowed
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.relay import Relay
 from relaychat.server.state import User
@@ -66,7 +66,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
     history = core.history
     typing_interval = core.config.limits.typing_interval
     for target in targets(core, params[0], out, quiet=quiet):
-        if tagmsg and not typing_tag.allow(
+        if tagmsg and not typing_allowed(
             user, target, client_tags or {}, core.now, typing_interval
         ):
             continue  # +typing again too soon: dropped quietly (commands/typing_tag.py)
