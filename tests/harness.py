@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import replace
 from typing import Any
 
-from relaychat.config import Config, load_config
+from relaychat.config import SECTIONS, Config, load_config
 from relaychat.errors import ProtocolError
-from relaychat.protocol.message import Message, parse, parse_bytes
+from relaychat.protocol.message import Message, parse, parse_from_client
 from relaychat.server.core import ServerCore
 from relaychat.server.state import User
 
@@ -32,7 +32,11 @@ def scratch_dir() -> str:
 
 def free_config(**kwargs: Any) -> Config:
     """A config for tests: loopback, port 0, a scratch data dir, no flood throttle unless asked,
-    no plain-text or HTTP port."""
+    no plain-text or HTTP port.
+
+    A section given as a dict (``limits={"monitor": 3}``, ``metadata={...}``) changes only
+    those keys of the section.
+    """
     limits = kwargs.pop("limits", {})
     base = load_config(
         environ={},
@@ -45,6 +49,9 @@ def free_config(**kwargs: Any) -> Config:
         },
     )
     lim = replace(base.limits, **{"flood_rate": 0.0, **limits})
+    for name in SECTIONS:
+        if isinstance(kwargs.get(name), dict):
+            kwargs[name] = replace(getattr(base, name), **kwargs[name])
     return replace(base, limits=lim, **kwargs)
 
 
@@ -102,7 +109,7 @@ class CoreHarness:
         raw = line.encode() if isinstance(line, str) else line
         user = self.users[name]
         try:
-            msg = parse_bytes(raw)
+            msg = parse_from_client(raw)
         except ProtocolError as exc:
             self.core.protocol_error(user, exc, self.now)
             return

@@ -27,7 +27,17 @@ import platformdirs
 
 from relaychat.errors import ConfigError
 
-__all__ = ["SECTIONS", "Accounts", "Config", "History", "Http", "Limits", "Oper", "load_config"]
+__all__ = [
+    "SECTIONS",
+    "Accounts",
+    "Config",
+    "History",
+    "Http",
+    "Limits",
+    "Metadata",
+    "Oper",
+    "load_config",
+]
 
 ENV_PREFIX = "RELAYCHAT_"
 
@@ -65,6 +75,8 @@ class Limits:
     typing_interval: float = _opt(
         1.0, "seconds before the same +typing value to the same target is relayed again (0 = off)"
     )
+    monitor: int = _opt(100, "most nicks in one client's MONITOR list (ISUPPORT MONITOR)")
+    who_results: int = _opt(200, "most users one WHO with a mask lists; its 315 says when cut")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,21 @@ class Http:
 
 
 @dataclass(frozen=True, slots=True)
+class Metadata:
+    """IRCv3 ``draft/metadata-2``: key/value metadata on users and channels."""
+
+    before_connect: bool = _opt(True, "allow METADATA before registration (cap before-connect)")
+    max_subs: int = _opt(50, "most keys one client may subscribe to (cap max-subs)")
+    max_keys: int = _opt(20, "most keys set on one user or channel (cap max-keys)")
+    max_value_bytes: int = _opt(300, "longest value in UTF-8 bytes (cap max-value-bytes, <= 300)")
+    set_burst: int = _opt(10, "METADATA SET/CLEAR a client may send at once (then RATE_LIMITED)")
+    set_rate: float = _opt(1.0, "METADATA SET/CLEAR per second a client may send after its burst")
+    sync_members: int = _opt(
+        500, "channel size above which JOIN sends 774 (SYNC later) instead of members' metadata"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Oper:
     """An IRC operator account: ``OPER <name> <password>``; the password is stored hashed."""
 
@@ -168,6 +195,7 @@ class Config:
     history: History = field(default_factory=History)
     accounts: Accounts = field(default_factory=Accounts)
     http: Http = field(default_factory=Http)
+    metadata: Metadata = field(default_factory=Metadata)
     opers: tuple[Oper, ...] = ()
 
     def data_path(self) -> Path:
@@ -284,6 +312,7 @@ SECTIONS: dict[str, type[Any]] = {
     "history": History,
     "accounts": Accounts,
     "http": Http,
+    "metadata": Metadata,
 }
 
 
@@ -409,11 +438,20 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.recvq", "must be at least 1024")
     if lim.sendq < 4096:
         raise ConfigError("limits.sendq", "must be at least 4096")
-    for section in ("history", "accounts"):
+    for section in ("history", "accounts", "metadata"):
         for f in dataclasses.fields(SECTIONS[section]):
             value = getattr(getattr(config, section), f.name)
             if not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{section}.{f.name}", "must not be negative")
+    meta = config.metadata
+    # A value must fit in one line: ":server 761 <nick> <target> <key> * :<value>".
+    if not 1 <= meta.max_value_bytes <= 300:
+        raise ConfigError("metadata.max_value_bytes", "must be between 1 and 300")
+    for key in ("max_subs", "max_keys", "set_burst"):
+        if getattr(meta, key) < 1:
+            raise ConfigError(f"metadata.{key}", "must be at least 1")
+    if meta.set_rate <= 0:
+        raise ConfigError("metadata.set_rate", "must be greater than 0")
     if config.announce not in ("auto", "on", "off"):
         raise ConfigError("announce", f"{config.announce!r} is not auto, on or off")
     if not 0 <= config.plain_port <= 65535:

@@ -4,7 +4,8 @@ The tree::
 
     RelaychatError
     ├── ProtocolError          a peer sent something that is not valid IRC (carries a numeric hint)
-    │   ├── InputTooLong       a line over 512 bytes (or tags over 8191)  -> 417 ERR_INPUTTOOLONG
+    │   ├── InputTooLong       a line over 512 bytes (or tags over 4094)  -> 417 ERR_INPUTTOOLONG
+    │   ├── InvalidUtf8        a client line that is not UTF-8 (UTF8ONLY) -> FAIL <cmd> INVALID_UTF8
     │   ├── EmptyMessage       a line with no command                    -> ignored
     │   └── SeveralLines       a WebSocket message holding CR or LF      -> 400 ERR_UNKNOWNERROR
     ├── ConfigError            the operator's configuration is wrong (carries the key path)
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "EmptyMessage",
     "InputTooLong",
+    "InvalidUtf8",
     "ProtocolError",
     "RelaychatError",
     "SeveralLines",
@@ -60,6 +62,21 @@ class InputTooLong(ProtocolError):
         super().__init__(f"line of {size} bytes exceeds the limit of {limit}")
         self.size = size
         self.limit = limit
+
+
+class InvalidUtf8(ProtocolError):
+    """A client's line that is not valid UTF-8, on a server that announces ``UTF8ONLY``.
+
+    https://ircv3.net/specs/extensions/utf8-only: the server answers
+    ``FAIL <command> INVALID_UTF8`` (``*`` when the command itself cannot be read).
+
+    Attributes:
+        command: the line's command, or ``*``.
+    """
+
+    def __init__(self, command: str) -> None:
+        super().__init__(f"{command} line is not valid UTF-8")
+        self.command = command
 
 
 class EmptyMessage(ProtocolError):

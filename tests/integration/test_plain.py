@@ -113,7 +113,10 @@ async def test_lines_multibyte_split_nick_and_several_clients(make_server: MakeS
     w1.write(b"x" * 2000 + b"\n")
     await read_until(r1, "too long")
     w1.write(b"\xff\xfe binary\n")
-    await read_until(r2, "ada: ÿþ binary")
+    await read_until(r1, "not UTF-8")  # UTF8ONLY: never relayed as latin-1
+    w1.write(b"after junk\n")
+    seen = await read_until(r2, "ada: after junk")
+    assert "binary" not in seen
     w2.write(b"/help\n")
     await read_until(r2, "/nick NAME")
     w1.write(b"BYE\n")

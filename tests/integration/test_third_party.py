@@ -346,6 +346,48 @@ async def test_pydle(server: Server, clients: list[LineClient]) -> None:
     await events.wait_for("disconnect", True)
 
 
+class PydleWatcher(PydleBot):
+    """pydle's own MONITOR support (``MonitoringSupport``) reporting presence changes."""
+
+    async def on_user_online(self, nickname: str) -> None:
+        await super().on_user_online(nickname)
+        self.events.record("online", nickname)
+
+    async def on_user_offline(self, nickname: str) -> None:
+        await super().on_user_offline(nickname)
+        self.events.record("offline", nickname)
+
+    async def on_raw_354(self, message: Any) -> None:
+        await super().on_raw_354(message)
+        self.events.record("whox", message.params[4])
+
+
+async def test_pydle_monitor_and_whox(server: Server, clients: list[LineClient]) -> None:
+    """pydle reads ISUPPORT MONITOR and WHOX itself: its MONITOR calls work, and the WHOX
+    it sends on JOIN (``%tnurha``) fills in the members' realnames and accounts."""
+    host, port = server.addresses[0]
+    events = Events()
+    bot = PydleWatcher(events, "watcher", realname="pydle watcher")
+    await asyncio.wait_for(bot.connect(host, port, tls=False), TIMEOUT)
+    try:
+        await events.wait_for("connect")
+        assert await bot.monitor("bob") is True  # pydle saw MONITOR= in 005
+        bob = await line_client(server, clients, "bob")
+        assert await events.wait_for("online") == ("online", "bob")
+        await bob.send("JOIN #mon")
+        await bob.expect(r" 366 bob #mon ")
+        await asyncio.wait_for(bot.join("#mon"), TIMEOUT)
+        await events.wait_for("join", "#mon", "watcher")
+        await events.wait_for("whox", "bob")
+        assert bot.users["bob"]["realname"] == "bob"
+        assert bot.users["bob"]["username"] == "~bob"
+        await bob.send("QUIT :bye")
+        assert await events.wait_for("offline") == ("offline", "bob")
+    finally:
+        await asyncio.wait_for(bot.disconnect(expected=True), TIMEOUT)
+    await events.wait_for("disconnect", True)
+
+
 # --- bottom --------------------------------------------------------------------------------------
 
 

@@ -36,11 +36,16 @@ async def test_overlong_line_gets_417_and_connection_lives(server: Server) -> No
     await c.close()
 
 
-async def test_invalid_utf8_is_relayed_as_latin1(server: Server) -> None:
+async def test_invalid_utf8_is_refused_never_relayed(server: Server) -> None:
+    """UTF8ONLY (https://ircv3.net/specs/extensions/utf8-only): the line is refused with
+    FAIL INVALID_UTF8 and its sender lives on; nothing of it reaches anyone."""
     a = await connect(server, "alice")
     b = await connect(server, "bob")
     b.writer.write(b"PRIVMSG alice :caf\xe9 \xff\r\n")
-    await a.expect(r"PRIVMSG alice :café ÿ$")
+    await b.expect(r"^:\S+ FAIL PRIVMSG INVALID_UTF8 :")
+    await b.send("PRIVMSG alice :café, in UTF-8")
+    await a.expect(r"PRIVMSG alice :café, in UTF-8$")
+    assert not any("caf\u00e9 \u00ff" in line for line in a.seen)
     await a.close()
     await b.close()
 

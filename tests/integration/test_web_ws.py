@@ -132,15 +132,16 @@ async def test_binary_invalid_utf8_is_handled_as_over_tcp(make_server: MakeServe
         await c.send("JOIN #enc")
         await c.expect(rf" 366 {nick} #enc ")
     raw = b"PRIVMSG #enc :caf\xe9 \xff"  # latin-1, not UTF-8
+    # The same bytes from a WebSocket and from TCP are refused the same way (UTF8ONLY).
     await binary.send(raw)
-    from_ws = await tcp.expect(r"^:bin!\S+ PRIVMSG #enc :(.*)$")
+    await binary.expect(r"^:\S+ FAIL PRIVMSG INVALID_UTF8 :")
     tcp.writer.write(raw + b"\r\n")
-    got = await binary.expect(r"^:tcp!\S+ PRIVMSG #enc :(.*)$")
-    # The same bytes from a WebSocket and from TCP are read the same way (latin-1 fallback).
-    assert from_ws.group(1) == got.group(1) == "caf\xe9 \xff"
-    # A text-mode client only ever gets valid UTF-8 (here the text was already re-encoded).
-    m1 = await text.expect(r"^:bin!\S+ PRIVMSG #enc :(.*)$")
-    assert m1.group(1) == "caf\xe9 \xff"
+    await tcp.expect(r"^:\S+ FAIL PRIVMSG INVALID_UTF8 :")
+    # Nothing of them was relayed: the next valid line is the first anyone sees.
+    await binary.send("PRIVMSG #enc :café")
+    assert (await text.expect(r"^:bin!\S+ PRIVMSG #enc :(.*)$")).group(1) == "café"
+    assert (await tcp.expect(r"^:bin!\S+ PRIVMSG #enc :(.*)$")).group(1) == "café"
+    assert not any("\xff" in str(line) for line in [*text.seen, *tcp.seen])
 
 
 async def test_invalid_utf8_in_a_text_message_closes_with_1007(make_server: MakeServer) -> None:

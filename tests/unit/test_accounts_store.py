@@ -138,3 +138,38 @@ def test_unwritable_directory(tmp_path: Path) -> None:
 )
 def test_normalize_certfp(text: str, fp: str | None) -> None:
     assert normalize_certfp(text) == fp
+
+
+def test_metadata_keys(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+    store = AccountStore.open(path)
+    assert store.metadata("jilles") == {}  # no file yet: nothing, and no error
+    store.create(account("jilles"))
+    store.set_metadata("Jilles", "avatar", "a.png")
+    store.set_metadata("jilles", "pronouns", "he/him")
+    store.set_metadata("jilles", "avatar", "b.png")
+    store.set_metadata("jilles", "pronouns", None)
+    store.close()
+    again = AccountStore.open(path)
+    assert again.metadata("JILLES") == {"avatar": "b.png"}
+    again.clear_metadata("jilles")
+    assert again.metadata("jilles") == {}
+
+
+def test_version_1_file_gains_the_metadata_table(tmp_path: Path) -> None:
+    """Schema step 3 runs on a file made by the first schema, and keeps its accounts."""
+    path = tmp_path / "accounts.db"
+    store = AccountStore.open(path)
+    store.create(account("old"))
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE account_metadata")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    upgraded = AccountStore.open(path)
+    assert upgraded.get("old") is not None
+    upgraded.set_metadata("old", "k", "v")
+    assert upgraded.metadata("old") == {"k": "v"}
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == 3

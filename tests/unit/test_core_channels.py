@@ -406,12 +406,12 @@ class TestNames:
     def test_several_channels(self, h: CoreHarness) -> None:
         joined(h, "#a", "alice")
         joined(h, "#b", "bob")
-        h.send("alice", "NAMES #a,#b")
+        h.send("alice", "NAMES #a,#b,#nowhere")
+        # Issue 11 #5: RFC 1459/2812 §3.2.5 (and irctest): one 366 at the end, naming the list.
         assert h.lines("alice") == [
             f":{SERVER} 353 alice = #a @alice",
-            f":{SERVER} 366 alice #a :End of /NAMES list",
             f":{SERVER} 353 alice = #b @bob",
-            f":{SERVER} 366 alice #b :End of /NAMES list",
+            f":{SERVER} 366 alice #a,#b,#nowhere :End of /NAMES list",
         ]
 
     def test_no_such_channel(self, h: CoreHarness) -> None:

@@ -312,12 +312,22 @@ class TestKey:
         assert h.lines("alice") == [f":{SERVER} 461 alice MODE :Mode +k needs a key"]
 
     @pytest.mark.parametrize(
-        "line", ["MODE #a +k a,b", "MODE #a +k :a b", "MODE #a +k " + "k" * 24, "MODE #a +k ::x"]
+        "line",
+        [
+            "MODE #a +k a,b",
+            "MODE #a +k :a b",
+            "MODE #a +k " + "k" * 24,
+            "MODE #a +k ::x",
+            "MODE #a +k :",  # issue 11 #3: an empty key was 461 (as if none was given)
+        ],
     )
     def test_bad_key(self, h: CoreHarness, line: str) -> None:
+        """Modern IRC, key mode: an invalid key SHOULD get ERR_INVALIDMODEPARAM (696)."""
         joined(h, "#a", "alice")
         h.send("alice", line)
-        assert h.lines("alice") == [f":{SERVER} 525 alice #a :Key is not well-formed"]
+        assert h.lines("alice") == [
+            f":{SERVER} 696 alice #a k * :Invalid key: 1 to 23 characters, without spaces or commas"
+        ]
         assert chan(h).password is None
 
 

@@ -283,7 +283,6 @@ class TestErrors:
             "BATCH +1 example.com/other #test",
             "@batch=outer BATCH +1 draft/multiline #test",
             "BATCH +1 draft/multiline",
-            "@+big=" + "x" * 4100 + " BATCH +1 draft/multiline #test",
         ],
     )
     def test_bad_openings(self, h: CoreHarness, head: str) -> None:
@@ -293,6 +292,13 @@ class TestErrors:
         got = fails(h, "alice")
         assert [f[:2] for f in got] == [["BATCH", "MULTILINE_INVALID"]]
         assert h.lines("bob") == []
+
+    def test_opening_with_tags_over_4094_bytes_is_417(self, h: CoreHarness) -> None:
+        """A client's tags over 4094 bytes are refused when the line is read (message-tags),
+        so no batch opens."""
+        h.send("alice", "@+big=" + "x" * 4100 + " BATCH +1 draft/multiline #test")
+        assert h.numerics("alice") == ["417"]
+        assert h.users["alice"].batch is None
 
     def test_reference_without_sign(self, h: CoreHarness) -> None:
         h.send("alice", "BATCH 1 draft/multiline #test")
@@ -393,8 +399,8 @@ def test_cap_value_carries_the_limits() -> None:
     h = make(limits={"multiline_max_bytes": 40000, "multiline_max_lines": 10})
     h.open("c")
     h.send("c", "CAP LS 302")
-    (ls,) = h.lines("c")
-    assert "draft/multiline=max-bytes=40000,max-lines=10" in parse(ls).params[-1].split()
+    words = " ".join(parse(line).params[-1] for line in h.lines("c")).split()
+    assert "draft/multiline=max-bytes=40000,max-lines=10" in words
 
 
 def test_one_msgid_per_batch_across_recipients(h: CoreHarness) -> None:

@@ -358,7 +358,9 @@ class TestServerInfo:
         h.connect("alice")
         h.send("alice", "HELP kick")
         assert h.lines("alice") == [
-            f":{SERVER} 704 alice KICK :KICK <channel> <nick>{{,<nick>}} [<reason>]",
+            f":{SERVER} 704 alice KICK :KICK <channel>{{,<channel>}} <nick>{{,<nick>}} [<reason>]",
+            f":{SERVER} 705 alice KICK :Remove users from a channel (channel operators); one "
+            "channel for all nicks, or a channel per nick.",
             f":{SERVER} 706 alice KICK :End of /HELP",
         ]
 

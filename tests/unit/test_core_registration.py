@@ -62,7 +62,7 @@ class TestRegistration:
             f":{SERVER} 001 alice :Welcome to the relaychat IRC Network alice!~alice@127.0.0.1",
             f":{SERVER} 002 alice :Your host is {SERVER}, running version relaychat-{VERSION}",
             f":{SERVER} 003 alice :This server was created 1970-01-12 13:46:40 UTC",
-            f":{SERVER} 004 alice {SERVER} relaychat-{VERSION} io biklmnostv bklov",
+            f":{SERVER} 004 alice {SERVER} relaychat-{VERSION} Biow biklmnostv bklov",
         ]
         assert lines[-5:] == [
             f":{SERVER} 251 alice :There are 1 users and 0 invisible on 1 servers",
@@ -160,12 +160,36 @@ class TestProtocolErrors:
 
 
 CAPS = (
-    "account-notify account-tag away-notify batch cap-notify chghost draft/multiline "
-    "echo-message extended-join invite-notify labeled-response message-tags multi-prefix "
-    "server-time setname standard-replies userhost-in-names"
+    "account-notify account-tag away-notify batch cap-notify chghost draft/channel-rename "
+    "draft/metadata-2 draft/multiline echo-message extended-join extended-monitor "
+    "invite-notify labeled-response message-tags multi-prefix server-time setname "
+    "standard-replies userhost-in-names"
 )
-#: The same with CAP LS 302 values (draft/multiline carries its limits).
-CAPS_302 = CAPS.replace("draft/multiline", "draft/multiline=max-bytes=4096,max-lines=100")
+#: The same with CAP LS 302 values (draft/multiline and draft/metadata-2 carry their limits).
+CAPS_302 = CAPS.replace("draft/multiline", "draft/multiline=max-bytes=4096,max-lines=100").replace(
+    "draft/metadata-2",
+    "draft/metadata-2=before-connect,max-subs=50,max-keys=20,max-value-bytes=300",
+)
+
+
+def ls_302(target: str) -> list[str]:
+    """The CAP LS 302 reply: :data:`CAPS_302` split (spec: a line before the last is marked
+    ``*``) where the server splits it, after 380 characters of capabilities."""
+    lines: list[str] = []
+    current = ""
+    for word in CAPS_302.split():
+        if current and len(current) + len(word) + 1 > 380:
+            lines.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(current)
+    return [
+        f":{SERVER} CAP {target} LS * :{line}"
+        if i < len(lines) - 1
+        else f":{SERVER} CAP {target} LS :{line}"
+        for i, line in enumerate(lines)
+    ]
 
 
 class TestCap:
@@ -185,7 +209,7 @@ class TestCap:
     def test_ls_302(self, h: CoreHarness) -> None:
         h.open("c")
         h.send("c", "CAP LS 302")
-        assert h.lines("c") == [f":{SERVER} CAP * LS :{CAPS_302}"]
+        assert h.lines("c") == ls_302("*")
         assert h.users["c"].cap_version == 302
         assert h.users["c"].caps == {"cap-notify"}  # implied by 302
 
@@ -207,7 +231,7 @@ class TestCap:
         h.send("c", "CAP REQ :multi-prefix")
         h.send("c", "CAP LIST")
         assert h.lines("c") == [
-            f":{SERVER} CAP * LS :{CAPS_302}",
+            *ls_302("*"),
             f":{SERVER} CAP * LIST cap-notify",
             f":{SERVER} CAP * ACK multi-prefix",
             f":{SERVER} CAP * LIST :cap-notify multi-prefix",
@@ -272,7 +296,7 @@ class TestCap:
         h.send("alice", "CAP REQ multi-prefix")
         h.send("alice", "CAP END")
         assert h.lines("alice") == [
-            f":{SERVER} CAP alice LS :{CAPS_302}",
+            *ls_302("alice"),
             f":{SERVER} CAP alice ACK multi-prefix",
         ]
         assert h.users["alice"].caps == {"cap-notify", "multi-prefix"}

@@ -40,3 +40,19 @@ def test_readme_bot_is_the_example_file() -> None:
     bot = (Path(__file__).resolve().parents[2] / "docs/examples/bot.py").read_text()
     assert "```python\n" + bot + "```" in README
     compile(bot, "bot.py", "exec")
+
+
+def test_ircv3_doc_has_a_row_for_every_capability_and_token() -> None:
+    """docs/ircv3.md: one table row per capability (those of optional parts included) and per
+    ISUPPORT token. tests/integration/test_ircv3_modern.py checks the same against a running
+    server's CAP LS and 005."""
+    from relaychat.config import load_config
+    from relaychat.server.caps import offered
+    from relaychat.server.isupport import isupport_tokens
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/ircv3.md").read_text()
+    config = load_config(environ={})
+    extras = {"sasl": "", "draft/account-registration": "", "draft/chathistory": ""}
+    names = [*offered(config, extras), *(t.split("=")[0] for t in isupport_tokens(config))]
+    missing = [n for n in names if f"| `{n}` |" not in doc]
+    assert not missing, missing

@@ -18,15 +18,17 @@ from parser_tests.data import (  # type: ignore[import-untyped]
     msg_split,
 )
 
-from relaychat.errors import EmptyMessage, InputTooLong, ProtocolError
+from relaychat.errors import EmptyMessage, InputTooLong, InvalidUtf8, ProtocolError
 from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import (
     MAX_BODY_BYTES,
+    MAX_CLIENT_TAGS_BYTES,
     MAX_LINE_BYTES,
     MAX_TAGS_BYTES,
     Message,
     parse,
     parse_bytes,
+    parse_from_client,
 )
 from relaychat.server.masks import match_mask
 
@@ -350,3 +352,46 @@ def test_any_text_parses_or_raises_protocol_error(line: str) -> None:
     except ProtocolError:
         return
     assert parse(msg.serialize()) == msg
+
+
+class TestFromClient:
+    """What the server accepts from a client: message-tags (4094 bytes of tags, "Clients MUST
+    NOT send messages with tag data exceeding 4094 bytes") and UTF8ONLY."""
+
+    @staticmethod
+    def tags(size: int) -> bytes:
+        return b"@a=" + b"v" * (size - 4) + b" "
+
+    def test_4096_bytes_of_tag_section_pass(self) -> None:
+        m = parse_from_client(self.tags(MAX_CLIENT_TAGS_BYTES) + b"TAGMSG #a")
+        assert len(m.tags["a"]) == MAX_CLIENT_TAGS_BYTES - 4
+
+    def test_4097_are_too_long(self) -> None:
+        with pytest.raises(InputTooLong) as info:
+            parse_from_client(self.tags(MAX_CLIENT_TAGS_BYTES + 1) + b"TAGMSG #a")
+        assert info.value.numeric == "417" and info.value.limit == MAX_CLIENT_TAGS_BYTES
+
+    def test_servers_may_still_send_8191(self) -> None:
+        assert parse_bytes(self.tags(MAX_TAGS_BYTES) + b"PING x").command == "PING"
+
+    @pytest.mark.parametrize(
+        ("raw", "command"),
+        [
+            (b"PRIVMSG #a :caf\xe9", "PRIVMSG"),
+            (b"@+x=\xff privmsg #a :hi", "PRIVMSG"),
+            (b"\xe9t\xe9 x", "*"),
+            (b"CMD\x01 \xff", "*"),
+        ],
+    )
+    def test_not_utf8_is_refused_with_its_command(self, raw: bytes, command: str) -> None:
+        with pytest.raises(InvalidUtf8) as info:
+            parse_from_client(raw)
+        assert info.value.command == command and info.value.numeric is None
+
+    def test_not_utf8_without_a_command_is_just_empty(self) -> None:
+        with pytest.raises(EmptyMessage):
+            parse_from_client(b"@a=\xff")
+
+    def test_utf8_passes_and_latin1_stays_for_others(self) -> None:
+        assert parse_from_client("PRIVMSG #a :café ☕".encode()).params[1] == "café ☕"
+        assert parse_bytes(b"PRIVMSG #a :caf\xe9").params[1] == "café"

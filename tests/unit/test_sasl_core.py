@@ -39,14 +39,15 @@ class TestCapability:
         h, _ = harness(external=False)
         h.open("c")
         h.send("c", "CAP LS 302")
-        (line,) = h.lines("c")
-        assert " sasl=PLAIN,SCRAM-SHA-256 " in line
+        words = " ".join(parse(line).params[-1] for line in h.lines("c"))
+        assert " sasl=PLAIN,SCRAM-SHA-256 " in f" {words} "
 
     def test_external_is_listed_with_tls_client_certificates(self) -> None:
         h, _ = harness(external=True)
         h.open("c")
         h.send("c", "CAP LS 302")
-        assert " sasl=PLAIN,SCRAM-SHA-256,EXTERNAL " in h.lines("c")[0]
+        words = " ".join(parse(line).params[-1] for line in h.lines("c"))
+        assert " sasl=PLAIN,SCRAM-SHA-256,EXTERNAL " in f" {words} "
 
     def test_no_accounts_no_sasl(self) -> None:
         h = CoreHarness()

@@ -3,7 +3,8 @@
 Rules:
 1. Each account keeps its name, an argon2 hash of its password, its SCRAM-SHA-256 keys
    (``StoredKey``, ``ServerKey``, salt, iterations: never the password), the nick it protects,
-   an optional email, its TLS client certificate fingerprints and when it was created.
+   an optional email, its TLS client certificate fingerprints, when it was created, and its
+   draft/metadata-2 keys.
 2. The store is read and written on registration and login only, rare events; each call is a
    short synchronous SQLite statement on the event loop thread. Password hashing (slow) never
    happens here: the caller hashes in a worker thread first (see ``accounts/service.py``).
@@ -30,7 +31,7 @@ __all__ = ["Account", "AccountStore", "AccountStoreError", "normalize_certfp"]
 
 log = logging.getLogger("relaychat.accounts")
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     key TEXT PRIMARY KEY,            -- casefolded name
@@ -52,6 +53,19 @@ CREATE TABLE IF NOT EXISTS certfps (
 );
 CREATE INDEX IF NOT EXISTS certfps_by_account ON certfps(account_key);
 """
+#: Schema steps after the first, by the version they bring the file to; each runs once, in
+#: order, on a file below its version (and after ``_SCHEMA`` on a new file).
+_STEPS: dict[int, str] = {
+    # 3: draft/metadata-2 keys of an account (server/commands/metadata.py), one row a key.
+    3: """
+CREATE TABLE IF NOT EXISTS account_metadata (
+    account_key TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (account_key, key)
+);
+""",
+}
 _FP_RE = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -143,6 +157,9 @@ class AccountStore:
                 )
             with db:
                 db.executescript(_SCHEMA)
+                for step, script in sorted(_STEPS.items()):
+                    if version < step:
+                        db.executescript(script)
                 db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             self._nicks = {
                 key: name for key, name in db.execute("SELECT nick_key, name FROM accounts")
@@ -281,6 +298,48 @@ class AccountStore:
         except sqlite3.Error as exc:
             raise AccountStoreError(self.path, str(exc)) from None
         return None
+
+    # --- metadata (draft/metadata-2) ------------------------------------------------------
+
+    def metadata(self, name: str) -> dict[str, str]:
+        """The metadata keys saved for account ``name`` (``{}`` when none, or no file yet)."""
+        if self._db is None:
+            return {}
+        try:
+            rows = self._db.execute(
+                "SELECT key, value FROM account_metadata WHERE account_key = ? ORDER BY key",
+                (irc_lower(name),),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+        return {str(k): str(v) for k, v in rows}
+
+    def set_metadata(self, name: str, key: str, value: str | None) -> None:
+        """Save ``key`` = ``value`` for account ``name``; ``None`` deletes the key."""
+        db = self._connect()
+        try:
+            with db:
+                if value is None:
+                    db.execute(
+                        "DELETE FROM account_metadata WHERE account_key = ? AND key = ?",
+                        (irc_lower(name), key),
+                    )
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO account_metadata VALUES (?,?,?)",
+                        (irc_lower(name), key, value),
+                    )
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+
+    def clear_metadata(self, name: str) -> None:
+        """Delete every metadata key of account ``name``."""
+        db = self._connect()
+        try:
+            with db:
+                db.execute("DELETE FROM account_metadata WHERE account_key = ?", (irc_lower(name),))
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
 
     def remove_certfp(self, name: str, fp: str) -> bool:
         """Take certificate ``fp`` off account ``name``; ``False`` when it was not there."""

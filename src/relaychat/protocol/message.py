@@ -4,10 +4,14 @@ A line is ``['@' tags SPACE] [':' source SPACE] command params* [SPACE ':' trail
 
 Limits enforced here (the caller turns :class:`~relaychat.errors.InputTooLong` into 417):
 - the part after the tags, line ending included, is at most 512 bytes, so 510 without it;
-- the tag section, its ``@`` and trailing space included, is at most 8191 bytes.
+- the tag section, its ``@`` and trailing space included, is at most 8191 bytes from a server,
+  and 4096 from a client (message-tags: "clients MUST NOT send messages with tag data exceeding
+  4094 bytes"; :func:`parse_from_client`).
 
-Bytes are decoded as UTF-8; a line that is not valid UTF-8 is decoded as latin-1 instead, so any
-input parses and nothing crashes on encoding.
+Bytes are decoded as UTF-8. A line that is not valid UTF-8 is decoded as latin-1 instead, so any
+input parses and nothing crashes on encoding; except that the server refuses such a line from a
+client (:func:`parse_from_client` raises :class:`~relaychat.errors.InvalidUtf8`), since it
+announces ``UTF8ONLY`` and must not relay it.
 
 Separators are ASCII spaces (0x20) only, one or more (RFC 1459 §2.3.1); tabs and other Unicode
 whitespace are ordinary characters inside a parameter. NUL, CR and LF are never part of a message
@@ -19,23 +23,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from relaychat.errors import EmptyMessage, InputTooLong, ProtocolError
+from relaychat.errors import EmptyMessage, InputTooLong, InvalidUtf8, ProtocolError
 from relaychat.protocol.tags import parse_tags, serialize_tags
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_CLIENT_TAGS_BYTES",
     "MAX_LINE_BYTES",
     "MAX_TAGS_BYTES",
     "Message",
     "decode_line",
     "parse",
     "parse_bytes",
+    "parse_from_client",
 ]
 
 #: RFC 1459 §2.3: 512 bytes including CR-LF, so 510 for the content.
 MAX_BODY_BYTES = 510
 #: IRCv3 message-tags: 8191 bytes for the tag section including '@' and the trailing space.
 MAX_TAGS_BYTES = 8191
+#: IRCv3 message-tags: a client sends at most 4094 bytes of tag data, 4096 with '@' and the space.
+MAX_CLIENT_TAGS_BYTES = 4096
 #: The longest line a LineBuffer must accept before it can tell which part is too long.
 MAX_LINE_BYTES = MAX_TAGS_BYTES + MAX_BODY_BYTES
 
@@ -142,25 +150,49 @@ def decode_line(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def parse_bytes(raw: bytes) -> Message:
+def parse_bytes(raw: bytes, *, max_tags: int = MAX_TAGS_BYTES, utf8_only: bool = False) -> Message:
     """Check the byte limits of ``raw`` (one line, no ending), decode it and parse it.
+
+    Args:
+        raw: the line.
+        max_tags: the longest tag section allowed, ``@`` and trailing space included.
+        utf8_only: refuse a line that is not valid UTF-8 instead of reading it as latin-1.
 
     Raises:
         InputTooLong: the tag section or the rest is over its limit.
+        InvalidUtf8: ``utf8_only`` and the line is not UTF-8 (and holds a command).
         EmptyMessage: the line holds no command.
         ProtocolError: the line holds NUL (or CR or LF, which a LineBuffer never leaves in).
     """
     if raw[:1] == b"@":
         sp = raw.find(b" ")
         tags_len = len(raw) if sp < 0 else sp + 1
-        if tags_len > MAX_TAGS_BYTES:
-            raise InputTooLong(tags_len, MAX_TAGS_BYTES)
+        if tags_len > max_tags:
+            raise InputTooLong(tags_len, max_tags)
         body_len = len(raw) - tags_len
     else:
         body_len = len(raw)
     if body_len > MAX_BODY_BYTES:
         raise InputTooLong(body_len, MAX_BODY_BYTES)
-    return parse(decode_line(raw))
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        line = raw.decode("latin-1")
+        if utf8_only:
+            command = parse(line).command  # EmptyMessage/ProtocolError as for any line
+            shown = command if command.isascii() and command.isprintable() else "*"
+            raise InvalidUtf8(shown) from None
+    return parse(line)
+
+
+def parse_from_client(raw: bytes) -> Message:
+    """Parse a line a client sent to the server: tags of at most :data:`MAX_CLIENT_TAGS_BYTES`,
+    and UTF-8 only (the server announces ``UTF8ONLY``).
+
+    Raises:
+        InputTooLong, InvalidUtf8, EmptyMessage, ProtocolError: as :func:`parse_bytes`.
+    """
+    return parse_bytes(raw, max_tags=MAX_CLIENT_TAGS_BYTES, utf8_only=True)
 
 
 def parse(line: str) -> Message:

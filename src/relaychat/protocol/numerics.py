@@ -185,3 +185,25 @@ ERR_SASLTOOLONG = _n("905", "ERR_SASLTOOLONG", "SASL message too long")
 ERR_SASLABORTED = _n("906", "ERR_SASLABORTED", "SASL authentication aborted")
 ERR_SASLALREADY = _n("907", "ERR_SASLALREADY", "You have already authenticated using SASL")
 RPL_SASLMECHS = _n("908", "RPL_SASLMECHS", "are available SASL mechanisms")
+
+# The modern IRCv3 set (issue 11): MONITOR (https://ircv3.net/specs/extensions/monitor), WHOX
+# (https://ircv3.net/specs/extensions/whox), bot mode (https://ircv3.net/specs/extensions/bot-mode),
+# draft/metadata-2 (https://ircv3.net/specs/extensions/metadata), and INFO/LINKS as in the Modern
+# IRC documentation.
+RPL_WHOISBOT = _n("335", "RPL_WHOISBOT", "is a bot")
+RPL_WHOSPCRPL = _n("354", "RPL_WHOSPCRPL")
+RPL_LINKS = _n("364", "RPL_LINKS")
+RPL_ENDOFLINKS = _n("365", "RPL_ENDOFLINKS", "End of /LINKS list")
+RPL_INFO = _n("371", "RPL_INFO")
+RPL_ENDOFINFO = _n("374", "RPL_ENDOFINFO", "End of /INFO list")
+RPL_MONONLINE = _n("730", "RPL_MONONLINE")
+RPL_MONOFFLINE = _n("731", "RPL_MONOFFLINE")
+RPL_MONLIST = _n("732", "RPL_MONLIST")
+RPL_ENDOFMONLIST = _n("733", "RPL_ENDOFMONLIST", "End of MONITOR list")
+ERR_MONLISTFULL = _n("734", "ERR_MONLISTFULL", "Monitor list is full")
+RPL_KEYVALUE = _n("761", "RPL_KEYVALUE")
+RPL_KEYNOTSET = _n("766", "RPL_KEYNOTSET", "key not set")
+RPL_METADATASUBOK = _n("770", "RPL_METADATASUBOK")
+RPL_METADATAUNSUBOK = _n("771", "RPL_METADATAUNSUBOK")
+RPL_METADATASUBS = _n("772", "RPL_METADATASUBS")
+ERR_METADATASYNCLATER = _n("774", "ERR_METADATASYNCLATER")

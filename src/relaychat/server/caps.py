@@ -15,6 +15,7 @@ __all__ = [
     "EXTJOIN",
     "MSGTAGS",
     "TIME",
+    "metadata_value",
     "offered",
     "profile_of",
 ]
@@ -33,8 +34,10 @@ _ALWAYS = (
     "batch",
     "cap-notify",
     "chghost",
+    "draft/channel-rename",
     "echo-message",
     "extended-join",
+    "extended-monitor",
     "invite-notify",
     "labeled-response",
     "message-tags",
@@ -59,9 +62,19 @@ def offered(config: Config, extra: dict[str, str] | None = None) -> dict[str, st
     caps["draft/multiline"] = (
         f"max-bytes={lim.multiline_max_bytes},max-lines={lim.multiline_max_lines}"
     )
+    caps["draft/metadata-2"] = metadata_value(config)
     if extra:
         caps.update(extra)
     return dict(sorted(caps.items()))
+
+
+def metadata_value(config: Config) -> str:
+    """The ``draft/metadata-2`` cap value: its limits (https://ircv3.net/specs/extensions/metadata)."""
+    meta = config.metadata
+    value = (
+        f"max-subs={meta.max_subs},max-keys={meta.max_keys},max-value-bytes={meta.max_value_bytes}"
+    )
+    return "before-connect," + value if meta.before_connect else value
 
 
 def profile_of(caps: set[str]) -> int:

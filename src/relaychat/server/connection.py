@@ -22,7 +22,7 @@ from typing import Protocol, cast
 from relaychat.config import Config
 from relaychat.errors import InputTooLong, ProtocolError
 from relaychat.protocol.lines import LineBuffer, Overlong
-from relaychat.protocol.message import MAX_LINE_BYTES, parse_bytes
+from relaychat.protocol.message import MAX_LINE_BYTES, parse_from_client
 from relaychat.server.core import ServerCore
 from relaychat.server.state import User
 from relaychat.server.stats import EdgeStats
@@ -189,7 +189,7 @@ class Connection(asyncio.Protocol):
             self.core.protocol_error(user, InputTooLong(item.size, MAX_LINE_BYTES), now)
             return
         try:
-            msg = parse_bytes(item)
+            msg = parse_from_client(item)
         except ProtocolError as exc:
             self.core.protocol_error(user, exc, now)
             return

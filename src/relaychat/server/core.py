@@ -20,19 +20,20 @@ from dataclasses import dataclass
 
 from relaychat import __version__
 from relaychat.config import Config
-from relaychat.errors import InputTooLong, ProtocolError
+from relaychat.errors import InputTooLong, InvalidUtf8, ProtocolError
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
-from relaychat.protocol.message import Message
+from relaychat.protocol.message import MAX_CLIENT_TAGS_BYTES, Message
 from relaychat.protocol.servertime import format_server_time
 from relaychat.protocol.tags import escape_value
 from relaychat.server.caps import offered, profile_of
 from relaychat.server.effects import Peer
+from relaychat.server.isupport import BOT_MODE
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User, WhowasEntry
 from relaychat.store.base import HistoryStore
 
-__all__ = ["COMMANDS", "Command", "Handler", "Replies", "ServerCore", "command"]
+__all__ = ["ACCOUNT_HOOKS", "COMMANDS", "Command", "Handler", "Replies", "ServerCore", "command"]
 
 log = logging.getLogger("relaychat.server")
 
@@ -43,6 +44,11 @@ log = logging.getLogger("relaychat.server")
 # before any handler, so no handler repeats them.
 
 Handler = Callable[["ServerCore", User, Message, "Replies"], None]
+
+#: Called as ``hook(core, user)`` after ``user`` logged in to an account or out of one
+#: (:meth:`ServerCore.set_account`); command modules that keep per-account state register here
+#: when imported, as they register their commands.
+ACCOUNT_HOOKS: list[Callable[[ServerCore, User], None]] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,8 @@ class Command:
         min_params: fewer parameters get 461 ERR_NEEDMOREPARAMS.
         pre_registration: usable before registration completes (else 451 ERR_NOTREGISTERED).
         oper: only for IRC operators (else 481 ERR_NOPRIVILEGES).
-        help: one line for HELP and the docs.
+        help: one line for HELP and the docs: the syntax.
+        summary: what it does, in a sentence or two (HELP shows it after the syntax).
     """
 
     name: str
@@ -64,6 +71,7 @@ class Command:
     pre_registration: bool
     oper: bool
     help: str
+    summary: str = ""
 
 
 COMMANDS: dict[str, Command] = {}
@@ -74,14 +82,23 @@ def command(
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``name``.
 
-    The first line of the handler's docstring is its syntax and becomes its help line.
+    The first line of the handler's docstring is its syntax and becomes its help line; the
+    paragraph after it, if any, is its summary.
     """
 
     def register(fn: Handler) -> Handler:
         if name in COMMANDS:
             raise RuntimeError(f"command {name} registered twice")
-        doc = (fn.__doc__ or name).strip().splitlines()[0]
-        COMMANDS[name] = Command(name, fn, min_params, pre_registration, oper, doc)
+        lines = [line.strip() for line in (fn.__doc__ or name).strip().splitlines()]
+        summary: list[str] = []
+        if len(lines) > 2 and not lines[1]:
+            for line in lines[2:]:
+                if not line:
+                    break
+                summary.append(line)
+        COMMANDS[name] = Command(
+            name, fn, min_params, pre_registration, oper, lines[0], " ".join(summary)
+        )
         return fn
 
     return register
@@ -182,6 +199,10 @@ class ServerCore:
         self.registered_count = 0
         self.oper_count = 0
         self.invisible_count = 0  # registered users with +i, for LUSERS without a scan
+        #: MONITOR: folded nick -> the users watching it (an ordered set); see commands/monitor.py.
+        self.monitors: dict[str, dict[User, None]] = {}
+        #: Users with user mode +w, who receive WALLOPS.
+        self.wallops: dict[User, None] = {}
         self.max_users = 0
         #: PRIVMSG/NOTICE/TAGMSG relayed, once per target (for /metrics; a plain int on purpose).
         self.messages_relayed = 0
@@ -263,7 +284,7 @@ class ServerCore:
         msgid: str | None = None,
     ) -> Relay:
         """A relayed event from ``user`` whose line is already serialised: now's time, a new
-        msgid (or ``msgid``) and ``user``'s account as its tags."""
+        msgid (or ``msgid``), ``user``'s account and, for a bot, the ``bot`` tag."""
         return Relay(
             line,
             time=self.time_tag(),
@@ -271,6 +292,7 @@ class ServerCore:
             account=user.account,
             client_tags=client_tags,
             ext_line=ext_line,
+            bot=BOT_MODE in user.modes,
         )
 
     # --- connections ---------------------------------------------------------------------------
@@ -343,7 +365,15 @@ class ServerCore:
         self.now = now
         user.last_seen = now
         user.ping_sent_at = None
-        if exc.numeric is not None and not user.quitting:
+        if user.quitting:
+            return
+        if isinstance(exc, InvalidUtf8):
+            # https://ircv3.net/specs/extensions/utf8-only: the line is refused, never relayed.
+            text = "Message rejected: your IRC software must use UTF-8 encoding on this network"
+            fail = Message("FAIL", (N.safe_param(exc.command), "INVALID_UTF8", text), self.name)
+            user.send(fail.to_bytes())
+            return
+        if exc.numeric is not None:
             num = N.BY_CODE[exc.numeric]
             if num.text is None:  # no fixed text (400 ERR_UNKNOWNERROR): say what was wrong
                 user.send(N.reply(self.name, user.nick, num, "*", text=exc.detail).to_bytes())
@@ -351,10 +381,16 @@ class ServerCore:
                 user.send(N.reply(self.name, user.nick, num).to_bytes())
             if isinstance(exc, InputTooLong) and "standard-replies" in user.caps:
                 # standard-replies: say which limit was hit, and that the line was dropped.
-                text = (
-                    f"Line of {exc.size} bytes dropped: at most 512 bytes per line, "
-                    "plus 8191 for IRCv3 tags"
-                )
+                if exc.limit == MAX_CLIENT_TAGS_BYTES:
+                    text = (
+                        f"Line dropped: its tags take {exc.size} bytes; a client may send "
+                        f"at most {MAX_CLIENT_TAGS_BYTES - 2} bytes of IRCv3 tags"
+                    )
+                else:
+                    text = (
+                        f"Line of {exc.size} bytes dropped: at most 512 bytes per line, "
+                        f"plus {MAX_CLIENT_TAGS_BYTES - 2} for IRCv3 tags"
+                    )
                 user.send(Message("FAIL", ("*", "INPUT_TOO_LONG", text), self.name).to_bytes())
 
     def alive(self, user: User, now: float) -> None:
@@ -395,6 +431,13 @@ class ServerCore:
         if user.registered:
             self.whowas.appendleft(WhowasEntry(user, self.now))
             self.registered_count -= 1
+            try:
+                if broadcast:
+                    self.monitor_offline(user, user.key, user.nick)
+            except Exception:  # a bug must not leave a ghost user behind
+                log.exception("MONITOR offline notice failed for connection #%d", user.id)
+        self.unmonitor_all(user)
+        self.wallops.pop(user, None)
         for channel in user.channels.values():
             self._remove_member(channel, user)
         user.channels.clear()
@@ -511,6 +554,7 @@ class ServerCore:
         """Log ``user`` in to ``account`` (or out, with ``None``); tell who asked (account-notify).
 
         The 900/901 numerics to the user themselves are the caller's (SASL, REGISTER, ...).
+        Then every :data:`ACCOUNT_HOOKS` entry runs (metadata loads the account's keys).
         """
         if user.account == account:
             return
@@ -518,12 +562,57 @@ class ServerCore:
         user.account = account
         if account is not None:
             self.sessions.setdefault(account, {})[user] = None
-        if not user.registered:
-            return
-        event = self.event(user, "ACCOUNT", account or "*")
-        for other in self.neighbours(user):
-            if "account-notify" in other.caps:
+        if user.registered:
+            event = self.event(user, "ACCOUNT", account or "*")
+            for other in self.watchers(user, "account-notify"):
                 other.send(event.data(other))
+        for hook in ACCOUNT_HOOKS:
+            try:
+                hook(self, user)
+            except Exception:  # a bug in a hook must not undo the login
+                log.exception("account hook %r failed for connection #%d", hook, user.id)
+
+    def watchers(self, user: User, cap: str) -> list[User]:
+        """Who hears of ``user``'s changes under ``cap`` (``away-notify``, ``account-notify``,
+        ``setname``, ``chghost``, ``draft/metadata-2``): the users sharing a channel with it and
+        having ``cap``, and those monitoring it with ``extended-monitor`` and ``cap``
+        (https://ircv3.net/specs/extensions/extended-monitor). Each once, never ``user``."""
+        found = [other for other in self.neighbours(user) if cap in other.caps]
+        monitoring = self.monitors.get(user.key)
+        if monitoring:
+            seen = set(found)
+            for other in monitoring:
+                if (
+                    other is not user
+                    and other not in seen
+                    and cap in other.caps
+                    and "extended-monitor" in other.caps
+                ):
+                    found.append(other)
+        return found
+
+    # --- MONITOR (the index; the command is commands/monitor.py) -------------------------------
+
+    def monitor_offline(self, user: User, key: str, nick: str) -> None:
+        """Tell the users monitoring ``key`` that ``nick`` is gone (731 RPL_MONOFFLINE)."""
+        for watcher in self.monitors.get(key, ()):
+            if watcher is not user:
+                watcher.send(
+                    N.reply(self.name, watcher.nick, N.RPL_MONOFFLINE, text=nick).to_bytes()
+                )
+
+    def unmonitor_all(self, user: User) -> None:
+        """Empty ``user``'s MONITOR list (MONITOR C, or when it leaves)."""
+        watched = user.monitoring
+        if not watched:
+            return
+        for key in watched:
+            others = self.monitors.get(key)
+            if others is not None:
+                others.pop(user, None)
+                if not others:
+                    del self.monitors[key]
+        watched.clear()
 
     def _forget_session(self, user: User) -> None:
         """Take ``user`` out of :attr:`sessions` (logging out, or leaving)."""

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from relaychat.config import Config
 
-__all__ = ["CHANMODES", "PREFIX", "USER_MODES", "isupport_tokens"]
+__all__ = ["BOT_MODE", "CHANMODES", "PREFIX", "USER_MODES", "isupport_tokens"]
 
 #: Channel modes by ISUPPORT class:
 #: A (list), B (always a parameter), C (parameter when set), D (flag).
 CHANMODES = ("b", "k", "l", "imnst")
 PREFIX = "(ov)@+"
-USER_MODES = "io"
+#: User modes: B (bot, IRCv3 bot-mode), i (invisible), o (operator), w (receives WALLOPS).
+USER_MODES = "Biow"
+#: The bot user mode, announced as ``BOT=B`` (https://ircv3.net/specs/extensions/bot-mode).
+BOT_MODE = "B"
 
 
 def isupport_tokens(config: Config) -> list[str]:
@@ -21,6 +24,7 @@ def isupport_tokens(config: Config) -> list[str]:
     lim = config.limits
     tokens = [
         "AWAYLEN=%d" % lim.awaylen,
+        "BOT=" + BOT_MODE,
         "CASEMAPPING=rfc1459",
         "CHANLIMIT=#:%d" % lim.chanlimit,
         "CHANMODES=" + ",".join(CHANMODES),
@@ -30,6 +34,7 @@ def isupport_tokens(config: Config) -> list[str]:
         "MAXLIST=b:%d" % lim.maxbans,
         "MAXTARGETS=%d" % lim.maxtargets,
         "MODES=%d" % lim.modes,
+        "MONITOR=%d" % lim.monitor,
         "NETWORK=" + config.network,
         "NICKLEN=%d" % lim.nicklen,
         "PREFIX=" + PREFIX,
@@ -38,6 +43,10 @@ def isupport_tokens(config: Config) -> list[str]:
         "TARGMAX=JOIN:,KICK:%d,NAMES:%d,NOTICE:%d,PART:,PRIVMSG:%d,WHOIS:1"
         % ((lim.maxtargets,) * 4),
         "TOPICLEN=%d" % lim.topiclen,
+        # https://ircv3.net/specs/extensions/utf8-only: lines that are not UTF-8 are refused.
+        "UTF8ONLY",
+        # https://ircv3.net/specs/extensions/whox: WHO <mask> %<fields>[,<token>] -> 354.
+        "WHOX",
     ]
     if config.history.enabled:
         # IRCv3 chathistory: the most messages one request returns, and the references known.

@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from relaychat.protocol.casemap import irc_lower
 
-__all__ = ["match_mask", "normalize_ban_mask"]
+__all__ = ["FoldedMatcher", "folded_matcher", "longest_literal", "match_mask", "normalize_ban_mask"]
 
 
 def _piece(text: str) -> re.Pattern[str]:
@@ -52,9 +53,38 @@ class _Mask:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class _PlainMask:
+    """A compiled mask without ``?``: the same walk as :class:`_Mask`, with string methods
+    (several times faster than a regular expression per piece)."""
+
+    head: str
+    middle: tuple[str, ...]
+    tail: str | None  # None: the mask has no star
+
+    def match(self, text: str) -> bool:
+        head, tail = self.head, self.tail
+        if tail is None:
+            return text == head
+        end = len(text) - len(tail)
+        if end < len(head) or not text.startswith(head) or not text.endswith(tail):
+            return False
+        pos = len(head)
+        for piece in self.middle:
+            found = text.find(piece, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(piece)
+        return True
+
+
 @lru_cache(maxsize=4096)
-def _compile(mask: str) -> _Mask:
+def _compile(mask: str) -> _Mask | _PlainMask:
     parts = irc_lower(mask).split("*")
+    if "?" not in mask:
+        if len(parts) == 1:
+            return _PlainMask(parts[0], (), None)
+        return _PlainMask(parts[0], tuple(p for p in parts[1:-1] if p), parts[-1])
     if len(parts) == 1:
         return _Mask(_piece(parts[0]), len(parts[0]), (), None, 0)
     head, *middle, tail = parts
@@ -70,6 +100,24 @@ def _compile(mask: str) -> _Mask:
 def match_mask(mask: str, text: str) -> bool:
     """Whether ``text`` matches the wildcard ``mask``, with rfc1459 casefolding."""
     return _compile(mask).match(irc_lower(text))
+
+
+class FoldedMatcher(Protocol):
+    """A compiled mask: ``match(text)`` for ``text`` folded already (``irc_lower``)."""
+
+    def match(self, text: str) -> bool: ...
+
+
+def folded_matcher(mask: str) -> FoldedMatcher:
+    """``mask`` compiled once, for matching many texts that are folded already (WHO)."""
+    return _compile(mask)
+
+
+def longest_literal(mask: str) -> str:
+    """The longest run of ``mask`` without ``*`` or ``?``, folded: any text the mask matches
+    holds it, so a substring test rules most texts out before any matching (WHO)."""
+    runs = irc_lower(mask).replace("?", "*").split("*")
+    return max(runs, key=len)
 
 
 def normalize_ban_mask(mask: str) -> str:

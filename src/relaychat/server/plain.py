@@ -105,7 +105,12 @@ class PlainConnection(Connection):
         if isinstance(item, Overlong) or len(item) > self.max_text:
             self._say(f"! That line is too long (at most {self.max_text} bytes); it was not sent.")
             return
-        text = decode_line(item).replace("\0", "").strip()
+        try:
+            text = item.decode("utf-8").replace("\0", "").strip()
+        except UnicodeDecodeError:
+            # The server announces UTF8ONLY: text that is not UTF-8 is never relayed.
+            self._say("! That line is not UTF-8 text; it was not sent.")
+            return
         if not text:
             return
         msg = self._command(text)

@@ -1,7 +1,8 @@
 """One event for many recipients, serialised at most once per tag profile.
 
 A :class:`Relay` holds the line without tags and the tags the server attaches (``time``,
-``msgid``, ``account``) plus the sender's client-only tags (``+...``). Each recipient's copy
+``msgid``, ``account``, ``bot`` for a sender in bot mode) plus the sender's client-only tags
+(``+...``). Each recipient's copy
 depends only on its tag profile (``caps.profile_of``): clients without tag capabilities get the
 plain bytes with no work at all; the others share one serialisation per profile.
 """
@@ -25,9 +26,11 @@ class Relay:
         account: the sender's account, for ``account-tag``, or ``None``.
         client_tags: the sender's client-only tags (keys starting with ``+``).
         ext_line: the line for clients with extended-join (JOIN only).
+        bot: the sender is in bot mode: clients with message-tags see a ``bot`` tag
+            (https://ircv3.net/specs/extensions/bot-mode).
     """
 
-    __slots__ = ("account", "cache", "client_tags", "ext_line", "line", "msgid", "time")
+    __slots__ = ("account", "bot", "cache", "client_tags", "ext_line", "line", "msgid", "time")
 
     def __init__(
         self,
@@ -38,8 +41,10 @@ class Relay:
         account: str | None = None,
         client_tags: dict[str, str] | None = None,
         ext_line: bytes | None = None,
+        bot: bool = False,
     ) -> None:
         self.line = line
+        self.bot = bot
         self.time = time
         self.msgid = msgid
         self.account = account
@@ -66,8 +71,11 @@ class Relay:
             tags["msgid"] = self.msgid
         if profile & ACCOUNT and self.account:
             tags["account"] = self.account
-        if profile & MSGTAGS and self.client_tags:
-            tags.update(self.client_tags)
+        if profile & MSGTAGS:
+            if self.bot:
+                tags["bot"] = ""
+            if self.client_tags:
+                tags.update(self.client_tags)
         return tags
 
     def _build(self, profile: int) -> bytes:

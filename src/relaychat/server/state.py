@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from relaychat.protocol.casemap import irc_lower
 from relaychat.server.effects import Peer
 
-__all__ = ["Channel", "ClientBatch", "Membership", "User", "WhowasEntry"]
+__all__ = ["Channel", "ClientBatch", "Membership", "MetaState", "User", "WhowasEntry"]
 
 
 @dataclass(slots=True)
@@ -66,7 +66,9 @@ class User:
         "key",
         "last_active",
         "last_seen",
+        "meta",
         "modes",
+        "monitoring",
         "nick",
         "oper_name",
         "pass_given",
@@ -81,6 +83,8 @@ class User:
         "send",
         "typing",
         "username",
+        "who_fields",
+        "who_text",
     )
 
     def __init__(self, uid: int, peer: Peer, ip: str, now: float) -> None:
@@ -122,6 +126,12 @@ class User:
         self.read_markers: dict[str, int] | None = None
         #: The last +typing relayed per folded target: (value, when) (commands/typing_tag.py).
         self.typing: dict[str, tuple[str, float]] | None = None
+        #: MONITOR: the nicks this user watches, folded -> as given (``None`` until it asks).
+        self.monitoring: dict[str, str] | None = None
+        #: draft/metadata-2: its keys, subscriptions and rate (``None`` until it uses any).
+        self.meta: MetaState | None = None
+        self.who_text = ""
+        self.who_fields: tuple[str, ...] = ()
 
     def set_nick(self, nick: str) -> None:
         """Set the nick and everything derived from it."""
@@ -129,9 +139,25 @@ class User:
         self.key = irc_lower(nick)
         self.update_prefix()
 
+    def set_realname(self, realname: str) -> None:
+        """Set the realname (USER, SETNAME) and what WHO matches it with."""
+        self.realname = realname
+        self.update_prefix()
+
     def update_prefix(self) -> None:
-        """Recompute ``nick!user@host``, the source of everything this user sends."""
+        """Recompute ``nick!user@host``, the source of everything this user sends, and what WHO
+        matches masks with (``commands/who.py``): :attr:`who_text`, the folded prefix and
+        realname, where a mask's literal part must be found before anything is matched, and
+        :attr:`who_fields`, the folded nick, host, realname and username."""
         self.prefix = f"{self.nick}!{self.username or '*'}@{self.host}"
+        self.who_text = irc_lower(f"{self.prefix}\n{self.realname}")
+        folded = irc_lower
+        self.who_fields = (
+            self.key or folded(self.nick),
+            folded(self.host),
+            folded(self.realname),
+            folded(self.username),
+        )
 
     @property
     def is_oper(self) -> bool:
@@ -139,6 +165,25 @@ class User:
 
     def __repr__(self) -> str:
         return f"<User #{self.id} {self.nick}>"
+
+
+class MetaState:
+    """A connection's draft/metadata-2 state (``commands/metadata.py`` owns its meaning).
+
+    Attributes:
+        values: its own keys, key -> value (mirrored to its account when logged in).
+        subs: the keys it subscribed to.
+        tokens: SET/CLEAR it may still send now (``metadata.set_burst``, refilled with time).
+        refilled: when ``tokens`` was last refilled (the core's clock).
+    """
+
+    __slots__ = ("refilled", "subs", "tokens", "values")
+
+    def __init__(self, tokens: float, now: float) -> None:
+        self.values: dict[str, str] = {}
+        self.subs: set[str] = set()
+        self.tokens = tokens
+        self.refilled = now
 
 
 class Membership:
@@ -168,6 +213,7 @@ class Channel:
         "key",
         "limit",
         "members",
+        "metadata",
         "modes",
         "name",
         "password",
@@ -188,6 +234,7 @@ class Channel:
         self.topic = ""
         self.topic_by = ""
         self.topic_time = 0
+        self.metadata: dict[str, str] = {}  # draft/metadata-2, set by its operators
         self.created = int(now)
         self._fanout: tuple[list[Callable[[bytes], None]], list[User]] | None = None
 

@@ -11,8 +11,9 @@ Rules:
    preference; a client that offers none (or none of ours) is accepted and gets text messages.
 2. In: each message is one line. A trailing CR/LF is tolerated and dropped; a message still
    holding CR or LF is refused whole (400), as the spec says a message MUST be one line. Binary
-   messages may hold any bytes and are decoded as over TCP (UTF-8, else latin-1); a text
-   message that is not UTF-8 fails the connection (1007, RFC 6455 §8.1). A message longer than
+   messages are read as over TCP (a line that is not UTF-8 is refused with
+   ``FAIL <command> INVALID_UTF8``: UTF8ONLY); a text message that is not UTF-8 fails the
+   connection (1007, RFC 6455 §8.1). A message longer than
    an IRC line gets the same 417 as over TCP; one over ``http.ws_max_message`` closes the
    connection with 1009 (message too big).
 3. Out: each line the core sends becomes one message, without its CR-LF. Text messages never

@@ -8,12 +8,16 @@ from relaychat.server.commands import (
     ircv3,
     markread,
     messaging,
+    metadata,
     modes,
+    monitor,
     multiline,
     oper,
     redaction,
     registration,
+    rename,
     typing_tag,
+    who,
 )
 
 __all__ = [
@@ -24,10 +28,14 @@ __all__ = [
     "ircv3",
     "markread",
     "messaging",
+    "metadata",
     "modes",
+    "monitor",
     "multiline",
     "oper",
     "redaction",
     "registration",
+    "rename",
     "typing_tag",
+    "who",
 ]

@@ -7,6 +7,7 @@ import re
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.server.commands import metadata
 from relaychat.server.commands.history import replay_on_join
 from relaychat.server.commands.markread import send_on_join as send_read_marker
 from relaychat.server.commands.params import fit
@@ -14,7 +15,7 @@ from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.masks import match_mask
 from relaychat.server.state import Channel, User
 
-__all__ = ["is_banned", "refusal", "send_names", "valid_channel"]
+__all__ = ["is_banned", "refusal", "send_names", "send_topic", "targets", "valid_channel"]
 
 # RFC 2812 §1.3 / §2.3.1: any octet except NUL, BELL, CR, LF, space, comma and colon.
 _CHAN_BAD = re.compile(r"[\x00\x07\r\n ,:]")
@@ -47,8 +48,10 @@ def refusal(channel: Channel, user: User) -> str | None:
     return None
 
 
-def send_names(core: ServerCore, user: User, channel: Channel, out: Replies) -> None:
-    """353 lines for ``channel`` (split to fit 512 bytes) and 366.
+def send_names(
+    core: ServerCore, user: User, channel: Channel, out: Replies, *, end: bool = True
+) -> None:
+    """353 lines for ``channel`` (split to fit 512 bytes) and, unless not ``end``, 366.
 
     RFC 2812 §3.2.5: a user sees the nicknames visible to it, so seen from outside the channel,
     invisible (+i) members are left out unless they share another channel with ``user``.
@@ -72,7 +75,8 @@ def send_names(core: ServerCore, user: User, channel: Channel, out: Replies) -> 
         size += len(entry) + 1
     if line:
         out.numeric(N.RPL_NAMREPLY, symbol, channel.name, text=" ".join(line))
-    out.numeric(N.RPL_ENDOFNAMES, channel.name)
+    if end:
+        out.numeric(N.RPL_ENDOFNAMES, channel.name)
 
 
 def send_topic(core: ServerCore, channel: Channel, out: Replies) -> None:
@@ -101,7 +105,10 @@ def targets(core: ServerCore, raw: str, out: Replies, *, quiet: bool = False) ->
 
 @command("JOIN", min_params=1)
 def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """JOIN <channel>{,<channel>} [<key>{,<key>}] | JOIN 0"""
+    """JOIN <channel>{,<channel>} [<key>{,<key>}] | JOIN 0
+
+    Join channels (with their keys); JOIN 0 leaves every channel.
+    """
     if msg.params[0] == "0":
         for joined in list(user.channels.values()):
             _part(core, user, joined, user.nick, out)
@@ -164,6 +171,7 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             send_topic(core, channel, out)
         send_names(core, user, channel, out)
         replay_on_join(core, user, channel, out)
+        metadata.on_join(core, user, channel, out)
 
 
 def _part(core: ServerCore, user: User, channel: Channel, reason: str, out: Replies) -> None:
@@ -177,7 +185,10 @@ def _part(core: ServerCore, user: User, channel: Channel, reason: str, out: Repl
 
 @command("PART", min_params=1)
 def part(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """PART <channel>{,<channel>} [<reason>]"""
+    """PART <channel>{,<channel>} [<reason>]
+
+    Leave channels.
+    """
     reason = msg.param(1)[: core.config.limits.kicklen]
     for name in [n for n in msg.params[0].split(",") if n]:
         channel = core.find_channel(name)
@@ -191,7 +202,10 @@ def part(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("TOPIC", min_params=1)
 def topic(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """TOPIC <channel> [<topic>]"""
+    """TOPIC <channel> [<topic>]
+
+    Show a channel's topic, or set it.
+    """
     name = msg.params[0]
     channel = core.find_channel(name)
     if channel is None:
@@ -220,22 +234,37 @@ def topic(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("NAMES")
 def names(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """NAMES [<channel>{,<channel>}]"""
+    """NAMES [<channel>{,<channel>}]
+
+    Who is in the channels.
+    """
     if not msg.params:
         # Listing every channel of the network is refused by design; say where the list ends.
         out.numeric(N.RPL_ENDOFNAMES, "*")
         return
-    for name in targets(core, msg.params[0], out):
-        channel = core.find_channel(name)
+    names = targets(core, msg.params[0], out)
+    if len(names) == 1:
+        channel = core.find_channel(names[0])
         if channel is None or ("s" in channel.modes and user not in channel.members):
-            out.numeric(N.RPL_ENDOFNAMES, name)
+            out.numeric(N.RPL_ENDOFNAMES, names[0])
         else:
             send_names(core, user, channel, out)
+        return
+    # RFC 1459/2812 §3.2.5 and Modern IRC: for a list, the 353s of each visible channel, then
+    # one 366 naming the list as given.
+    for name in names:
+        channel = core.find_channel(name)
+        if channel is not None and ("s" not in channel.modes or user in channel.members):
+            send_names(core, user, channel, out, end=False)
+    out.numeric(N.RPL_ENDOFNAMES, msg.params[0])
 
 
 @command("LIST")
 def list_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """LIST [<channel>{,<channel>}]"""
+    """LIST [<channel>{,<channel>}]
+
+    The channels, their sizes and topics.
+    """
     out.numeric(N.RPL_LISTSTART, "Channel")
     if msg.params and msg.params[0]:
         chans = [c for c in (core.find_channel(n) for n in msg.params[0].split(",")) if c]
@@ -250,40 +279,67 @@ def list_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("KICK", min_params=2)
 def kick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """KICK <channel> <nick>{,<nick>} [<reason>]"""
-    name = msg.params[0]
+    """KICK <channel>{,<channel>} <nick>{,<nick>} [<reason>]
+
+    Remove users from a channel (channel operators); one channel for all nicks, or a channel
+    per nick.
+    """
+    reason = (msg.param(2) or user.nick)[: core.config.limits.kicklen]
+    chans = [c for c in msg.params[0].split(",") if c]
+    if len(chans) == 1:
+        pairs = [(chans[0], nick) for nick in targets(core, msg.params[1], out)]
+    else:
+        # RFC 2812 §3.2.8: one channel for every nick, or as many channels as nicks, paired.
+        nicks = [n for n in msg.params[1].split(",") if n]
+        if len(nicks) != len(chans):
+            out.numeric(N.ERR_NEEDMOREPARAMS, "KICK", text="One channel, or one channel per nick")
+            return
+        pairs = list(zip(chans, nicks, strict=True))
+        limit = core.config.limits.maxtargets
+        for _, extra in pairs[limit:]:
+            out.numeric(N.ERR_TOOMANYTARGETS, extra, text=f"Too many targets (at most {limit})")
+        pairs = pairs[:limit]
+    refused: set[str] = set()  # channels already answered with an error: once is enough
+    for name, nick in pairs:
+        if irc_lower(name) not in refused and not _kick(core, user, name, nick, reason, out):
+            refused.add(irc_lower(name))
+
+
+def _kick(core: ServerCore, user: User, name: str, nick: str, reason: str, out: Replies) -> bool:
+    """One KICK of ``nick`` from ``name``; ``False`` when ``user`` may kick no one there (the
+    error was sent), e.g. after kicking itself."""
     channel = core.find_channel(name)
     if channel is None:
         out.numeric(N.ERR_NOSUCHCHANNEL, name)
-        return
+        return False
     member = channel.members.get(user)
     if member is None:
         out.numeric(N.ERR_NOTONCHANNEL, channel.name)
-        return
+        return False
     if not member.op:
         out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
-        return
-    reason = (msg.param(2) or user.nick)[: core.config.limits.kicklen]
-    for nick in targets(core, msg.params[1], out):
-        target = core.find_user(nick)
-        if target is None:
-            out.numeric(N.ERR_NOSUCHNICK, nick)
-            continue
-        if target not in channel.members:
-            out.numeric(N.ERR_USERNOTINCHANNEL, target.nick, channel.name)
-            continue
-        overhead = len(user.prefix.encode()) + len(channel.name.encode()) + len(target.nick) + 10
-        event = core.event(user, "KICK", channel.name, target.nick, fit(reason, overhead))
-        core.broadcast(channel, event, skip=user)
-        out.relay(event)
-        core.remove_member(channel, target)
-        if user not in channel.members:
-            break  # the kicker kicked itself: it may kick no more
+        return False
+    target = core.find_user(nick)
+    if target is None:
+        out.numeric(N.ERR_NOSUCHNICK, nick)
+        return True
+    if target not in channel.members:
+        out.numeric(N.ERR_USERNOTINCHANNEL, target.nick, channel.name)
+        return True
+    overhead = len(user.prefix.encode()) + len(channel.name.encode()) + len(target.nick) + 10
+    event = core.event(user, "KICK", channel.name, target.nick, fit(reason, overhead))
+    core.broadcast(channel, event, skip=user)
+    out.relay(event)
+    core.remove_member(channel, target)
+    return target is not user
 
 
 @command("INVITE", min_params=2)
 def invite(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """INVITE <nick> <channel>"""
+    """INVITE <nick> <channel>
+
+    Invite a user to a channel.
+    """
     nick, name = msg.params[0], msg.params[1]
     target = core.find_user(nick)
     if target is None:

@@ -1,5 +1,5 @@
-"""Queries about the server and its users: LUSERS, MOTD, VERSION, TIME, HELP, WHO, WHOIS,
-WHOWAS, ISON, USERHOST (RFC 2812 §3.4, §3.6)."""
+"""Queries about the server and its users: LUSERS, MOTD, VERSION, TIME, INFO, LINKS, HELP,
+HELPOP, WHOIS, WHOWAS, ISON, USERHOST (RFC 2812 §3.4, §3.6; Modern IRC). WHO is ``who.py``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.params import number
 from relaychat.server.core import COMMANDS, Replies, ServerCore, command
-from relaychat.server.isupport import isupport_tokens
+from relaychat.server.isupport import BOT_MODE, isupport_tokens
 from relaychat.server.masks import match_mask
-from relaychat.server.state import Channel, User
+from relaychat.server.state import User
 
 __all__ = ["send_lusers", "send_motd"]
 
@@ -69,20 +69,29 @@ def _server_param_ok(core: ServerCore, msg: Message, index: int, out: Replies) -
 
 @command("LUSERS")
 def lusers(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """LUSERS"""
+    """LUSERS
+
+    How many users, operators and channels there are.
+    """
     send_lusers(core, out)
 
 
 @command("MOTD")
 def motd(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """MOTD [<server>]"""
+    """MOTD [<server>]
+
+    The message of the day.
+    """
     if _server_param_ok(core, msg, 0, out):
         send_motd(core, out)
 
 
 @command("VERSION")
 def version(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """VERSION [<server>]"""
+    """VERSION [<server>]
+
+    The server's version and its ISUPPORT tokens.
+    """
     if not _server_param_ok(core, msg, 0, out):
         return
     out.numeric(N.RPL_VERSION, core.version_string() + ".", core.name, text="relaychat IRC server")
@@ -93,15 +102,47 @@ def version(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("TIME")
 def time_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """TIME [<server>]"""
+    """TIME [<server>]
+
+    The server's time.
+    """
     if _server_param_ok(core, msg, 0, out):
         stamp = time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(core.now))
         out.numeric(N.RPL_TIME, core.name, text=stamp)
 
 
-@command("HELP")
-def help_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """HELP [<command>]"""
+@command("INFO")
+def info(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """INFO [<server>]
+
+    What this server is: its software, version and start time (371, then 374).
+    """
+    if not _server_param_ok(core, msg, 0, out):
+        return
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(core.started))
+    for line in (
+        f"{core.version_string()}: real-time chat over persistent TCP sockets, in Python",
+        "IRC (RFC 1459/2812) with IRCv3 capabilities; see docs/ircv3.md for the list",
+        f"This server: {core.name}, network {core.config.network}, up since {started}",
+        "Documentation: README.md and docs/ (docs/ircv3.md lists the IRCv3 support)",
+    ):
+        out.numeric(N.RPL_INFO, text=line)
+    out.numeric(N.RPL_ENDOFINFO)
+
+
+@command("LINKS")
+def links(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """LINKS [[<server>] <mask>]
+
+    The servers of this network: just this one (364, then 365).
+    """
+    mask = msg.params[-1] if msg.params else "*"
+    if match_mask(mask, core.name):
+        out.numeric(N.RPL_LINKS, core.name, core.name, text="0 relaychat IRC server")
+    out.numeric(N.RPL_ENDOFLINKS, mask)
+
+
+def _help(core: ServerCore, msg: Message, out: Replies) -> None:
     topic = msg.param(0).upper()
     if not topic:
         out.numeric(N.RPL_HELPSTART, "*", text="relaychat commands:")
@@ -115,79 +156,37 @@ def help_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.numeric(N.ERR_HELPNOTFOUND, topic)
         return
     out.numeric(N.RPL_HELPSTART, topic, text=cmd.help)
+    if cmd.summary:
+        out.numeric(N.RPL_HELPTXT, topic, text=cmd.summary)
+    if cmd.oper:
+        out.numeric(N.RPL_HELPTXT, topic, text="Only for IRC operators.")
     out.numeric(N.RPL_ENDOFHELP, topic, text="End of /HELP")
 
 
-def _who_flags(core: ServerCore, target: User, channel: Channel | None, multi: bool) -> str:
-    flags = "G" if target.away is not None else "H"
-    if target.is_oper:
-        flags += "*"
-    if channel is not None:
-        flags += channel.members[target].prefixes(multi)
-    return flags
+@command("HELP")
+def help_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """HELP [<command>]
+
+    The list of commands; with a command, its syntax and what it does (704, 705, 706).
+    """
+    _help(core, msg, out)
 
 
-def _who_line(
-    core: ServerCore, out: Replies, target: User, channel: Channel | None, shown: str, multi: bool
-) -> None:
-    out.numeric(
-        N.RPL_WHOREPLY,
-        shown,
-        target.username,
-        target.host,
-        core.name,
-        target.nick,
-        _who_flags(core, target, channel, multi),
-        text=f"0 {target.realname}",
-    )
+@command("HELPOP")
+def helpop(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """HELPOP [<command>]
 
-
-@command("WHO")
-def who(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """WHO [<mask> [o]]"""
-    mask = msg.param(0) or "*"
-    only_opers = msg.param(1) == "o"
-    multi = "multi-prefix" in user.caps
-    if mask.startswith("#"):
-        channel = core.find_channel(mask)
-        inside = channel is not None and user in channel.members
-        if channel is not None and ("s" not in channel.modes or inside):
-            # Seen from outside, invisible members are hidden unless they share a channel.
-            shared = None if inside else set(core.neighbours(user))
-            for member in channel.members:
-                if only_opers and not member.is_oper:
-                    continue
-                if shared is not None and "i" in member.modes and member not in shared:
-                    continue
-                _who_line(core, out, member, channel, channel.name, multi)
-        out.numeric(N.RPL_ENDOFWHO, mask)
-        return
-    exact = core.find_user(mask)
-    if exact is not None:
-        if not only_opers or exact.is_oper:
-            _who_line(core, out, exact, None, "*", multi)
-        out.numeric(N.RPL_ENDOFWHO, mask)
-        return
-    shared = set(core.neighbours(user))
-    limit = 200
-    for other in core.connections.values():
-        if not other.registered or (only_opers and not other.is_oper):
-            continue
-        if "i" in other.modes and other is not user and other not in shared:
-            continue
-        if mask in ("*", "0") or any(
-            match_mask(mask, s) for s in (other.nick, other.host, other.realname, core.name)
-        ):
-            _who_line(core, out, other, None, "*", multi)
-            limit -= 1
-            if not limit:
-                break
-    out.numeric(N.RPL_ENDOFWHO, mask)
+    The same as HELP (the name some clients use).
+    """
+    _help(core, msg, out)
 
 
 @command("WHOIS", min_params=1)
 def whois(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """WHOIS [<server>] <nick>"""
+    """WHOIS [<server>] <nick>
+
+    Everything about a user: host, channels, account, idle time.
+    """
     nick = msg.params[-1]
     target = core.find_user(nick)
     if target is None:
@@ -210,6 +209,8 @@ def whois(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.numeric(N.RPL_AWAY, target.nick, text=target.away)
     if target.is_oper:
         out.numeric(N.RPL_WHOISOPERATOR, target.nick)
+    if BOT_MODE in target.modes:  # https://ircv3.net/specs/extensions/bot-mode
+        out.numeric(N.RPL_WHOISBOT, target.nick)
     # Accounts and TLS client certificates (the fingerprint only to the user and opers).
     if target.account is not None:
         out.numeric(N.RPL_WHOISACCOUNT, target.nick, target.account)
@@ -230,7 +231,10 @@ def whois(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("WHOWAS", min_params=1)
 def whowas(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """WHOWAS <nick> [<count>]"""
+    """WHOWAS <nick> [<count>]
+
+    Who recently used a nick.
+    """
     nick = msg.params[0]
     count = number(msg.param(1)) or 0  # 0: every entry
     found = 0
@@ -256,7 +260,10 @@ def whowas(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("ISON", min_params=1)
 def ison(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """ISON <nick> [<nick> ...]"""
+    """ISON <nick> [<nick> ...]
+
+    Which of the nicks are online.
+    """
     present = []
     for param in msg.params:
         for nick in param.split():
@@ -268,7 +275,10 @@ def ison(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("USERHOST", min_params=1)
 def userhost(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """USERHOST <nick> [<nick> ...] (at most 5)"""
+    """USERHOST <nick> [<nick> ...] (at most 5)
+
+    The user@host of up to five nicks.
+    """
     replies = []
     nicks = [n for p in msg.params for n in p.split()][:5]
     for nick in nicks:

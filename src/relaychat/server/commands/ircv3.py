@@ -5,6 +5,9 @@
   registers at ``CAP END``.
 - SETNAME: https://ircv3.net/specs/extensions/setname
 - CHGHOST: https://ircv3.net/specs/extensions/chghost (an operator command here).
+
+AWAY, ACCOUNT, SETNAME and CHGHOST notifications also reach the users monitoring the user with
+``extended-monitor`` (``ServerCore.watchers``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
+from relaychat.server.commands import metadata
 from relaychat.server.commands.params import number
 from relaychat.server.commands.registration import try_register
 from relaychat.server.core import Replies, ServerCore, command
@@ -46,7 +50,10 @@ def _ls_lines(core: ServerCore, user: User) -> list[str]:
 
 @command("CAP", min_params=1, pre_registration=True)
 def cap(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """CAP <LS|LIST|REQ|END> [<version>|:<capabilities>]"""
+    """CAP <LS|LIST|REQ|END> [<version>|:<capabilities>]
+
+    IRCv3 capability negotiation: list, request and end.
+    """
     sub = msg.params[0].upper()
     target = user.nick
     if sub == "LS":
@@ -81,8 +88,11 @@ def cap(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
                     caps.discard(c[1:])
                 else:
                     caps.add(c)
+            had_metadata = metadata.CAP in user.caps
             core.set_caps(user, caps)
             out.add(Message("CAP", (target, "ACK", " ".join(wanted)), core.name))
+            if metadata.CAP in caps and not had_metadata:
+                metadata.on_cap_enabled(core, user, out)  # its own keys, once registered
         else:
             out.add(Message("CAP", (target, "NAK", msg.param(1)), core.name))
     elif sub == "END":
@@ -95,7 +105,10 @@ def cap(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("SETNAME", min_params=1)
 def setname(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """SETNAME <realname>"""
+    """SETNAME <realname>
+
+    Change your realname (IRCv3 setname).
+    """
     realname = msg.params[0]
     if not realname or len(realname) > REALNAME_MAX:
         out.standard(
@@ -105,18 +118,20 @@ def setname(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             text=f"Realname must be 1 to {REALNAME_MAX} characters",
         )
         return
-    user.realname = realname
+    user.set_realname(realname)
     event = core.event(user, "SETNAME", realname)
     if "setname" in user.caps:
         out.relay(event)
-    for other in core.neighbours(user):
-        if "setname" in other.caps:
-            other.send(event.data(other))
+    for other in core.watchers(user, "setname"):
+        other.send(event.data(other))
 
 
 @command("CHGHOST", min_params=3, oper=True)
 def chghost(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """CHGHOST <nick> <username> <host>"""
+    """CHGHOST <nick> <username> <host>
+
+    Change a user's username and host (IRCv3 chghost).
+    """
     nick, username, host = msg.params[0], msg.params[1], msg.params[2]
     target = core.find_user(nick)
     if target is None:
@@ -130,7 +145,6 @@ def chghost(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     target.update_prefix()
     if "chghost" in target.caps:
         target.send(event.data(target))
-    for other in core.neighbours(target):
-        if "chghost" in other.caps:
-            other.send(event.data(other))
+    for other in core.watchers(target, "chghost"):
+        other.send(event.data(other))
     out.add(Message("NOTICE", (user.nick, f"{target.nick} is now {target.prefix}"), core.name))

@@ -22,21 +22,18 @@ from relaychat.store.base import StoredMessage, conversation_key
 
 __all__ = ["post_internal"]
 
-#: IRCv3 message-tags: client-only tags may take at most 4094 bytes of the tag section.
-MAX_CLIENT_TAG_BYTES = 4094
-
 
 def _client_tags(msg: Message) -> dict[str, str] | None:
-    """The sender's client-only tags (``+...``), or ``None``; too large a set is dropped."""
+    """The sender's client-only tags (``+...``), or ``None``.
+
+    Their size needs no check here: a client's whole tag section is at most 4094 bytes, or the
+    line was refused with 417 when it was read (``protocol.message.parse_from_client``).
+    """
     tags = msg.tags
     if not tags:
         return None
     own = {k: v for k, v in tags.items() if k[:1] == "+"}
-    if not own:
-        return None
-    if sum(len(k) + len(v) + 2 for k, v in own.items()) > MAX_CLIENT_TAG_BYTES:
-        return None
-    return own
+    return own or None
 
 
 def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str) -> None:
@@ -126,8 +123,11 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                     _stored(core, user, event, key, verb, dest.nick, text, to_account=dest.account)
                 )
             if dest is user:
-                # A message to oneself arrives once, as this command's (labeled) reply.
+                # A message to oneself: the delivery, and with echo-message also the echo (the
+                # labeled reply); both carry one msgid, as history keeps it once.
                 if not tagmsg or user.profile & MSGTAGS:
+                    if echo:
+                        user.send(event.data(user))
                     out.relay(event)
             else:
                 if not tagmsg or dest.profile & MSGTAGS:
@@ -217,25 +217,37 @@ def post_internal(core: ServerCore, sender: User, channel_name: str, text: str) 
 
 @command("PRIVMSG")
 def privmsg(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """PRIVMSG <target>{,<target>} <text>"""
+    """PRIVMSG <target>{,<target>} <text>
+
+    Send a message to users or channels.
+    """
     _deliver(core, user, msg, out, "PRIVMSG")
 
 
 @command("NOTICE")
 def notice(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """NOTICE <target>{,<target>} <text>"""
+    """NOTICE <target>{,<target>} <text>
+
+    Send a notice: like PRIVMSG, but never answered automatically.
+    """
     _deliver(core, user, msg, out, "NOTICE")
 
 
 @command("TAGMSG", min_params=1)
 def tagmsg(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """TAGMSG <target>{,<target>} (client-only tags only; IRCv3 message-tags)"""
+    """TAGMSG <target>{,<target>} (client-only tags only; IRCv3 message-tags)
+
+    Send only client tags (typing notifications, reactions) to users or channels.
+    """
     _deliver(core, user, msg, out, "TAGMSG")
 
 
 @command("AWAY")
 def away(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """AWAY [<message>]"""
+    """AWAY [<message>]
+
+    Mark yourself away with a message; without one, back.
+    """
     text = msg.param(0)
     if text:
         user.away = text[: core.config.limits.awaylen]
@@ -245,6 +257,6 @@ def away(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         user.away = None
         out.numeric(N.RPL_UNAWAY)
         event = core.event(user, "AWAY")
-    for other in core.neighbours(user):
-        if "away-notify" in other.caps:
-            other.send(event.data(other))
+    # away-notify: who shares a channel, and who monitors it with extended-monitor.
+    for other in core.watchers(user, "away-notify"):
+        other.send(event.data(other))

@@ -18,7 +18,11 @@ __all__: list[str] = []
 
 @command("MODE", min_params=1)
 def mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """MODE <channel|nick> [<modes> [<params>...]]"""
+    """MODE <channel|nick> [<modes> [<params>...]]
+
+    Show or change a channel's modes (+b +i +k +l +m +n +o +s +t +v) or your own (+B bot, +i
+    invisible, +w wallops).
+    """
     target = msg.params[0]
     if target.startswith("#"):
         _channel_mode(core, user, msg, out)
@@ -48,6 +52,18 @@ def _user_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None
             # Only OPER gives +o; anyone may drop it.
             core.set_oper(user, False)
             user.oper_name = None
+            applied.append(change)
+        elif change.mode in "Bw" and change.adding != (change.mode in user.modes):
+            # +B: a bot (IRCv3 bot-mode); +w: receives WALLOPS (core.wallops).
+            if change.adding:
+                user.modes.add(change.mode)
+            else:
+                user.modes.discard(change.mode)
+            if change.mode == "w":
+                if change.adding:
+                    core.wallops[user] = None
+                else:
+                    core.wallops.pop(user, None)
             applied.append(change)
     if unknown:
         out.numeric(N.ERR_UMODEUNKNOWNFLAG)
@@ -148,12 +164,19 @@ def _apply(
                 return None
             channel.password = None
             return ModeChange(False, "k", "*")
-        if not param:
+        if param is None:
             out.numeric(N.ERR_NEEDMOREPARAMS, "MODE", text="Mode +k needs a key")
             return None
-        # The key must be usable in "JOIN <channel> <key>" and as a middle parameter of 324.
-        if safe_param(param) != param or "," in param or len(param) > 23:
-            out.numeric(N.ERR_INVALIDKEY, channel.name)
+        # The key must be usable in "JOIN <channel> <key>" and as a middle parameter of 324:
+        # RFC 2812 §2.3.1 (1 to 23 characters, no space); Modern IRC: ERR_INVALIDMODEPARAM.
+        if not param or safe_param(param) != param or "," in param or len(param) > 23:
+            out.numeric(
+                N.ERR_INVALIDMODEPARAM,
+                channel.name,
+                "k",
+                "*",
+                text="Invalid key: 1 to 23 characters, without spaces or commas",
+            )
             return None
         channel.password = param
         return ModeChange(True, "k", param)
@@ -181,19 +204,21 @@ def _apply(
             out.numeric(N.ERR_INVALIDMODEPARAM, channel.name, "b", "*", text="Invalid ban mask")
             return None
         mask = normalize_ban_mask(param)
-        masks = [b[0] for b in channel.bans]
+        # Masks compare casefolded, as nicks do (rfc1459): -b bar!*@* removes BAR!*@*.
+        folded = irc_lower(mask)
+        index = next((i for i, ban in enumerate(channel.bans) if irc_lower(ban[0]) == folded), None)
         if adding:
-            if mask in masks:
+            if index is not None:
                 return None
             if len(channel.bans) >= core.config.limits.maxbans:
                 out.numeric(N.ERR_BANLISTFULL, channel.name, mask)
                 return None
             channel.bans.append((mask, user.prefix, int(core.now)))
             return ModeChange(True, "b", mask)
-        if mask not in masks:
+        if index is None:
             return None
-        del channel.bans[masks.index(mask)]
-        return ModeChange(False, "b", mask)
+        stored = channel.bans.pop(index)[0]
+        return ModeChange(False, "b", stored)
     # A flag mode (imnst).
     if (m in channel.modes) == adding:
         return None

@@ -1,10 +1,11 @@
-"""Operator commands: OPER and KILL (RFC 2812 §3.1.4, §3.7.1)."""
+"""Operator commands: OPER, KILL and WALLOPS (RFC 2812 §3.1.4, §3.7.1, §4.7)."""
 
 from __future__ import annotations
 
 from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
+from relaychat.server.commands.params import fit
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.masks import match_mask
 from relaychat.server.state import User
@@ -14,7 +15,10 @@ __all__: list[str] = []
 
 @command("OPER", min_params=2)
 def oper(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """OPER <name> <password>"""
+    """OPER <name> <password>
+
+    Become an IRC operator.
+    """
     name, password = msg.params[0], msg.params[1]
     for entry in core.config.opers:
         if entry.name == name and verify_password(entry.password_hash, password):
@@ -29,7 +33,10 @@ def oper(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("KILL", min_params=2, oper=True)
 def kill(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """KILL <nick> <reason>"""
+    """KILL <nick> <reason>
+
+    Disconnect a user.
+    """
     nick, reason = msg.params[0], msg.params[1]
     target = core.find_user(nick)
     if target is None:
@@ -40,3 +47,19 @@ def kill(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         return
     out.flush()
     core.disconnect(target, f"Killed ({user.nick} ({reason}))")
+
+
+@command("WALLOPS", min_params=1, oper=True)
+def wallops(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """WALLOPS <text>
+
+    Send a message to every user with user mode +w (operators only).
+    """
+    text = msg.params[0]
+    if not text:
+        out.numeric(N.ERR_NEEDMOREPARAMS, "WALLOPS")
+        return
+    overhead = len(user.prefix.encode()) + len("WALLOPS") + 5
+    line = Message("WALLOPS", (fit(text, overhead),), user.prefix).to_bytes()
+    for other in core.wallops:
+        other.send(line)

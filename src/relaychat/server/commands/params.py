@@ -1,5 +1,5 @@
-"""Helpers for handlers that take text from a client: fitting relayed text into a line, and
-reading numbers strictly.
+"""Helpers for handlers that take text from a client: fitting relayed text into a line, reading
+numbers strictly, and telling a well-formed nick.
 
 Echoing a client's parameters back needs no helper here: every numeric (``numerics.reply``) and
 every standard reply (``Replies.standard``) makes its middle parameters safe itself.
@@ -7,9 +7,19 @@ every standard reply (``Replies.standard``) makes its middle parameters safe its
 
 from __future__ import annotations
 
+import re
+
 from relaychat.protocol.message import MAX_BODY_BYTES
 
-__all__ = ["fit", "number"]
+__all__ = ["fit", "number", "pack", "valid_nick"]
+
+# RFC 2812 §2.3.1: nickname = ( letter / special ) *( letter / digit / special / "-" )
+_NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
+
+
+def valid_nick(nick: str, nicklen: int) -> bool:
+    """Whether ``nick`` is a well-formed nickname no longer than ``nicklen``."""
+    return 0 < len(nick) <= nicklen and _NICK_RE.match(nick) is not None
 
 
 def fit(text: str, overhead: int) -> str:
@@ -36,3 +46,21 @@ def number(text: str) -> int | None:
     if 0 < len(text) <= 9 and text.isascii() and text.isdigit():
         return int(text)
     return None
+
+
+def pack(items: list[str], room: int, sep: str = ",") -> list[str]:
+    """Join ``items`` with ``sep`` into as few strings as possible, each of at most ``room``
+    bytes (an item longer than ``room`` stands alone), for numerics that list many names."""
+    out: list[str] = []
+    current: list[str] = []
+    size = 0
+    for item in items:
+        n = len(item.encode())
+        if current and size + len(sep) + n > room:
+            out.append(sep.join(current))
+            current, size = [], 0
+        size += n + (len(sep) if current else 0)
+        current.append(item)
+    if current:
+        out.append(sep.join(current))
+    return out

@@ -15,26 +15,24 @@ from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.server.commands import metadata, monitor
 from relaychat.server.commands.info import send_lusers, send_motd
+from relaychat.server.commands.params import valid_nick
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.isupport import CHANMODES, USER_MODES, isupport_tokens
 from relaychat.server.state import User, WhowasEntry
 
 __all__ = ["try_register", "valid_nick"]
 
-# RFC 2812 §2.3.1: nickname = ( letter / special ) *( letter / digit / special / "-" )
-_NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
 _USERNAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
-
-
-def valid_nick(nick: str, nicklen: int) -> bool:
-    """Whether ``nick`` is a well-formed nickname no longer than ``nicklen``."""
-    return 0 < len(nick) <= nicklen and _NICK_RE.match(nick) is not None
 
 
 @command("PASS", min_params=1, pre_registration=True)
 def pass_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """PASS <password>"""
+    """PASS <password>
+
+    The server password (or account:password to log in), sent before NICK and USER.
+    """
     if user.registered:
         out.numeric(N.ERR_ALREADYREGISTERED)
         return
@@ -43,7 +41,10 @@ def pass_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("NICK", pre_registration=True)
 def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """NICK <nickname>"""
+    """NICK <nickname>
+
+    Choose or change your nickname.
+    """
     new = msg.param(0)
     if not new:
         out.numeric(N.ERR_NONICKNAMEGIVEN)
@@ -68,10 +69,12 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     event = core.event(user, "NICK", new)
     core.whowas.appendleft(WhowasEntry(user, core.now))
     _move_invites(core, user, key)
+    old_key, old_nick = user.key, user.nick
     user.set_nick(new)
     out.relay(event)
     for other in core.neighbours(user):
         other.send(event.data(other))
+    monitor.nick_changed(core, user, old_key, old_nick)
     # Accounts: a registered nick taken by someone else is protected (accounts/service.py).
     protect_nick(core, user, out)
 
@@ -89,14 +92,20 @@ def _move_invites(core: ServerCore, user: User, new_key: str) -> None:
 
 @command("USER", min_params=4, pre_registration=True)
 def user_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """USER <username> <mode> <unused> <realname>"""
+    """USER <username> <mode> <unused> <realname>
+
+    Your username and realname, to register the connection.
+    """
     if user.registered or user.username:
         out.numeric(N.ERR_ALREADYREGISTERED)
         return
+    if not msg.params[0] or not msg.params[3]:
+        # RFC 2812 §3.1.3 / Modern: every parameter is needed; an empty realname is none.
+        out.numeric(N.ERR_NEEDMOREPARAMS, "USER")
+        return
     name = _USERNAME_BAD.sub("", msg.params[0])[:10] or "user"
     user.username = "~" + name
-    user.realname = msg.params[3][:100]
-    user.update_prefix()
+    user.set_realname(msg.params[3][:100])
     try_register(core, user, out)
 
 
@@ -140,12 +149,17 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
     send_motd(core, out)
     if user.modes:
         out.add(Message("MODE", (nick, "+" + "".join(sorted(user.modes))), user.prefix))
+    metadata.on_registered(core, user, out)  # draft/metadata-2: its own keys
     protect_nick(core, user, out)  # accounts: warn a stranger registering with a protected nick
+    monitor.announce_online(core, user)
 
 
 @command("PING", pre_registration=True)
 def ping(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """PING <token>"""
+    """PING <token>
+
+    Ask the server for a PONG with the same token.
+    """
     if not msg.params or not msg.params[0]:
         out.numeric(N.ERR_NOORIGIN)
         return
@@ -154,13 +168,19 @@ def ping(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("PONG", pre_registration=True)
 def pong(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """PONG <token>"""
+    """PONG <token>
+
+    The answer to the server's PING.
+    """
     # Any input proves the link is alive; ServerCore.handle has reset the keepalive already.
 
 
 @command("QUIT", pre_registration=True)
 def quit_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """QUIT [<reason>]"""
+    """QUIT [<reason>]
+
+    Leave the server, with a reason your channels see.
+    """
     # No QUITLEN exists; KICKLEN bounds it so the QUIT and ERROR lines fit in 512 bytes.
     reason = msg.param(0)[: core.config.limits.kicklen]
     out.flush()
