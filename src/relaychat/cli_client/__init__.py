@@ -1,4 +1,4 @@
-"""The client subcommands: ``relaychat chat``, ``relaychat send`` and ``relaychat tail``.
+"""The client subcommands: ``relaychat chat``, ``send``, ``tail``, ``send-file``, ``receive-files``.
 
 All three are built on :class:`relaychat.client.Client` and share one way to start:
 
@@ -20,7 +20,8 @@ Failures are one line on stderr (``relaychat: ...``), never a traceback.
 
 Modules: this one wires the subcommands into argparse and runs them;
 :mod:`.common` holds what they share (exit codes, parsing, settings, the first connection,
-picking a server); :mod:`.chat`, :mod:`.send` and :mod:`.tail` hold one command each.
+picking a server); :mod:`.chat`, :mod:`.send` and :mod:`.tail` hold one command each, and
+:mod:`.files` the two DCC file commands.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ from relaychat.cli_client.common import (
     quiet_logging,
     tcp_listens,
 )
+from relaychat.cli_client.files import (
+    add_dcc_arguments,
+    nick_list,
+    run_receive_files,
+    run_send_file,
+    size_arg,
+)
 from relaychat.cli_client.send import run_send
 from relaychat.cli_client.tail import message_record, run_tail
 from relaychat.client.config import client_config_path
@@ -72,6 +80,33 @@ __all__ = [
 # The helpers' names from before the split into modules (tests reach for them by these).
 _config = load_config
 _plain_client = plain_client
+
+_FILE_EXIT_CODES = """\
+exit codes:
+  0  done (send-file: the peer has the whole file; receive-files: stopped, or --count files
+     received)
+  1  the transfer failed or was declined, the peer did not answer, or (receive-files) fewer
+     than --count files arrived within --timeout
+  2  bad command line or configuration (e.g. the file to send does not exist)
+  3  could not connect or register: connection refused, host unreachable, TLS failure,
+     nick given with --nick in use, wrong server password
+"""
+_SEND_FILE_ABOUT = (
+    "Offer the file at PATH to NICK by DCC, then send it directly to their client, and exit 0 "
+    "only when the peer has all of it (every byte acknowledged). It listens for the peer on "
+    "the address the IRC connection uses (--bind, --ports to choose); when it cannot listen, "
+    "or with --passive, it makes a passive offer and the receiver listens instead. A receiver "
+    "that asks to resume a partial copy gets only the rest. On success one JSON line goes to "
+    "stdout: name, size, to, resumed_from, seconds, rate."
+)
+_RECEIVE_FILES_ABOUT = (
+    "Accept DCC file offers from the nicks given with --from (from anyone without it) into "
+    "DIR, and print one JSON line per finished file on stdout: name, path, size, sha256, from, "
+    "resumed_from, seconds, rate. A partial NAME.part left by an interrupted transfer is "
+    "continued when the same file is offered again; a file that exists is never overwritten "
+    "(the new one gets a free name such as NAME-1). Runs until interrupted, until --count "
+    "files have arrived, or for --timeout seconds."
+)
 
 _EXIT_CODES = """\
 exit codes:
@@ -140,7 +175,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_client_commands(sub: Any) -> None:
-    """Add the ``chat``, ``send`` and ``tail`` subcommands to ``sub`` (from add_subparsers).
+    """Add the ``chat``, ``send``, ``tail``, ``send-file`` and ``receive-files`` subcommands.
 
     Each sets ``handler`` to :func:`run_client_command`, which ``relaychat.cli.main`` calls.
     """
@@ -209,13 +244,89 @@ def add_client_commands(sub: Any) -> None:
     )
     tail.add_argument("-q", "--quiet", action="store_true", help="no connection news on stderr")
     _common(tail)
-    for parser in (chat, send, tail):
+
+    send_file = sub.add_parser(
+        "send-file",
+        help="send a file to someone by DCC and confirm they have it",
+        description=_wrap(_SEND_FILE_ABOUT),
+        epilog=settings + "\n" + _FILE_EXIT_CODES,
+        formatter_class=fmt,
+    )
+    send_file.add_argument("host", type=parse_address, metavar="HOST[:PORT]", help="the server")
+    send_file.add_argument("target", type=parse_target, metavar="NICK", help="who gets the file")
+    send_file.add_argument("path", metavar="PATH", help="the file to send")
+    send_file.add_argument("--name", help="the file name to offer (default: PATH's own)")
+    send_file.add_argument(
+        "--passive",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make a passive offer (the receiver listens); --no-passive: listen or fail "
+        "(default: listen when possible, else passive)",
+    )
+    send_file.add_argument(
+        "--turbo",
+        action="store_true",
+        help="do not wait for acknowledgements: done when the peer closes after the last byte",
+    )
+    send_file.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds the peer has to accept the offer (default 300)",
+    )
+    _common(send_file)
+    add_dcc_arguments(send_file)
+
+    receive = sub.add_parser(
+        "receive-files",
+        help="receive files sent by DCC into a directory",
+        description=_wrap(_RECEIVE_FILES_ABOUT),
+        epilog=settings + "\n" + _FILE_EXIT_CODES,
+        formatter_class=fmt,
+    )
+    receive.add_argument("host", type=parse_address, metavar="HOST[:PORT]", help="the server")
+    receive.add_argument(
+        "--dir", default=".", metavar="DIR", help="where to save files (default: here)"
+    )
+    receive.add_argument(
+        "--from",
+        dest="allow",
+        action="append",
+        type=nick_list,
+        metavar="NICK",
+        help="accept offers from this nick (repeat it, or a,b,c); default: from anyone",
+    )
+    receive.add_argument(
+        "--count", type=int, metavar="N", help="exit once N files have been received"
+    )
+    receive.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="stop after S seconds (exit 1 if --count files had not arrived by then)",
+    )
+    receive.add_argument(
+        "--max-size",
+        type=size_arg,
+        metavar="SIZE",
+        help="refuse offers bigger than this (e.g. 2G; default 16G)",
+    )
+    _common(receive)
+    add_dcc_arguments(receive)
+    for parser in (chat, send, tail, send_file, receive):
         parser.set_defaults(handler=run_client_command)
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    """Run ``chat``, ``send`` or ``tail`` (``args.command``); returns the exit code."""
-    runner = {"chat": run_chat, "send": run_send, "tail": run_tail}[args.command]
+    """Run the client command ``args.command``; returns the exit code."""
+    runner = {
+        "chat": run_chat,
+        "send": run_send,
+        "tail": run_tail,
+        "send-file": run_send_file,
+        "receive-files": run_receive_files,
+    }[args.command]
     quiet_logging()
     try:
         return asyncio.run(runner(args))

@@ -49,10 +49,12 @@ async def run_chat(args: argparse.Namespace) -> int:
     seen = await first_connection(link, events)
     if isinstance(link, Client):
         await check_nick(link, args)
+    from relaychat.cli_client.files import dcc_config
     from relaychat.tui.app import ChatApp  # Textual is imported only when it is needed
     from relaychat.tui.model import SERVER
 
-    app = ChatApp(link, events=chain_events(seen, events))
+    dcc = dcc_config(args) if isinstance(link, Client) else None
+    app = ChatApp(link, events=chain_events(seen, events), dcc=dcc)
     if note:
         app.state.info(note, app.state.buffers[SERVER])
     logger = logging.getLogger("relaychat")

@@ -36,6 +36,7 @@ from relaychat.client.errors import (
 )
 from relaychat.client.events import (
     Connected,
+    Ctcp,
     Disconnected,
     ErrorReply,
     Event,
@@ -63,6 +64,7 @@ __all__ = [
     "ClientProtocol",
     "Connected",
     "ConnectionClosed",
+    "Ctcp",
     "Delivery",
     "Disconnected",
     "ErrorReply",

@@ -26,10 +26,12 @@ from relaychat.errors import ConfigError
 
 __all__ = [
     "ENV_CLIENT_CONFIG",
+    "FILE_SECTIONS",
     "ClientConfig",
     "client_config_path",
     "login_nick",
     "read_client_file",
+    "read_toml",
 ]
 
 ENV_HOST = "RELAYCHAT_HOST"
@@ -177,6 +179,8 @@ class ClientConfig:
 # holds ClientConfig fields at its top level (``nick = "alice"``, ``channels = ["#lobby"]``).
 
 ENV_CLIENT_CONFIG = "RELAYCHAT_CLIENT_CONFIG"
+#: Tables of the file that are not ClientConfig fields, each read by its own module.
+FILE_SECTIONS = frozenset({"dcc"})
 _NICK_CHARS = re.compile(r"[^A-Za-z0-9\[\]\\`_^{|}-]")
 
 
@@ -203,6 +207,26 @@ def login_nick() -> str:
     return name or "guest"
 
 
+def read_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    """The whole client config file as a dict (``{}`` when missing and ``missing_ok``).
+
+    Raises:
+        ConfigError: the file cannot be read or is not valid TOML.
+    """
+    file = Path(path)
+    try:
+        with file.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        if missing_ok:
+            return {}
+        raise ConfigError(str(file), "no such file") from None
+    except OSError as exc:
+        raise ConfigError(str(file), exc.strerror or str(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), f"not valid TOML: {exc}") from None
+
+
 def read_client_file(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]:
     """Read :class:`ClientConfig` settings from a TOML file.
 
@@ -217,20 +241,12 @@ def read_client_file(path: str | Path, *, missing_ok: bool = False) -> dict[str,
         ConfigError: the file cannot be read or parsed, or holds an unknown key or a wrong type.
     """
     file = Path(path)
-    try:
-        with file.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        if missing_ok:
-            return {}
-        raise ConfigError(str(file), "no such file") from None
-    except OSError as exc:
-        raise ConfigError(str(file), exc.strerror or str(exc)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(file), f"not valid TOML: {exc}") from None
+    data = read_toml(file, missing_ok=missing_ok)
     hints = typing.get_type_hints(ClientConfig)
     out: dict[str, Any] = {}
     for key, value in data.items():
+        if key in FILE_SECTIONS and isinstance(value, dict):
+            continue  # read by its own reader (e.g. [dcc]: relaychat.client.dccstate)
         if key not in hints:
             raise ConfigError(f"{file}: {key}", "unknown setting")
         out[key] = _file_value(f"{file}: {key}", value, hints[key])

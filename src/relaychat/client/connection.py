@@ -155,6 +155,14 @@ class Client:
         """Whether ``name`` is a channel name on this server."""
         return self._proto.is_channel(name)
 
+    @property
+    def local_address(self) -> str | None:
+        """The IP address of this end of the link to the server (``None`` when not connected);
+        DCC listens there by default (:mod:`relaychat.client.dcc`)."""
+        writer = self._writer
+        name = writer.get_extra_info("sockname") if writer is not None else None
+        return str(name[0]) if isinstance(name, tuple) and name else None
+
     # --- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Client:

@@ -5,6 +5,7 @@ The tree (under :class:`relaychat.errors.RelaychatError`)::
     ClientError
     ├── ClientClosed        the client was closed, or never started (misuse; also RuntimeError)
     ├── ConnectionClosed    the connection dropped while a request waited for its reply
+    ├── DccError            a DCC file transfer failed, was refused or cancelled (client/dcc.py)
     ├── GaveUpError         the client stopped reconnecting (max attempts, or a fatal refusal)
     ├── NotSent             messages that were not delivered, listed in ``unsent``
     │   ├── OutboxFull      the bounded outbox had no room: nothing of that send was queued
@@ -29,6 +30,7 @@ __all__ = [
     "ClientClosed",
     "ClientError",
     "ConnectionClosed",
+    "DccError",
     "GaveUpError",
     "NotSent",
     "OutboxFull",
@@ -59,6 +61,19 @@ class ConnectionClosed(ClientError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"connection closed: {reason}")
+        self.reason = reason
+
+
+class DccError(ClientError):
+    """A DCC file transfer failed, was refused or was cancelled.
+
+    Attributes:
+        reason: why, in words for a user (``"bob closed the connection after 3.0 MiB of 20.0
+            MiB"``, ``"no data for 60 s"``...).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
         self.reason = reason
 
 

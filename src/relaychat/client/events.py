@@ -2,8 +2,8 @@
 
 Don't subclass these. Every event derives from :class:`Event`, so ``@client.on(Event)`` sees all.
 
-Chat events (from the server): :class:`Message`, :class:`Join`, :class:`Part`, :class:`Kick`,
-:class:`Quit`, :class:`NickChange`, :class:`Topic`, :class:`ErrorReply`.
+Chat events (from the server): :class:`Message`, :class:`Ctcp`, :class:`Join`, :class:`Part`,
+:class:`Kick`, :class:`Quit`, :class:`NickChange`, :class:`Topic`, :class:`ErrorReply`.
 Link events (from the client itself): :class:`Connected`, :class:`Disconnected`,
 :class:`Reconnecting`, :class:`GaveUp`.
 
@@ -20,6 +20,7 @@ from relaychat.protocol.message import Message as IrcMessage
 
 __all__ = [
     "Connected",
+    "Ctcp",
     "Disconnected",
     "ErrorReply",
     "Event",
@@ -108,6 +109,38 @@ class Message(Event):
         _need(self.target, "target")
         if not self.reply_to:
             object.__setattr__(self, "reply_to", self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class Ctcp(Event):
+    """A CTCP request (in a PRIVMSG) or reply (in a NOTICE) received live, other than ACTION.
+
+    It comes instead of a :class:`Message` (an ACTION stays a :class:`Message`); CTCPs replayed
+    from the server's history come as :class:`Message` events, never as this (an old DCC offer
+    must not look new). :mod:`relaychat.client.dcc` handles ``DCC``.
+
+    Attributes:
+        sender: the nick it came from.
+        target: our nick, or a channel.
+        command: the CTCP command, upper-cased (``DCC``, ``VERSION``, ``PING``...).
+        args: what follows the command.
+        reply: ``True`` when it came in a NOTICE (a CTCP reply).
+        prefix: the full source (``nick!user@host``) when the server gave one.
+        time: the server's timestamp (IRCv3 ``server-time``), when it gave one.
+    """
+
+    sender: str
+    target: str
+    command: str
+    args: str = ""
+    reply: bool = False
+    prefix: str | None = None
+    time: str | None = None
+
+    def __post_init__(self) -> None:
+        _need(self.sender, "sender")
+        _need(self.target, "target")
+        _need(self.command, "command")
 
 
 @dataclass(frozen=True, slots=True)

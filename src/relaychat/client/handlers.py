@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from relaychat.client.events import Join, Kick, Message, NickChange, Part, Quit, Topic
+from relaychat.client.events import Ctcp, Join, Kick, Message, NickChange, Part, Quit, Topic
 from relaychat.client.history import BATCH_TYPES
 from relaychat.client.protocol import HANDLERS, ClientProtocol, nick_of
 from relaychat.protocol.casemap import ascii_lower, irc_lower
+from relaychat.protocol.ctcp import parse_ctcp
 from relaychat.protocol.message import Message as IrcMessage
 
 __all__ = ["deliver"]
@@ -183,6 +184,10 @@ def deliver(p: ClientProtocol, msg: IrcMessage, *, history: bool) -> None:
     reply_to = bare if channel else sender
     if not history:
         p.history.note(reply_to, msgid, time)
+        ctcp = parse_ctcp(text) if text[:1] == "\x01" else None
+        if ctcp is not None and ctcp[0] != "ACTION" and sender:
+            p._events.append(Ctcp(sender, target, *ctcp, msg.command == "NOTICE", msg.source, time))
+            return
     elif p._fold(sender) in p._own_nicks:
         return  # our own line, played back: we never delivered it as an event
     p._events.append(

@@ -45,9 +45,12 @@ from relaychat.client import (
     Reconnecting,
     SlowConsumer,
 )
+from relaychat.client.dcc import DccManager
+from relaychat.client.dccstate import DccConfig, DccProgress
 from relaychat.client.plain import PlainClient
 from relaychat.protocol.casemap import irc_lower
 from relaychat.tui.commands import COMMANDS, PLAIN_COMMANDS, run_input, run_plain_input
+from relaychat.tui.dcc import apply_dcc, busy, transfer_rows
 from relaychat.tui.editing import Completer, InputHistory
 from relaychat.tui.model import (
     SERVER,
@@ -147,6 +150,7 @@ class ChatApp(App[int]):
             nothing from the start is missed); by default the app subscribes.
         lag_interval: seconds between two measurements of the round trip to the server.
         scrollback: lines kept per buffer.
+        dcc: the file transfer settings (:class:`~relaychat.client.dccstate.DccConfig`).
     """
 
     TITLE = "relaychat"
@@ -174,8 +178,12 @@ class ChatApp(App[int]):
         events: AsyncIterator[Event] | None = None,
         lag_interval: float = 15.0,
         scrollback: int = 2000,
+        dcc: DccConfig | None = None,
     ) -> None:
         super().__init__()
+        self.dcc_config = dcc or DccConfig()
+        #: File transfers (``/dcc``); ``None`` in plain mode.
+        self.dcc: DccManager | None = None
         #: The connection, IRC or plain (see :attr:`client` for the IRC one).
         self.link = client
         self.plain = isinstance(client, PlainClient)
@@ -235,6 +243,11 @@ class ChatApp(App[int]):
             self._set_status(LinkState.DISCONNECTED, exc.reason)
         self.spawn(self._consume(self._events))
         self.set_interval(1.0, self._draw_status)
+        if isinstance(self.link, Client):
+            self.dcc = DccManager(self.link, self.dcc_config)
+            self.dcc.start()
+            self.spawn(self._consume_dcc(self.dcc))
+            self.set_interval(0.5, self._tick_transfers)
         if not self.plain:
             self.set_interval(self._lag_interval, self._probe_lag)
             if self.link.connected:
@@ -294,6 +307,8 @@ class ChatApp(App[int]):
     async def quit(self, reason: str) -> None:
         """Send QUIT, close the client and end the app (exit code 0)."""
         self._set_status(LinkState.DISCONNECTED, "you quit")
+        if self.dcc is not None:
+            await self.dcc.close()
         if isinstance(self.link, PlainClient):
             await self.link.close(timeout=2.0)  # a plain service gets no QUIT
         else:
@@ -341,6 +356,19 @@ class ChatApp(App[int]):
                 self._switch_to = None
                 self.state.switch(event.channel)
         self.redraw()
+
+    async def _consume_dcc(self, dcc: DccManager) -> None:
+        """Show what happens to file transfers (offers, ends) as lines; redraw the table."""
+        async for event in dcc.events():
+            if not isinstance(event, DccProgress):
+                apply_dcc(self.state, event, self.dcc_config.download_path())
+                self.redraw()
+
+    def _tick_transfers(self) -> None:
+        """Draw the transfers buffer again while it is on screen and something is moving."""
+        dcc, shown = self.dcc, self.state.current_buffer.kind
+        if dcc is not None and shown is BufferKind.TRANSFERS and busy(dcc.transfers):
+            self.redraw()
 
     def _set_status(self, state: LinkState, reason: str = "") -> None:
         self.status.state = state
@@ -450,6 +478,11 @@ class ChatApp(App[int]):
         if width <= 0:  # not laid out yet
             self.call_after_refresh(self.redraw)
             return
+        if buf.kind is BufferKind.TRANSFERS:  # a live table, drawn afresh
+            widget.clear()
+            for row in transfer_rows(self.dcc.transfers if self.dcc is not None else []):
+                widget.write(row, width=width)
+            return
         last = self._written.get(buf) if self._widths.get(buf) == width else None
         fresh: list[Line] = []
         for line in reversed(buf.lines):
@@ -488,6 +521,8 @@ class ChatApp(App[int]):
             text.append(": " + current.topic if current.topic else "")
         elif current.kind is BufferKind.QUERY:
             text = Text(f"private conversation with {current.name}")
+        elif current.kind is BufferKind.TRANSFERS:
+            text = Text("file transfers (DCC) - /dcc get, /dcc close, /help dcc")
         elif isinstance(self.link, PlainClient):
             text = Text(f"relaychat - plain text with {self.link.peer} - /help lists the commands")
         else:

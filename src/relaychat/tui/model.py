@@ -24,6 +24,7 @@ from typing import Any
 
 from relaychat.client.events import (
     Connected,
+    Ctcp,
     Disconnected,
     ErrorReply,
     Event,
@@ -39,6 +40,7 @@ from relaychat.client.events import (
 )
 from relaychat.client.plain import LineReceived
 from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.ctcp import parse_ctcp
 
 __all__ = [
     "SERVER",
@@ -71,6 +73,7 @@ class Kind(Enum):
     TOPIC = "topic"
     INFO = "info"
     ERROR = "error"
+    OFFER = "offer"  # a file offered by DCC: counts as unread, and as a highlight
 
 
 class BufferKind(Enum):
@@ -79,6 +82,7 @@ class BufferKind(Enum):
     SERVER = "server"
     CHANNEL = "channel"
     QUERY = "query"
+    TRANSFERS = "transfers"  # the DCC file transfers (drawn as a table, not as lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +211,10 @@ def parse_time(value: str | None, default: Callable[[], float] = _time.time) -> 
     return datetime.fromtimestamp(default()).astimezone()
 
 
+#: The kinds of line that count as unread when they arrive in a buffer not on screen.
+_COUNTED = frozenset({Kind.MESSAGE, Kind.ACTION, Kind.NOTICE, Kind.OFFER})
+
+
 def _action(text: str) -> str | None:
     """The text of a CTCP ACTION (``\\x01ACTION waves\\x01``), else ``None``."""
     if text.startswith("\x01ACTION ") or text == "\x01ACTION\x01":
@@ -323,7 +331,7 @@ class ChatState:
         if buf not in self._touched:
             self._touched.append(buf)
         shown = self.buffers.get(self.current) is buf
-        if not shown and kind in (Kind.MESSAGE, Kind.ACTION, Kind.NOTICE) and not own:
+        if not shown and kind in _COUNTED and not own:
             buf.unread += 1
             buf.highlight = buf.highlight or highlight
         return line
@@ -375,6 +383,10 @@ class ChatState:
             buf = self.add_buffer(ev.reply_to)
         own = irc_lower(ev.sender) == irc_lower(self.nick)
         action = _action(ev.text)
+        ctcp = parse_ctcp(ev.text) if action is None else None
+        if ctcp is not None:  # (live CTCPs come as Ctcp events; these are from history)
+            self.add_line(buf, Kind.INFO, f"{ev.sender} sent a CTCP {ctcp[0]}", when=ev.time)
+            return
         if ev.notice:
             kind, text = Kind.NOTICE, ev.text
         elif action is not None:
@@ -393,6 +405,13 @@ class ChatState:
             when=ev.time,
             history=ev.history,
         )
+
+    def _on_ctcp(self, ev: Ctcp) -> None:
+        if ev.command == "DCC":
+            return  # file transfer: relaychat.tui.dcc shows what the DCC manager makes of it
+        buf = self.buffers[SERVER] if self.is_channel(ev.target) else self.add_buffer(ev.sender)
+        what = "reply" if ev.reply else "request"
+        self.add_line(buf, Kind.INFO, f"{ev.sender} sent a CTCP {ev.command} {what}", when=ev.time)
 
     def _on_join(self, ev: Join) -> None:
         buf = self.add_buffer(ev.channel, BufferKind.CHANNEL)
@@ -525,6 +544,7 @@ class ChatState:
 
 _APPLY: dict[type[Event], Callable[[ChatState, Any], None]] = {
     Message: ChatState._on_message,
+    Ctcp: ChatState._on_ctcp,
     Join: ChatState._on_join,
     Part: ChatState._on_part,
     Kick: ChatState._on_kick,

@@ -115,6 +115,7 @@ _MARKS = {
     Kind.TOPIC: ("---", "cyan"),
     Kind.ERROR: ("!!!", "bold red"),
     Kind.INFO: ("---", "dim"),
+    Kind.OFFER: ("DCC", "bold magenta"),
 }
 
 
