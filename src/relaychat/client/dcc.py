@@ -399,17 +399,26 @@ class DccManager:
         await self.cancel(transfer, "declined")
 
     async def cancel(self, transfer: Transfer, reason: str = "cancelled") -> None:
-        """Stop a transfer that has not ended; the peer is told when it was still an offer."""
+        """Stop a transfer that has not ended, and wait until its file is closed; the peer is
+        told (``DCC REJECT``) when it was not connected yet."""
         job = self._jobs.get(transfer.id)
         if job is None or transfer.state.final:
             return
-        tell = transfer.state in (State.OFFERED, State.WAITING)
-        kind = "SEND" if transfer.direction is Direction.RECEIVE else "GET"
+        tell = transfer.state in (State.OFFERED, State.WAITING, State.CONNECTING)
         self._end(job, State.CANCELLED, reason)
+        task = job.task
+        if task is not None and task is not asyncio.current_task():
+            with contextlib.suppress(BaseException):
+                await task  # (its file is closed and still once this returns)
         if tell:
-            with contextlib.suppress(ClientError, ValueError, CtcpError):
-                text = DccReject(kind=kind, name=transfer.offered_name or transfer.name).to_text()
-                await self.client.send(transfer.nick, text, notice=True)
+            await self._reject(transfer)
+
+    async def _reject(self, transfer: Transfer) -> None:
+        """Tell the peer (``DCC REJECT``) that a transfer not yet connected will not happen."""
+        kind = "SEND" if transfer.direction is Direction.RECEIVE else "GET"
+        with contextlib.suppress(ClientError, ValueError, CtcpError):
+            text = DccReject(kind=kind, name=transfer.offered_name or transfer.name).to_text()
+            await self.client.send(transfer.nick, text, notice=True)
 
     # --- what the peer says (relaychat.client.dccpeer) -----------------------------------------
 
@@ -462,7 +471,10 @@ class DccManager:
         try:
             await coro
         except DccError as exc:
+            tell = job.transfer.state in (State.WAITING, State.CONNECTING)
             self._end(job, State.FAILED, exc.reason)
+            if tell:  # (so the peer does not wait for its timeout)
+                self._background(self._reject(job.transfer))
         except asyncio.CancelledError:
             self._end(job, State.CANCELLED, "cancelled")
             raise

@@ -27,7 +27,7 @@ from relaychat.client.link import describe
 
 __all__ = ["Target", "close_target", "name_complete", "open_source", "open_target"]
 
-_FLAGS = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_FLAGS = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def open_source(path: Path, name: str | None = None) -> tuple[BinaryIO, int, str]:
@@ -43,18 +43,19 @@ def open_source(path: Path, name: str | None = None) -> tuple[BinaryIO, int, str
     Raises:
         DccError: it cannot be read, is not a regular file, or has no usable name.
     """
-    try:
-        file = path.open("rb")
+    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise DccError(f"cannot read {path}: {describe(exc)}") from None
     try:
-        info = os.fstat(file.fileno())
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise DccError(f"{path} is not a regular file")
-        return file, info.st_size, safe_name(name or path.name)
+        offered = safe_name(name or path.name)
     except (DccError, ValueError) as exc:
-        file.close()
+        os.close(fd)
         raise DccError(str(exc)) from None
+    return os.fdopen(fd, "rb"), info.st_size, offered
 
 
 @dataclass(frozen=True, slots=True)

@@ -345,6 +345,7 @@ class _Receiver(asyncio.BufferedProtocol):
         self.last_data = time.monotonic()
         self.error: str | None = None
         self.released = False
+        self.inflight: asyncio.Future[int] | None = None
         self.transport: asyncio.Transport | None = None
         self.result: asyncio.Future[None] = self.loop.create_future()
 
@@ -429,6 +430,7 @@ class _Receiver(asyncio.BufferedProtocol):
         self.writing = True
         fut = self.loop.run_in_executor(None, self._write, batch)
         fut.add_done_callback(self._written)
+        self.inflight = fut
 
     def _write(self, batch: list[bytes | memoryview]) -> int:
         """(In a worker thread.) Write and hash ``batch``; returns the bytes written."""
@@ -547,6 +549,10 @@ async def pull_file(
         watchdog.cancel()
         transport.close()
         proto.release()
+        if proto.inflight is not None and not proto.inflight.done():
+            # Return only once the file is still: a caller may look at it (or resume it).
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(proto.inflight)
 
 
 def _sync_and_digest(fd: int, hasher: Any) -> str:
