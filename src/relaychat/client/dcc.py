@@ -265,7 +265,7 @@ class DccManager:
         job.answer = asyncio.get_running_loop().create_future()
         await self._ctcp(job, offer.to_text(), "the offer")
         if job.listener is not None:
-            conn = await wait_accept(job.listener, cfg.offer_timeout)
+            conn = await wait_accept(job.listener, cfg.offer_timeout, t.nick)
             job.listener = None
         else:
             reply = await self._answer(job, "connect")
@@ -364,7 +364,7 @@ class DccManager:
             )
             t.state = State.WAITING
             await self._ctcp(job, reply.to_text(), "the answer to the passive offer")
-            conn = await wait_accept(job.listener, cfg.offer_timeout)
+            conn = await wait_accept(job.listener, cfg.offer_timeout, t.nick)
             job.listener = None
         else:
             t.state = State.CONNECTING

@@ -79,7 +79,7 @@ def listen(host: str, port_range: tuple[int, int] | None) -> socket.socket:
     raise DccError(f"cannot listen on {where}: {reason}")
 
 
-async def wait_accept(sock: socket.socket, timeout: float) -> socket.socket:
+async def wait_accept(sock: socket.socket, timeout: float, who: str = "the peer") -> socket.socket:
     """Wait for one connection to ``sock`` (then closed: one transfer, one connection).
 
     Raises:
@@ -89,7 +89,7 @@ async def wait_accept(sock: socket.socket, timeout: float) -> socket.socket:
     try:
         conn, _ = await asyncio.wait_for(loop.sock_accept(sock), timeout)
     except TimeoutError:
-        raise DccError(f"the peer did not connect within {timeout:g} s") from None
+        raise DccError(f"{who} did not connect within {timeout:g} s") from None
     except OSError as exc:
         raise DccError(f"accepting the connection failed: {describe(exc)}") from None
     finally:
