@@ -10,12 +10,13 @@ and the IRC round trips are not counted. Cases:
 - ``lib-asyncio`` / ``lib-uvloop``: both ends in one process through the library, on each
   loop (uvloop has no ``loop.sendfile``: the sender reads ahead in a thread instead);
 - ``to-irssi`` / ``from-irssi``: ``send-file`` to irssi (``dcc_autoget``), and irssi's
-  ``/dcc send`` to ``receive-files`` (irssi in tmux; skipped when either is missing).
+  ``/dcc send`` to ``receive-files`` (irssi in tmux; skipped when either is missing);
+- ``to-weechat`` / ``from-weechat``: the same with ``weechat-headless``.
 
 The receiving side always hashes (SHA-256) and syncs the file; runs share the machine with
 whatever else runs, so take the best of ``--repeat`` runs.
 
-    .venv/bin/python benchmarks/dcc_rates.py --size 200 --repeat 3
+    .venv/bin/python benchmarks/dcc_rates.py --size 200 --repeat 3 [--dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -175,17 +176,91 @@ async def case_from_irssi(server: ServerProcess, scratch: Path, source: Path) ->
     return await with_irssi(server, scratch, body)
 
 
+async def with_weechat(
+    server: ServerProcess, scratch: Path, body: Callable[[Path, Path], Awaitable[float]]
+) -> float:
+    from tests.e2e.test_dcc_weechat import WEECHAT, until_online
+
+    home, down = scratch / "weechat", scratch / "wee-down"
+    for d in (home, down):
+        d.mkdir()
+    setup = ";".join(
+        [
+            "/set fifo.file.enabled on",
+            "/set xfer.file.auto_accept_files on",
+            f"/set xfer.file.download_path {down}",
+            f"/server add bench {server.host}/{server.port} -notls -nicks=weebench",
+            "/connect bench",
+        ]
+    )
+    assert WEECHAT is not None
+    wee = await asyncio.create_subprocess_exec(
+        WEECHAT, "--dir", str(home), "--run-command", setup,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    fifo = home / f"weechat_fifo_{wee.pid}"
+    try:
+        await until_online(server, "weebench")
+        return await body(fifo, down)
+    finally:
+        with contextlib.suppress(OSError):
+            fifo.write_text("core.weechat */quit\n")
+        try:
+            await asyncio.wait_for(wee.wait(), 10)
+        except TimeoutError:
+            wee.kill()
+            await wee.wait()
+
+
+async def case_to_weechat(server: ServerProcess, scratch: Path, source: Path) -> float:
+    async def body(fifo: Path, down: Path) -> float:
+        env = env_for(scratch)
+        where = f"{server.host}:{server.port}"
+        send = await relaychat(
+            env, "send-file", where, "weebench", str(source), "--nick", "alice", "-q"
+        )
+        out, err = await send.communicate()
+        if send.returncode != 0:
+            raise RuntimeError(err.decode())
+        return float(json.loads(out)["seconds"])
+
+    return await with_weechat(server, scratch, body)
+
+
+async def case_from_weechat(server: ServerProcess, scratch: Path, source: Path) -> float:
+    async def body(fifo: Path, down: Path) -> float:
+        env = env_for(scratch)
+        inbox = scratch / "inbox"
+        inbox.mkdir()
+        where = f"{server.host}:{server.port}"
+        recv = await relaychat(
+            env, "receive-files", where, "--nick", "bob", "--dir", str(inbox), "--count", "1", "-q"
+        )
+        await asyncio.sleep(1.0)
+        fifo.write_text(f"irc.server.bench */dcc send bob {source}\n")
+        out, err = await recv.communicate()
+        if recv.returncode != 0:
+            raise RuntimeError(err.decode())
+        return float(json.loads(out)["seconds"])
+
+    return await with_weechat(server, scratch, body)
+
+
 CASES = {
     "cli": case_cli,
     "lib-asyncio": case_lib,
     "lib-uvloop": case_lib,
     "to-irssi": case_to_irssi,
     "from-irssi": case_from_irssi,
+    "to-weechat": case_to_weechat,
+    "from-weechat": case_from_weechat,
 }
 
 
-async def run_case(name: str, size: int) -> float:
-    scratch = Path(tempfile.mkdtemp(prefix="dcc-bench-"))
+async def run_case(name: str, size: int, where: str | None = None) -> float:
+    scratch = Path(tempfile.mkdtemp(prefix="dcc-bench-", dir=where))
     try:
         source = scratch / "payload.bin"
         random_file(source, size)
@@ -203,28 +278,37 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=200, help="MiB per transfer (default 200)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the best counts")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
+    parser.add_argument(
+        "--dir", help="where the files are written (default: the temp dir; /dev/shm: no disk)"
+    )
     args = parser.parse_args()
     have_irssi = shutil.which("irssi") and shutil.which("tmux")
+    have_weechat = shutil.which("weechat-headless")
     results: dict[str, dict[str, float]] = {}
     for name in args.cases.split(","):
         if "irssi" in name and not have_irssi:
             print(f"{name}: skipped (irssi and tmux are needed)")
+            continue
+        if "weechat" in name and not have_weechat:
+            print(f"{name}: skipped (weechat-headless is needed)")
             continue
         times = []
         for _ in range(args.repeat):
             if name == "lib-uvloop":
                 import uvloop
 
-                took = uvloop.run(run_case(name, args.size * MiB))
+                took = uvloop.run(run_case(name, args.size * MiB, args.dir))
             else:
-                took = asyncio.run(run_case(name, args.size * MiB))
+                took = asyncio.run(run_case(name, args.size * MiB, args.dir))
             times.append(took)
         best = min(times)
         rate = args.size / best
         results[name] = {"best_seconds": round(best, 3), "mib_per_s": round(rate, 1)}
         runs = ", ".join(f"{args.size / t:.0f}" for t in times)
         print(f"{name:12} {args.size} MiB: best {best:.2f} s = {rate:.0f} MiB/s  (runs: {runs})")
-    print(json.dumps({"size_mib": args.size, "cpus": os.cpu_count(), "results": results}))
+    load = os.getloadavg()[0]
+    summary = {"size_mib": args.size, "cpus": os.cpu_count(), "load": load, "results": results}
+    print(json.dumps(summary))
     return 0
 
 
