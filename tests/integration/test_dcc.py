@@ -548,3 +548,16 @@ async def test_acknowledgements_across_the_4_gib_wrap(tmp_path: Path) -> None:
         fh.seek(start)
         assert fh.read() == tail
     assert target.stat().st_size == size
+
+
+async def test_a_passive_answer_cannot_aim_us_at_a_service(server: Server, tmp_path: Path) -> None:
+    source = tmp_path / "f.txt"
+    source.write_bytes(b"data")
+    mallory = await RawPeer.open(server)
+    async with person(server, "alice") as (_, alice):
+        sent = await alice.send("mallory", source, passive=True)
+        match = await mallory.irc.expect(r"PRIVMSG mallory :\x01DCC SEND f\.txt \S+ 0 4 (\d+)\x01")
+        await mallory.ctcp("alice", f"DCC SEND f.txt 2130706433 25 4 {match.group(1)}")
+        with pytest.raises(DccError, match="unusable address: port 25 is below 1024"):
+            await alice.wait(sent, TIMEOUT)
+    await mallory.close()

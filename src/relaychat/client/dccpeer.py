@@ -18,6 +18,7 @@ from relaychat.client.dccstate import (
     DccRefused,
     Direction,
     State,
+    check_address,
     check_offer,
     safe_name,
 )
@@ -49,10 +50,14 @@ def on_dcc(m: DccManager, ev: Ctcp) -> None:
         return
     elif isinstance(msg, DccResume):
         _on_resume(m, nick, msg)
-    elif msg.token is not None and msg.port != 0:
+    elif msg.token is not None and msg.port != 0:  # the answer to a passive offer of ours
         job = _find(m, nick, Direction.SEND, token=msg.token, passive=True)
         if job is not None and job.answer is not None and not job.answer.done():
-            job.answer.set_result(msg)
+            problem = check_address(msg.host, msg.port, m.config)
+            if problem is not None:
+                m._end(job, State.FAILED, f"{nick} answered with an unusable address: {problem}")
+            else:
+                job.answer.set_result(msg)
     else:
         _on_offer(m, ev, msg)
 

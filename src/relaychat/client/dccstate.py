@@ -51,6 +51,7 @@ __all__ = [
     "State",
     "Transfer",
     "ack_bytes",
+    "check_address",
     "check_offer",
     "format_eta",
     "format_rate",
@@ -490,18 +491,25 @@ class Transfer:
 def check_offer(offer: DccSend, config: DccConfig) -> str | None:
     """Why an incoming offer must be refused, or ``None`` when it may be shown to the user.
 
-    Checks the size bound and the address (a classic offer must name a usable unicast address
-    and, unless ``allow_low_ports``, a port from 1024 up). The name is checked by
-    :func:`safe_name`.
+    Checks the size bound and, for a classic offer, the address (:func:`check_address`). The
+    name is checked by :func:`safe_name`.
     """
     if offer.size > config.max_size:
         return f"{format_size(offer.size)} is over the limit of {format_size(config.max_size)}"
-    if not offer.passive:
-        ip = ipaddress.ip_address(offer.host)
-        if ip.is_unspecified or ip.is_multicast or (ip.version == 4 and ip.is_reserved):
-            return f"{offer.host} is not an address one can connect to"
-        if offer.port < 1024 and not config.allow_low_ports:
-            return f"port {offer.port} is below 1024 (allow_low_ports is off)"
+    return None if offer.passive else check_address(offer.host, offer.port, config)
+
+
+def check_address(host: str, port: int, config: DccConfig) -> str | None:
+    """Why we must not connect to ``host``:``port`` as a peer said, or ``None``.
+
+    The address must be unicast and usable, and the port from 1024 up unless
+    ``allow_low_ports`` (a peer could aim our connection at a service such as SMTP).
+    """
+    ip = ipaddress.ip_address(host)
+    if ip.is_unspecified or ip.is_multicast or (ip.version == 4 and ip.is_reserved):
+        return f"{host} is not an address one can connect to"
+    if port < 1024 and not config.allow_low_ports:
+        return f"port {port} is below 1024 (allow_low_ports is off)"
     return None
 
 
