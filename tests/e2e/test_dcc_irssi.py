@@ -162,3 +162,39 @@ async def test_receive_files_gets_irssis_dcc_send(tmp_path: Path) -> None:
         if tmux is not None:
             await tmux.kill()
         await server.stop()
+
+
+async def test_chat_sends_20_mib_to_irssi(tmp_path: Path) -> None:
+    """The issue's "done when": alice in `relaychat chat` sends bob on irssi a 20 MiB file."""
+    from relaychat.client import Client
+    from relaychat.tui.app import ChatApp
+    from relaychat.tui.model import LinkState
+    from tests.e2e.test_tui import FAST, submit, texts, until
+
+    server = await ServerProcess.start()
+    tmux: Tmux | None = None
+    try:
+        tmux, down, _ = await start_irssi(tmp_path, server)
+        source = tmp_path / "twenty.bin"
+        source.write_bytes(os.urandom(20 * 1024 * 1024))
+        client = Client(server.host, server.port, nick="alice", **FAST)
+        app = ChatApp(client, lag_interval=0.5)
+        async with app.run_test(size=(110, 30)) as pilot:
+            try:
+                await until(pilot, lambda: app.status.state is LinkState.CONNECTED, "connected")
+                await submit(pilot, f"/dcc send {NICK} {source}")
+                buf = app.state.get(NICK)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + TIMEOUT * 6
+                while not any(t.startswith("sent twenty.bin") for t in texts(buf)):
+                    assert loop.time() < deadline, texts(buf)
+                    await pilot.pause(0.05)
+            finally:
+                await client.close(timeout=1.0)
+        received = down / "twenty.bin"
+        await tmux.wait_screen(r"DCC received file", TIMEOUT * 2)
+        assert sha256(received) == sha256(source)
+    finally:
+        if tmux is not None:
+            await tmux.kill()
+        await server.stop()
