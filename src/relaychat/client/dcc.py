@@ -134,8 +134,12 @@ class DccManager:
             self._task = asyncio.get_running_loop().create_task(self._listen(events))
 
     async def close(self) -> None:
-        """Cancel every transfer not finished and stop; the event streams end."""
+        """Cancel every transfer not finished and stop; the event streams end. Peers waiting
+        for an answer are told (``DCC REJECT``)."""
+        waiting = (State.OFFERED, State.WAITING, State.CONNECTING)
         for job in list(self._jobs.values()):
+            if job.transfer.state in waiting:
+                await self._reject(job.transfer)
             if not job.transfer.state.final:
                 self._end(job, State.CANCELLED, "closed")
         for job in list(self._jobs.values()):

@@ -196,19 +196,19 @@ async def push_file(
     loop = asyncio.get_running_loop()
     acks = AckTracker(start)
     transport: asyncio.Transport
-    transport, proto = await loop.connect_accepted_socket(
-        lambda: _Sender(acks, lambda: on_progress(acks.acked)), sock
-    )
+    on_ack: Callable[[], None] = (lambda: None) if turbo else (lambda: on_progress(acks.acked))
+    transport, proto = await loop.connect_accepted_socket(lambda: _Sender(acks, on_ack), sock)
     transport.set_write_buffer_limits(high=4 * chunk_size)
     proto.sent = start
-    sent_cb: Progress = on_progress if turbo else (lambda pos: None)
+    sent_cb: Progress = on_progress if turbo else (lambda pos: None)  # (turbo: no acks)
     try:
         if start < size:
             await _stream(
                 loop, transport, proto, file, start, size, stall_timeout, chunk_size, sent_cb
             )
-        if turbo:
-            await _wait(proto, lambda: proto.eof or proto.lost is not None, stall_timeout, size)
+        if turbo:  # done when the receiver closes (or acknowledges it all, if it does)
+            await _wait(proto, lambda: proto.eof or acks.acked >= size, stall_timeout, size)
+            on_progress(size)
         else:
             await _wait(proto, lambda: acks.acked >= size, stall_timeout, size)
     except BaseException:
