@@ -33,6 +33,7 @@ __all__ = [
     "Config",
     "History",
     "Http",
+    "Idempotency",
     "Limits",
     "Metadata",
     "Oper",
@@ -153,6 +154,19 @@ class Metadata:
 
 
 @dataclass(frozen=True, slots=True)
+class Idempotency:
+    """Exactly-once sending: repeats of a message's idempotency key are not relayed again."""
+
+    enabled: bool = _opt(
+        True, "offer relaychat.dev/idempotency (needs history: the keys are kept with it)"
+    )
+    window: float = _opt(600.0, "seconds a message's idempotency key is remembered")
+    max_keys: int = _opt(
+        100_000, "keys held in memory (past it, the history store is asked on a miss)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Oper:
     """An IRC operator account: ``OPER <name> <password>``; the password is stored hashed."""
 
@@ -196,6 +210,7 @@ class Config:
     accounts: Accounts = field(default_factory=Accounts)
     http: Http = field(default_factory=Http)
     metadata: Metadata = field(default_factory=Metadata)
+    idempotency: Idempotency = field(default_factory=Idempotency)
     opers: tuple[Oper, ...] = ()
 
     def data_path(self) -> Path:
@@ -313,6 +328,7 @@ SECTIONS: dict[str, type[Any]] = {
     "accounts": Accounts,
     "http": Http,
     "metadata": Metadata,
+    "idempotency": Idempotency,
 }
 
 
@@ -452,6 +468,11 @@ def validate(config: Config) -> None:
             raise ConfigError(f"metadata.{key}", "must be at least 1")
     if meta.set_rate <= 0:
         raise ConfigError("metadata.set_rate", "must be greater than 0")
+    idem = config.idempotency
+    if idem.window <= 0:
+        raise ConfigError("idempotency.window", "must be greater than 0")
+    if idem.max_keys < 1:
+        raise ConfigError("idempotency.max_keys", "must be at least 1")
     if config.announce not in ("auto", "on", "off"):
         raise ConfigError("announce", f"{config.announce!r} is not auto, on or off")
     if not 0 <= config.plain_port <= 65535:

@@ -466,6 +466,8 @@ def test_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     for column in ("lines", "redacts", "redacted"):
         db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
     db.execute("DROP TABLE read_markers")
+    for table in ("idem_keys", "idem_secret"):  # version 5's
+        db.execute(f"DROP TABLE {table}")
     db.execute("UPDATE schema_version SET version = 1")
     db.execute(
         "UPDATE conversations SET count = (SELECT COUNT(*) FROM messages m"

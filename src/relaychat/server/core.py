@@ -28,10 +28,13 @@ from relaychat.protocol.servertime import format_server_time
 from relaychat.protocol.tags import escape_value
 from relaychat.server.caps import offered, profile_of
 from relaychat.server.effects import Peer
+from relaychat.server.idempotency import CAP as IDEMPOTENCY_CAP
+from relaychat.server.idempotency import KeyIndex
 from relaychat.server.isupport import BOT_MODE
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User, WhowasEntry
 from relaychat.store.base import HistoryStore
+from relaychat.store.keys import KeyStore
 
 __all__ = ["ACCOUNT_HOOKS", "COMMANDS", "Command", "Handler", "Replies", "ServerCore", "command"]
 
@@ -209,6 +212,8 @@ class ServerCore:
         self._next_id = 1
         #: Where relayed messages are kept (store/base.py); ``None`` keeps no history.
         self.history: HistoryStore | None = None
+        #: Idempotency keys (server/idempotency.py); ``None`` until enable_idempotency.
+        self.keys: KeyIndex | None = None
         #: Called by ``tick(now)`` after keepalive: optional parts' timers (nick protection...).
         self.tick_hooks: list[Callable[[float], None]] = []
         #: Capabilities contributed by optional parts (sasl, chathistory), name -> 302 value.
@@ -226,6 +231,13 @@ class ServerCore:
     def offered_caps(self) -> dict[str, str]:
         """Every capability offered now, with its CAP LS 302 value."""
         return offered(self.config, self.extra_caps)
+
+    def enable_idempotency(self, store: KeyStore) -> None:
+        """Deduplicate keyed messages (``relaychat.dev/idempotency``), keeping keys in ``store``
+        (the history store: keys live with the messages they relayed)."""
+        cfg = self.config.idempotency
+        self.keys = KeyIndex(store, window=cfg.window, max_keys=cfg.max_keys, now=self.now)
+        self.extra_caps[IDEMPOTENCY_CAP] = self.keys.cap_value
 
     def set_caps(self, user: User, caps: set[str]) -> None:
         """Replace ``user``'s capabilities and recompute its tag profile."""

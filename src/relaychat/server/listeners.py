@@ -80,12 +80,15 @@ class Server:
             from relaychat.store.sqlite import open_history
 
             # history.db under the data directory; StoreError (one line, exit 2) if unusable.
-            self.core.history = open_history(config)
+            history = open_history(config)
+            self.core.history = history
             self.core.extra_caps["draft/chathistory"] = ""
             # Caps that need the store: redaction (commands/redaction.py) and read markers.
             self.core.extra_caps["draft/message-redaction"] = ""
             if config.history.max_read_markers > 0:
                 self.core.extra_caps["draft/read-marker"] = ""
+            if config.idempotency.enabled:  # keys live with history (store/keys.py)
+                self.core.enable_idempotency(history)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

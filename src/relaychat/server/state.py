@@ -61,6 +61,7 @@ class User:
         "connected_at",
         "host",
         "id",
+        "idem_id",
         "invited",
         "ip",
         "key",
@@ -107,6 +108,7 @@ class User:
         self.caps: set[str] = set()
         self.profile = 0  # tag profile derived from caps (server/caps.py)
         self.account: str | None = None  # the account logged in to, if any
+        self.idem_id: str | None = None  # sender identity for idempotency keys, when no account
         self.certfp: str | None = None  # SHA-256 of the TLS client certificate, hex
         self.modes: set[str] = set()
         self.channels: dict[str, Channel] = {}

@@ -1,14 +1,17 @@
 """MemoryHistory: the history interface kept in memory, for tests (and nothing durable).
 
-It follows every rule of ``store/base.py`` except durability: ``commit_pending`` only marks the
-records as written. Thread-safe: one lock around everything, held briefly.
+It follows every rule of ``store/base.py`` (and ``store/keys.py``) except durability:
+``commit_pending`` only marks the records as written. Thread-safe: one lock around everything,
+held briefly.
 """
 
 from __future__ import annotations
 
 import bisect
+import secrets
 import threading
 import time as _time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from relaychat.store.base import (
@@ -23,6 +26,7 @@ from relaychat.store.base import (
     select,
     select_redactions,
 )
+from relaychat.store.keys import KeyRecord
 
 __all__ = ["MemoryHistory"]
 
@@ -50,6 +54,8 @@ class MemoryHistory:
         self._by_key: dict[str, list[Entry]] = {}
         self._by_msgid: dict[str, Entry] = {}
         self._trimmed: dict[str, Position] = {}
+        self._keys: dict[tuple[str, str], KeyRecord] = {}  # (sender, key) -> record
+        self._secret = secrets.token_bytes(32)
         #: How many commits ran (tests check the group commit through it).
         self.commits = 0
 
@@ -57,18 +63,22 @@ class MemoryHistory:
 
     def append(self, message: StoredMessage) -> None:
         """Keep ``message`` (see :meth:`HistoryStore.append`)."""
-        ms = int(message.time * 1000)
         with self._lock:
-            if ms < self._last_ms:
-                ms = self._last_ms
-            self._last_ms = ms
-            self._seq += 1
-            entry = Entry(ms, self._seq, message)
-            self._by_key.setdefault(message.key, []).append(entry)
-            self._by_msgid[message.msgid] = entry
-            self._pending += 1
-            if message.redacts is not None:
-                self._redact(message.key, message.redacts)
+            self._add(message)
+
+    def _add(self, message: StoredMessage) -> None:
+        """Number and keep ``message`` (the lock is held)."""
+        ms = int(message.time * 1000)
+        if ms < self._last_ms:
+            ms = self._last_ms
+        self._last_ms = ms
+        self._seq += 1
+        entry = Entry(ms, self._seq, message)
+        self._by_key.setdefault(message.key, []).append(entry)
+        self._by_msgid[message.msgid] = entry
+        self._pending += 1
+        if message.redacts is not None:
+            self._redact(message.key, message.redacts)
 
     def _redact(self, key: str, msgid: str) -> None:
         """Mark ``msgid`` of ``key`` redacted: its text and tags go (lock held)."""
@@ -192,6 +202,41 @@ class MemoryHistory:
                 if not entries:
                     del self._by_key[key]
         return deleted
+
+    # --- idempotency keys (store/keys.py) ----------------------------------------------------
+
+    def key_secret(self) -> bytes:
+        """This store's token secret (random per instance: nothing here outlives the process)."""
+        return self._secret
+
+    def append_keyed(self, record: KeyRecord, messages: Sequence[StoredMessage]) -> None:
+        """Keep ``record`` and its ``messages`` together (see :meth:`KeyStore.append_keyed`)."""
+        with self._lock:
+            for message in messages:
+                self._add(message)
+            self._keys[(record.sender, record.key)] = record
+            self._pending += 1
+
+    def recall_key(self, sender: str, key: str, since: float) -> KeyRecord | None:
+        """The record of ``(sender, key)`` from ``since`` on (see :meth:`KeyStore.recall_key`)."""
+        with self._lock:
+            record = self._keys.get((sender, key))
+        return record if record is not None and record.time >= since else None
+
+    def recent_keys(self, since: float, limit: int) -> list[tuple[str, str, float]]:
+        """The newest records from ``since`` on (see :meth:`KeyStore.recent_keys`)."""
+        with self._lock:
+            found = [(r.sender, r.key, r.time) for r in self._keys.values() if r.time >= since]
+        found.sort(key=lambda item: item[2], reverse=True)
+        return found[:limit]
+
+    def prune_keys(self, before: float) -> int:
+        """Forget the records older than ``before`` (see :meth:`KeyStore.prune_keys`)."""
+        with self._lock:
+            old = [k for k, r in self._keys.items() if r.time < before]
+            for k in old:
+                del self._keys[k]
+        return len(old)
 
     def close(self) -> None:
         """Nothing to release."""

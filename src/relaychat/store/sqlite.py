@@ -1,8 +1,9 @@
 """SqliteHistory: the server's history, in one embedded SQLite file (stdlib ``sqlite3``).
 
-The store is three modules: this one buffers, commits and reads messages;
+The store is four modules: this one buffers, commits and reads messages;
 ``sqlite_schema.py`` owns the file's layout, its opening and its migrations (and the epochs
-of rule 6); ``sqlite_retention.py`` owns retention, counts and checkpoints (rules 5 and 7).
+of rule 6); ``sqlite_retention.py`` owns retention, counts and checkpoints (rules 5 and 7);
+``sqlite_keys.py`` owns the idempotency keys, which the group commit writes with the messages.
 
 Rules (on top of ``store/base.py``):
 1. ``append`` runs on the event loop: it takes a lock, numbers the message and buffers it. No I/O.
@@ -62,6 +63,8 @@ from relaychat.store.base import (
     select,
     select_redactions,
 )
+from relaychat.store.keys import KeyRecord
+from relaychat.store.sqlite_keys import KeyTable
 from relaychat.store.sqlite_retention import CHECKPOINT_EVERY, CHUNK, Retention
 from relaychat.store.sqlite_schema import (
     EPOCH_SHIFT,
@@ -122,10 +125,11 @@ def open_history(config: Config) -> SqliteHistory:
         max_age_days=hist.max_age_days,
         max_per_target=hist.max_per_target,
         max_read_markers=hist.max_read_markers,
+        key_window=config.idempotency.window,
     )
 
 
-class SqliteHistory(Retention):
+class SqliteHistory(KeyTable, Retention):
     """History in a SQLite file (see the module rules).
 
     Args:
@@ -136,6 +140,7 @@ class SqliteHistory(Retention):
         maintenance_interval: seconds between retention runs in the maintenance thread, or
             ``None`` for no thread (call :meth:`prune` yourself; SQLite then checkpoints the WAL
             itself, during commits).
+        key_window: seconds idempotency keys are kept (older ones are pruned).
 
     Raises:
         StoreError: the file cannot be opened, is not a database, or has a newer schema.
@@ -149,8 +154,10 @@ class SqliteHistory(Retention):
         max_per_target: int = 0,
         max_read_markers: int = 1000,
         maintenance_interval: float | None = 60.0,
+        key_window: float = 600.0,
     ) -> None:
         self.path = Path(path)
+        self.key_window = key_window
         self.max_age_days = max_age_days
         self.max_per_target = max_per_target
         self.max_read_markers = max_read_markers
@@ -163,6 +170,8 @@ class SqliteHistory(Retention):
         #: Read markers waiting for / being written by a commit: (owner, target) -> time_ms.
         self._markers: dict[tuple[str, str], int] = {}
         self._markers_inflight: dict[tuple[str, str], int] = {}
+        self._pending_keys: list[KeyRecord] = []  # idempotency keys (sqlite_keys.py)
+        self._inflight_keys: list[KeyRecord] = []
         #: Conversation keys known to have their ``conversations`` row (written by this process).
         self._known: set[str] = set()
         self._closed = False
@@ -191,14 +200,18 @@ class SqliteHistory(Retention):
 
     def append(self, message: StoredMessage) -> None:
         """Buffer ``message`` for the next commit (see :meth:`HistoryStore.append`)."""
-        ms = int(message.time * 1000)
         with self._lock:
-            if ms < self._last_ms:
-                ms = self._last_ms  # the clock went back: keep time order = relay order
-            else:
-                self._last_ms = ms
-            self._n += 1
-            self._pending.append(Entry(ms, self._base + self._n, message))
+            self._enqueue(message)
+
+    def _enqueue(self, message: StoredMessage) -> None:
+        """Number and buffer ``message`` (the caller holds ``_lock``)."""
+        ms = int(message.time * 1000)
+        if ms < self._last_ms:
+            ms = self._last_ms  # the clock went back: keep time order = relay order
+        else:
+            self._last_ms = ms
+        self._n += 1
+        self._pending.append(Entry(ms, self._base + self._n, message))
 
     def set_read_marker(self, owner: str, target: str, time_ms: int) -> None:
         """Buffer a read marker (see :meth:`HistoryStore.set_read_marker`)."""
@@ -208,7 +221,7 @@ class SqliteHistory(Retention):
 
     def has_pending(self) -> bool:
         """Whether records wait for :meth:`commit_pending`."""
-        return bool(self._pending or self._markers)
+        return bool(self._pending or self._markers or self._pending_keys)
 
     def commit_pending(self) -> None:
         """Write every buffered record in one transaction. Blocking (a worker thread's job).
@@ -218,17 +231,20 @@ class SqliteHistory(Retention):
         """
         with self._write_lock:
             with self._lock:
-                batch, markers = self._pending, self._markers
-                if (not batch and not markers) or self._closed:
+                batch, markers, keys = self._pending, self._markers, self._pending_keys
+                if (not batch and not markers and not keys) or self._closed:
                     return
-                self._pending, self._markers = [], {}
+                self._pending, self._markers, self._pending_keys = [], {}, []
                 self._inflight, self._markers_inflight = batch, markers
+                self._inflight_keys = keys
             try:
                 self._write(batch)
             except BaseException:
                 with self._lock:
                     self._inflight, self._markers_inflight = [], {}
+                    self._inflight_keys = []
                     self._pending = batch + self._pending
+                    self._pending_keys = keys + self._pending_keys
                     for k, ms in markers.items():
                         if ms > self._markers.get(k, -1):
                             self._markers[k] = ms
@@ -239,11 +255,13 @@ class SqliteHistory(Retention):
                 raise
             with self._lock:
                 self._inflight, self._markers_inflight = [], {}
+                self._inflight_keys = []
                 self.commits += 1
                 self.committed += len(batch)
 
     def _write(self, batch: Sequence[Entry]) -> None:
-        """One transaction: ``batch``, the redactions among it, and the read markers in flight."""
+        """One transaction: ``batch``, the redactions among it, the read markers and the
+        idempotency keys in flight (``sqlite_keys.py``)."""
         markers = self._markers_inflight
         known = self._known
         rows = [
@@ -284,6 +302,7 @@ class SqliteHistory(Retention):
                     if count > self.max_read_markers:
                         excess = count - self.max_read_markers
                         db.execute(_TRIM_MARKERS, (owner, owner, excess))
+            self._write_keys(db, self._inflight_keys)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

@@ -25,6 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
 from relaychat.store.sqlite_schema import conversation_row
 
@@ -55,6 +56,7 @@ class Retention:
     _maint_lock: threading.Lock
     _stop: threading.Event
     _closed: bool
+    prune_keys: Callable[[], int]  # expired idempotency keys (sqlite_keys.py)
 
     def prune(self, now: float | None = None) -> int:
         """Apply retention until nothing more is due (see :meth:`HistoryStore.prune`).
@@ -186,9 +188,11 @@ class Retention:
         retain = bool(self.max_age_days or self.max_per_target)
         next_prune = time.monotonic()  # once at start, then every interval
         while True:
-            if retain and time.monotonic() >= next_prune:
+            if time.monotonic() >= next_prune:
                 try:
-                    self.prune()
+                    if retain:
+                        self.prune()
+                    self.prune_keys()
                 except Exception:  # keep serving; try again next time
                     log.exception("history retention failed")
                 next_prune = time.monotonic() + interval

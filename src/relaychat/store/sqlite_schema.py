@@ -36,12 +36,19 @@ different branches compose in numeric order); none rewrites a row:
              + redacted INTEGER   1 once redacted (text and tags are cleared)
                                   index (key, time_ms) WHERE redacts IS NOT NULL
     read_markers(owner, target, time_ms)   PK (owner, target); owner: the folded account
+
+- 5 (:func:`_step_5`): idempotency keys (``store/keys.py``, ``sqlite_keys.py``)::
+
+    idem_keys(sender, key, time_ms, source, command, text, tags, sent)   PK (sender, key)
+                                          index (time_ms)
+    idem_secret(secret)                   one row: the server's token secret
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -63,7 +70,7 @@ __all__ = [
 
 log = logging.getLogger("relaychat.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: ``seq`` is ``epoch << EPOCH_SHIFT | n`` (rule 3).
 EPOCH_SHIFT = 40
 
@@ -112,6 +119,8 @@ STEP_4 = (
         PRIMARY KEY (owner, target)
     ) WITHOUT ROWID""",
 )
+
+
 
 
 class Connections(NamedTuple):
@@ -195,6 +204,8 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
                 _migrate_v1(db)
         if version < 4:
             _step_4(db)
+        if version < 5:
+            _step_5(db)
         if version < SCHEMA_VERSION:
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             if found is not None:
@@ -226,6 +237,27 @@ def _step_4(db: sqlite3.Connection) -> None:
     rewrites no row), the partial index of REDACT records, and the read markers table."""
     for statement in STEP_4:
         db.execute(statement)
+
+
+def _step_5(db: sqlite3.Connection) -> None:
+    """Step 5, inside the opening transaction: the idempotency keys table (``sqlite_keys.py``)
+    and the token secret, made once here."""
+    db.execute(
+        """CREATE TABLE idem_keys (
+            sender TEXT NOT NULL,
+            key TEXT NOT NULL,
+            time_ms INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            command TEXT NOT NULL,
+            text TEXT NOT NULL,
+            tags TEXT,
+            sent TEXT NOT NULL,
+            PRIMARY KEY (sender, key)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX idem_keys_by_time ON idem_keys (time_ms)")
+    db.execute("CREATE TABLE idem_secret (secret BLOB NOT NULL)")
+    db.execute("INSERT INTO idem_secret (secret) VALUES (?)", (secrets.token_bytes(32),))
 
 
 def conversation_row(key: str) -> tuple[str, str | None, str | None]:

@@ -3,6 +3,9 @@ AWAY (§4.1, with IRCv3 away-notify).
 
 PRIVMSG is the hot path: one dict lookup per target, one serialisation per tag profile, the same
 bytes to every member; the message is handed to history before anyone is sent it.
+
+A message carrying an idempotency key (``server/idempotency.py``) from a sender that negotiated
+``relaychat.dev/idempotency`` is relayed once: a repeat of its key gets the first answer again.
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from __future__ import annotations
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.protocol.servertime import format_server_time
 from relaychat.server.caps import MSGTAGS
 from relaychat.server.commands.channels import refusal, targets
 from relaychat.server.commands.multiline import collect
 from relaychat.server.commands.params import fit
 from relaychat.server.commands.typing_tag import allow as typing_allowed
 from relaychat.server.core import Replies, ServerCore, command
+from relaychat.server.idempotency import CAP, MAX_KEY_LEN, TAG, sender_of, valid_key
 from relaychat.server.relay import Relay
 from relaychat.server.state import User
 from relaychat.store.base import StoredMessage, conversation_key
+from relaychat.store.keys import KeyRecord
 
 __all__ = ["post_internal"]
 
@@ -58,10 +64,19 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
     client_tags = _client_tags(msg)
     if tagmsg and client_tags is None:
         return  # nothing to relay
+    key: str | None = None
+    if core.keys is not None and msg.tags and CAP in user.caps:
+        key = msg.tags.get(TAG)
+        if key is not None and not _keyed_first(core, user, key, verb, params[0], out):
+            return
     user.last_active = core.now
     echo = "echo-message" in user.caps
     history = core.history
     typing_interval = core.config.limits.typing_interval
+    # With a key, what is relayed is remembered, and stored with the key in one step.
+    sent: list[tuple[str, str]] = []
+    keep: list[StoredMessage] = []
+    store = keep.append if key is not None else history.append if history is not None else None
     for target in targets(core, params[0], out, quiet=quiet):
         if tagmsg and not typing_allowed(
             user, target, client_tags or {}, core.now, typing_interval
@@ -86,8 +101,10 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
             shown = status + channel.name if status else channel.name
             event = _event(core, user, verb, shown, text, client_tags)
             # TAGMSG (typing notifications...) is not history: it would push messages out.
-            if history is not None and not status and not tagmsg:
-                history.append(_stored(core, user, event, channel.key, verb, shown, text))
+            if store is not None and history is not None and not status and not tagmsg:
+                store(_stored(core, user, event, channel.key, verb, shown, text))
+            if key is not None:
+                sent.append((shown, event.msgid))
             line = event.line
             if status:
                 for other, ms in channel.members.items():
@@ -117,11 +134,13 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                     out.numeric(N.ERR_NOSUCHNICK, target)
                 continue
             event = _event(core, user, verb, dest.nick, text, client_tags)
-            if history is not None and not tagmsg:
-                key = conversation_key(user.nick, dest.nick)
-                history.append(
-                    _stored(core, user, event, key, verb, dest.nick, text, to_account=dest.account)
+            if store is not None and history is not None and not tagmsg:
+                conv = conversation_key(user.nick, dest.nick)
+                store(
+                    _stored(core, user, event, conv, verb, dest.nick, text, to_account=dest.account)
                 )
+            if key is not None:
+                sent.append((dest.nick, event.msgid))
             if dest is user:
                 # A message to oneself: the delivery, and with echo-message also the echo (the
                 # labeled reply); both carry one msgid, as history keeps it once.
@@ -136,6 +155,37 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                     out.relay(event)
             if verb == "PRIVMSG" and dest.away is not None:
                 out.numeric(N.RPL_AWAY, dest.nick, text=dest.away)
+    if key is not None and sent and core.keys is not None:
+        record = KeyRecord(
+            sender_of(user), key, core.now, user.prefix, verb, text, client_tags or {}, tuple(sent)
+        )
+        core.keys.record(record, keep, core.now)
+
+
+def _keyed_first(
+    core: ServerCore, user: User, key: str, verb: str, target: str, out: Replies
+) -> bool:
+    """Whether a message with idempotency ``key`` is to be relayed: the key is valid and new.
+
+    A bad key is refused with ``FAIL``; a key relayed within the window gets the first answer
+    again (the echo of every copy, same msgid and time, for echo-message; else nothing, which
+    labeled-response turns into ``ACK``).
+    """
+    if not valid_key(key):
+        text = f"Idempotency key must be 1 to {MAX_KEY_LEN} characters of A-Z a-z 0-9 - _"
+        out.standard("FAIL", verb, "INVALID_IDEMPOTENCY_KEY", target, text=text)
+        return False
+    assert core.keys is not None
+    done = core.keys.lookup(sender_of(user), key, core.now)
+    if done is None:
+        return True
+    if "echo-message" in user.caps:
+        stamp = format_server_time(int(done.time * 1000))
+        for shown, msgid in done.sent:
+            line = _line(done.source, done.command, shown, done.text)
+            tags = done.tags or None
+            out.relay(Relay(line, time=stamp, msgid=msgid, account=user.account, client_tags=tags))
+    return False
 
 
 def _event(
@@ -153,15 +203,19 @@ def _event(
     and every part is already valid (the parser refused CR, LF and NUL; names are validated).
     """
     core.messages_relayed += 1
+    return core.relay(user, _line(user.prefix, verb, target, text), client_tags=client_tags)
+
+
+def _line(prefix: str, verb: str, target: str, text: str) -> bytes:
+    """``:prefix VERB target :text`` (no text for TAGMSG), cut to fit 512 bytes."""
     if verb == "TAGMSG":
-        line = f":{user.prefix} TAGMSG {target}\r\n".encode("utf-8", "replace")
-    else:
-        line = f":{user.prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
-        if len(line) > 512:
-            overhead = len(user.prefix.encode()) + len(verb) + len(target.encode()) + 5
-            text = fit(text, overhead)
-            line = f":{user.prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
-    return core.relay(user, line, client_tags=client_tags)
+        return f":{prefix} TAGMSG {target}\r\n".encode("utf-8", "replace")
+    line = f":{prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
+    if len(line) > 512:
+        overhead = len(prefix.encode()) + len(verb) + len(target.encode()) + 5
+        text = fit(text, overhead)
+        line = f":{prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
+    return line
 
 
 def _stored(
