@@ -76,7 +76,7 @@ class Wire:
         self.feed(f"{SRV} CAP * LS :{caps}")
         for line in self.sent():
             if line.startswith("CAP REQ "):
-                self.feed(f"{SRV} CAP * ACK :{line.split()[-1]}")
+                self.feed(f"{SRV} CAP * ACK :{line[8:].removeprefix(':')}")
         self.sent()
         self.feed(
             f"{SRV} 001 {nick} :Welcome to the test IRC Network {nick}!~{nick}@127.0.0.1",
@@ -108,6 +108,9 @@ class TestRegistration:
         w = Wire()
         w.connect()
         w.feed(f"{SRV} CAP * LS * :multi-prefix batch", f"{SRV} CAP * LS :server-time sasl")
+        assert w.sent() == ["CAP REQ :batch server-time"]
+        # All or nothing: refused together, each is asked for on its own.
+        w.feed(f"{SRV} CAP bot NAK :batch server-time")
         assert w.sent() == ["CAP REQ batch", "CAP REQ server-time"]
         w.feed(f"{SRV} CAP bot ACK :batch")
         assert w.sent() == []
@@ -342,10 +345,10 @@ class TestOutbox:
     def test_resend_unconfirmed(self) -> None:
         w = Wire(resend_unconfirmed=True)
         w.register()
-        w.p.send_text("#a", "one", w.now)
+        items = w.p.send_text("#a", "one", w.now)
         w.sent()
         w.p.connection_lost("EOF", w.now)
-        assert w.events() == [Disconnected("EOF", ())]
+        assert w.events() == [Disconnected("EOF", (), items)]
         assert "PRIVMSG #a one" in w.register()
 
     def test_give_up_lists_unsent(self) -> None:
@@ -465,7 +468,8 @@ class TestResume:
         assert "CHATHISTORY AFTER #c msgid=m2 3" in lines
         w.feed(
             ":bot!~bot@h JOIN #c",
-            # A live message overtakes the history reply: it must not come twice.
+            # A live message overtakes the history reply: it is held back, to come once, in
+            # its place in the conversation.
             "@msgid=m4 :amy!a@h PRIVMSG #c :four",
             f"{SRV} BATCH +h1 chathistory #c",
             "@batch=h1;msgid=m2 :amy!a@h PRIVMSG #c :two",
@@ -474,7 +478,7 @@ class TestResume:
             f"{SRV} BATCH -h1",
         )
         got = [(e.text, e.history) for e in w.events() if isinstance(e, Message)]
-        assert got == [("four", False), ("three", True)]
+        assert got == [("three", True)]
         # The page was full (3 messages): the next one is asked for.
         assert "CHATHISTORY AFTER #c msgid=m3b 3" in w.sent()
         w.feed(
@@ -484,8 +488,37 @@ class TestResume:
             f"{SRV} BATCH -h2",
         )
         got = [(e.text, e.history) for e in w.events() if isinstance(e, Message)]
-        assert got == [("five", True)]
+        assert got == [("four", True), ("five", True)]
         assert w.sent() == []  # short page: done
+        w.feed("@msgid=m6 :amy!a@h PRIVMSG #c :six")  # caught up: live again
+        assert [(e.text, e.history) for e in w.events() if isinstance(e, Message)] == [
+            ("six", False)
+        ]
+
+    def test_a_held_message_not_in_the_history_comes_after_it(self) -> None:
+        w = Wire(channels=("#c",))
+        w.register(caps=self.CAPS)
+        w.feed("@msgid=m1 :amy!a@h PRIVMSG #c :one")
+        w.p.connection_lost("EOF", w.now)
+        w.register(caps=self.CAPS)
+        w.feed(
+            "@msgid=m3 :amy!a@h PRIVMSG #c :three",  # relayed after the history was read
+            f"{SRV} BATCH +h chathistory #c",
+            "@batch=h;msgid=m2 :amy!a@h PRIVMSG #c :two",
+            f"{SRV} BATCH -h",
+        )
+        assert [e.text for e in w.events() if isinstance(e, Message)] == ["two", "three"]
+
+    def test_a_refused_resume_lets_held_messages_through(self) -> None:
+        w = Wire(channels=("#c",))
+        w.register(caps=self.CAPS)
+        w.feed("@msgid=m1 :amy!a@h PRIVMSG #c :one")
+        w.p.connection_lost("EOF", w.now)
+        w.register(caps=self.CAPS)
+        w.feed("@msgid=m2 :amy!a@h PRIVMSG #c :two")
+        assert not [e for e in w.events() if isinstance(e, Message)]
+        w.feed(f"{SRV} FAIL CHATHISTORY INVALID_TARGET #c :no")
+        assert [e.text for e in w.events() if isinstance(e, Message)] == ["two"]
 
     def test_without_the_capability_nothing_is_asked(self) -> None:
         w = Wire(channels=("#c",))

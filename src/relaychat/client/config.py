@@ -1,8 +1,9 @@
 """The client's settings: one frozen :class:`ClientConfig`.
 
 Host, port and nick come from arguments or from the environment (``RELAYCHAT_HOST``,
-``RELAYCHAT_PORT``, ``RELAYCHAT_NICK``); :meth:`ClientConfig.from_env` is the one place in the
-client that reads them. Arguments win over the environment, the environment over defaults.
+``RELAYCHAT_PORT``, ``RELAYCHAT_NICK``), other settings from the file ``RELAYCHAT_CLIENT_CONFIG``
+names when it is set; :meth:`ClientConfig.from_env` is the one place in the client that reads
+them. Arguments win over the environment, the environment over the file, the file over defaults.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import platformdirs
 from relaychat.errors import ConfigError
 
 __all__ = [
+    "DELIVERY_MODES",
     "ENV_CLIENT_CONFIG",
     "FILE_SECTIONS",
     "ClientConfig",
@@ -37,6 +39,10 @@ __all__ = [
 ENV_HOST = "RELAYCHAT_HOST"
 ENV_PORT = "RELAYCHAT_PORT"
 ENV_NICK = "RELAYCHAT_NICK"
+
+#: The delivery guarantees a client can ask for (``auto``: the strongest the server supports,
+#: else today's at-most-once); see docs/delivery.md.
+DELIVERY_MODES = ("auto", "exactly_once", "at_least_once", "at_most_once")
 
 #: Listen addresses a server may be configured with that a client cannot connect to.
 _WILDCARDS = {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -79,7 +85,12 @@ class ClientConfig:
     max_inflight: int = 64  # lines written and not yet confirmed
     pace_rate: float = 4.0  # lines per second after the burst (0: no pacing)
     pace_burst: int = 8
-    resend_unconfirmed: bool = False  # True: at-least-once instead of at-most-once
+    # Delivery: exactly_once (the server deduplicates idempotency keys), at_least_once (lines
+    # unconfirmed at a drop are written again), at_most_once (they are reported, never resent);
+    # auto: exactly_once when the server offers it, else at_most_once (at_least_once with
+    # resend_unconfirmed, the older name of that choice).
+    delivery: str = "auto"
+    resend_unconfirmed: bool = False
     history_limit: int = 100  # CHATHISTORY page size
     history_pages: int = 10
     seen_msgids: int = 4096
@@ -122,6 +133,10 @@ class ClientConfig:
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(key, "must be at least 1")
+        mode = self.delivery.replace("-", "_").lower()
+        if mode not in DELIVERY_MODES:
+            raise ConfigError("delivery", f"{self.delivery!r} is not one of {DELIVERY_MODES}")
+        object.__setattr__(self, "delivery", mode)
         if self.max_attempts is not None and self.max_attempts < 0:
             raise ConfigError("max_attempts", "must not be negative")
         if self.port == 0:
@@ -143,7 +158,8 @@ class ClientConfig:
         Args:
             environ: where to read ``RELAYCHAT_HOST/PORT/NICK`` (``os.environ`` when ``None``).
             file_settings: settings from a config file (:func:`read_client_file`); they rank
-                below the environment and ``settings``.
+                below the environment and ``settings``. When ``None``, the file named by
+                ``RELAYCHAT_CLIENT_CONFIG`` is read, if that is set.
             settings: any field; ``None`` values count as not given.
 
         Returns:
@@ -167,6 +183,8 @@ class ClientConfig:
                 raise ConfigError(ENV_PORT, f"{env[ENV_PORT]!r} is not a port number") from None
         if "nick" not in given and env.get(ENV_NICK):
             given["nick"] = env[ENV_NICK]
+        if file_settings is None and env.get(ENV_CLIENT_CONFIG):
+            file_settings = read_client_file(env[ENV_CLIENT_CONFIG])
         for key, value in (file_settings or {}).items():
             given.setdefault(key, value)
         if "channels" in given:

@@ -10,9 +10,12 @@ into what callers await. Every IRC decision is the protocol's.
 
     async with Client("127.0.0.1", 6667, nick="bot") as client:
         await client.join("#c")
-        await client.send("#c", "hello")
+        msgid = await client.send("#c", "hello", confirm=True)
         async for event in client.events():
             ...
+
+Delivery across drops is :attr:`Client.delivery` (``guarantee.py``, docs/delivery.md): exactly
+once against a server that deduplicates idempotency keys, as configured otherwise.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from relaychat.client.requests import (
     Dropped,
     LineRejected,
     Outcome,
+    Repeated,
     Reply,
     RequestDone,
     RequestLost,
@@ -147,6 +151,14 @@ class Client:
         return self._proto.keepalive.lag
 
     @property
+    def delivery(self) -> str | None:
+        """The delivery guarantee in force: ``"exactly_once"``, ``"at_least_once"`` or
+        ``"at_most_once"``, as decided on the current (or last) connection from the config's
+        ``delivery`` and what the server offers; ``None`` before the first registration when it
+        is the server's to decide (``delivery="auto"``)."""
+        return self._proto.guarantee
+
+    @property
     def caps(self) -> frozenset[str]:
         """The IRCv3 capabilities enabled on this connection."""
         return frozenset(self._proto.caps)
@@ -203,7 +215,8 @@ class Client:
     async def close(
         self, reason: str = "Client quit", timeout: float = 5.0
     ) -> tuple[Outgoing, ...]:
-        """Send what is queued (within ``timeout``), QUIT, and stop.
+        """Send what is queued and have it confirmed (within ``timeout``, across reconnects),
+        QUIT, and stop.
 
         Returns:
             The lines that were never sent (their deliveries fail with :class:`NotSent`).
@@ -212,7 +225,12 @@ class Client:
             return ()
         deadline = self._clock() + timeout
         proto = self._proto
-        while proto.busy and self.connected and self._clock() < deadline:
+        while (
+            proto.busy
+            and self._task is not None
+            and not self._task.done()
+            and self._clock() < deadline
+        ):
             await self._hub.wait_change(deadline)
         self._closing = True
         if proto.connected and not proto.dead:
@@ -260,7 +278,8 @@ class Client:
             timeout: with ``confirm``, the longest wait.
 
         Returns:
-            The :class:`Delivery`; ``await`` it to learn whether every line arrived.
+            The :class:`Delivery`; ``await`` it to learn whether every line arrived (it gives
+            the server's msgid).
 
         Raises:
             OutboxFull: the outbox had no room; nothing was queued (``unsent`` lists the lines).
@@ -270,6 +289,29 @@ class Client:
         """
         self._check_open()
         lines = self._proto.send_text(target, text, self._clock(), notice=notice)
+        return await self._track(lines, confirm, timeout)
+
+    async def send_tags(
+        self,
+        target: str,
+        tags: Mapping[str, str],
+        *,
+        confirm: bool = False,
+        timeout: float | None = None,
+    ) -> Delivery:
+        """Queue a TAGMSG carrying client-only ``tags`` (``{"+typing": "active"}``) for
+        ``target`` (IRCv3 message-tags); delivered like a message.
+
+        Raises:
+            as :meth:`send` (``ValueError`` also for a tag name that is not ``+name``).
+        """
+        self._check_open()
+        line = self._proto.send_tags(target, dict(tags), self._clock())
+        return await self._track((line,), confirm, timeout)
+
+    async def _track(
+        self, lines: tuple[Outgoing, ...], confirm: bool, timeout: float | None
+    ) -> Delivery:
         delivery = Delivery(lines)
         for line in lines:
             self._deliveries[line.id] = delivery
@@ -437,8 +479,14 @@ class Client:
 
     def _settle(self, outcome: Outcome) -> None:
         if isinstance(outcome, Confirmed):
+            msgids = outcome.msgids or (None,) * len(outcome.items)
+            for line, msgid in zip(outcome.items, msgids, strict=True):
+                self._pop_delivery(line, msgid=msgid)
+        elif isinstance(outcome, Repeated):
             for line in outcome.items:
-                self._pop_delivery(line)
+                d = self._deliveries.get(line.id)
+                if d is not None:
+                    d._repeat(line)
         elif isinstance(outcome, LineRejected):
             d = self._deliveries.pop(outcome.item.id, None)
             if d is not None:
@@ -458,11 +506,16 @@ class Client:
                 fut.set_exception(ConnectionClosed(outcome.reason))
 
     def _pop_delivery(
-        self, line: Outgoing, failure: str | None = None, *, maybe: bool = False
+        self,
+        line: Outgoing,
+        failure: str | None = None,
+        *,
+        maybe: bool = False,
+        msgid: str | None = None,
     ) -> None:
         d = self._deliveries.pop(line.id, None)
         if d is not None:
-            d._settle(line, failure, maybe=maybe)
+            d._settle(line, failure, maybe=maybe, msgid=msgid)
 
     async def _run(self) -> None:
         reason = await reconnect_loop(

@@ -27,13 +27,23 @@ class SlowConsumer(ClientError):
 
 
 class Delivery:
-    """What became of one :meth:`Client.send`: ``await delivery`` to learn it.
+    """What became of one :meth:`Client.send`: ``await delivery`` to learn it (and its msgid).
 
     Attributes:
         lines: the lines the text became, in order.
     """
 
-    __slots__ = ("_done", "_failed", "_maybe", "_pending", "_reason", "_rejection", "lines")
+    __slots__ = (
+        "_done",
+        "_failed",
+        "_maybe",
+        "_msgids",
+        "_pending",
+        "_reason",
+        "_rejection",
+        "_repeated",
+        "lines",
+    )
 
     def __init__(self, lines: tuple[Outgoing, ...]) -> None:
         self.lines = lines
@@ -42,6 +52,8 @@ class Delivery:
         self._reason = ""
         self._maybe = False
         self._rejection: tuple[str, str] | None = None
+        self._msgids: dict[int, str] = {}
+        self._repeated: set[int] = set()
         self._done = asyncio.Event()
 
     def done(self) -> bool:
@@ -54,6 +66,29 @@ class Delivery:
         return self.done() and not self._failed
 
     @property
+    def exactly_once(self) -> bool:
+        """Whether every line is confirmed and none may have arrived twice (see
+        :attr:`maybe_duplicated`)."""
+        return self.confirmed and not self._repeated
+
+    @property
+    def maybe_duplicated(self) -> tuple[Outgoing, ...]:
+        """The lines written again after a drop to a server that does not deduplicate them
+        (``delivery="at_least_once"``): each may have arrived twice."""
+        return tuple(line for line in self.lines if line.id in self._repeated)
+
+    @property
+    def msgids(self) -> tuple[str | None, ...]:
+        """The server's message id of each line, in order (``None`` where it gave none: not
+        confirmed yet, or no ``echo-message``)."""
+        return tuple(self._msgids.get(line.id) for line in self.lines)
+
+    @property
+    def msgid(self) -> str | None:
+        """The message id of the first line (most texts are one line), or ``None``."""
+        return self._msgids.get(self.lines[0].id) if self.lines else None
+
+    @property
     def error(self) -> NotSent | None:
         """The failure, once done: which lines did not make it and why (``None`` if none)."""
         if not self._failed:
@@ -63,10 +98,19 @@ class Delivery:
             return Rejected(unsent, *self._rejection)
         return NotSent(self._reason, unsent, maybe_delivered=self._maybe)
 
-    def _settle(self, line: Outgoing, failure: str | None = None, *, maybe: bool = False) -> None:
+    def _settle(
+        self,
+        line: Outgoing,
+        failure: str | None = None,
+        *,
+        maybe: bool = False,
+        msgid: str | None = None,
+    ) -> None:
         if line.id not in self._pending:
             return
         self._pending.discard(line.id)
+        if msgid:
+            self._msgids[line.id] = msgid
         if failure is not None:
             self._failed.append(line)
             self._reason = self._reason or failure
@@ -74,8 +118,14 @@ class Delivery:
         if not self._pending:
             self._done.set()
 
-    async def wait(self, timeout: float | None = None) -> None:
+    def _repeat(self, line: Outgoing) -> None:
+        self._repeated.add(line.id)
+
+    async def wait(self, timeout: float | None = None) -> str | None:
         """Wait until every line is confirmed.
+
+        Returns:
+            :attr:`msgid`: the server's message id (of the first line), when it gave one.
 
         Raises:
             NotSent: some lines were not delivered (``Rejected`` when the server refused them).
@@ -85,6 +135,7 @@ class Delivery:
         err = self.error
         if err is not None:
             raise err
+        return self.msgid
 
     async def settled(self, timeout: float | None = None) -> NotSent | None:
         """Wait until every line has its outcome; return the failure (``None`` if all arrived).
@@ -95,7 +146,7 @@ class Delivery:
         await asyncio.wait_for(self._done.wait(), timeout)
         return self.error
 
-    def __await__(self) -> Generator[Any, None, None]:
+    def __await__(self) -> Generator[Any, None, str | None]:
         return self.wait().__await__()
 
 

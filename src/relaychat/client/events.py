@@ -48,27 +48,46 @@ class Outgoing:
 
     Attributes:
         id: unique within the client, increasing in the order of sending.
-        command: ``PRIVMSG`` or ``NOTICE``.
+        command: ``PRIVMSG``, ``NOTICE`` or ``TAGMSG``.
         target: a channel or a nick.
-        text: the text of this line (never more than fits in one line).
+        text: the text of this line (never more than fits in one line; "" for TAGMSG).
+        key: its idempotency key (random, 128 bits), the same every time the line is written:
+            a server with ``relaychat.dev/idempotency`` relays it once, and receivers built on
+            this library drop a second copy.
+        tags: client-only tags (``+name``, value) to send with it (a TAGMSG needs one).
     """
 
     id: int
     command: str
     target: str
     text: str
+    key: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.command not in ("PRIVMSG", "NOTICE"):
-            raise ValueError(f"command must be PRIVMSG or NOTICE, not {self.command!r}")
+        if self.command not in ("PRIVMSG", "NOTICE", "TAGMSG"):
+            raise ValueError(f"command must be PRIVMSG, NOTICE or TAGMSG, not {self.command!r}")
         _need(self.target, "target")
-        _need(self.text, "text")
+        if self.command == "TAGMSG":
+            if self.text:
+                raise ValueError("a TAGMSG has no text")
+            if not self.tags:
+                raise ValueError("a TAGMSG needs client-only tags")
+        else:
+            _need(self.text, "text")
         if any(c in self.text for c in "\r\n\0"):
             raise ValueError("text must not hold CR, LF or NUL")
+        for name, _ in self.tags:
+            if not name.startswith("+") or len(name) < 2 or any(c in name for c in " ;=@"):
+                raise ValueError(f"{name!r} is not a client-only tag name (+name)")
 
-    def to_message(self) -> IrcMessage:
-        """The IRC message for this line."""
-        return IrcMessage(self.command, (self.target, self.text))
+    def to_message(self, tags: dict[str, str] | None = None) -> IrcMessage:
+        """The IRC message for this line, with its own tags and ``tags``."""
+        params = (self.target,) if self.command == "TAGMSG" else (self.target, self.text)
+        all_tags = dict(self.tags)
+        if tags:
+            all_tags.update(tags)
+        return IrcMessage(self.command, params, tags=all_tags)
 
 
 class Event:
@@ -259,12 +278,15 @@ class Disconnected(Event):
     Attributes:
         reason: why (``"EOF"``, ``"ping timeout"``, the server's ERROR text...).
         unconfirmed: lines written to this connection that the server had not confirmed when it
-            dropped. They may or may not have arrived; unless the client was built with
-            ``resend_unconfirmed=True`` they are not sent again.
+            dropped, and that are given up: they may or may not have arrived
+            (``delivery="at_most_once"``).
+        resending: lines written and not confirmed that will be written again, with the same
+            idempotency key, on the next connection (``exactly_once``, ``at_least_once``).
     """
 
     reason: str
     unconfirmed: tuple[Outgoing, ...] = ()
+    resending: tuple[Outgoing, ...] = ()
 
     def __post_init__(self) -> None:
         _need(self.reason, "reason")

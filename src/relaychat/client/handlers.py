@@ -11,13 +11,20 @@ import base64
 from collections.abc import Callable
 
 from relaychat.client.events import Ctcp, Join, Kick, Message, NickChange, Part, Quit, Topic
+from relaychat.client.guarantee import IDEM_CAP, IDEM_TAG
 from relaychat.client.history import BATCH_TYPES
-from relaychat.client.protocol import HANDLERS, ClientProtocol, nick_of
+from relaychat.client.protocol import (
+    HANDLERS,
+    WANTED_CAPS,
+    ClientProtocol,
+    fallback_nick,
+    nick_of,
+)
 from relaychat.protocol.casemap import ascii_lower, irc_lower
 from relaychat.protocol.ctcp import parse_ctcp
 from relaychat.protocol.message import Message as IrcMessage
 
-__all__ = ["deliver"]
+__all__ = ["deliver", "negotiate", "negotiated", "next_nick"]
 
 _SASL_FAILED = ("902", "904", "905", "906", "908")
 
@@ -66,19 +73,25 @@ def _cap(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
             name, _, value = word.partition("=")
             p._offered[name] = value
         p._ls_more = []
-        p._negotiate(now)
+        negotiate(p, now)
     elif sub in ("ACK", "NAK"):
-        for word in caps.split():
+        words = caps.split()
+        if sub == "NAK" and len(words) > 1 and not p.registered:
+            # All or nothing: one of them was refused. Ask for each on its own.
+            for word in words:
+                p._urgent(IrcMessage("CAP", ("REQ", word)), now)
+            p._cap_pending += len(words)
+        for word in words:
             if sub == "ACK":
                 if word.startswith("-"):
                     p.caps.discard(word[1:])
                 else:
                     p.caps.add(word)
-            elif word == "sasl" and p.config.sasl is not None:
+            elif word == "sasl" and p.config.sasl is not None and len(words) == 1:
                 p._die("the server refused SASL", fatal=True)
                 return
         p._cap_pending = max(0, p._cap_pending - 1)
-        p._negotiated(now)
+        negotiated(p, now)
     elif sub == "DEL":
         p.caps.difference_update(caps.split())
 
@@ -144,7 +157,7 @@ def _end_of_motd(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
 def _nick_taken(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     """433 ERR_NICKNAMEINUSE / 437 ERR_UNAVAILRESOURCE: try the next fallback nick."""
     if not p.registered:
-        p._next_nick(now, msg.param(len(msg.params) - 1))
+        next_nick(p, now, msg.param(len(msg.params) - 1))
 
 
 @_on("432")
@@ -155,13 +168,31 @@ def _nick_erroneous(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     if p._nick_tries == 0:
         p._die(f"the server refuses the nick {p.nick!r}", fatal=True)
     else:
-        p._next_nick(now, "erroneous nickname")
+        next_nick(p, now, "erroneous nickname")
 
 
 @_on("464", "465")
 def _refused(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     """464 ERR_PASSWDMISMATCH / 465 ERR_YOUREBANNEDCREEP: retrying cannot help."""
     p._die(f"refused by the server: {msg.param(len(msg.params) - 1)}", fatal=True)
+
+
+@_on("IDEM")
+def _idem(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
+    """IDEM TOKEN <token>: our identity for idempotency keys on this server."""
+    if msg.param(0).upper() == "TOKEN" and msg.param(1):
+        p.delivery.token_given(msg.param(1))
+
+
+@_on("FAIL")
+def _fail(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
+    """FAIL <command> <code> [<context>...] :<description> (IRCv3 standard replies)"""
+    command = msg.param(0).upper()
+    if command == "IDEM":
+        p.caps.discard(IDEM_CAP)  # no identity: no exactly-once on this connection
+    elif command == "CHATHISTORY":  # a resume refused: what was held back goes through now
+        for held in p.history.release_all():
+            deliver(p, held, history=False, hold=False)
 
 
 @_on("PRIVMSG", "NOTICE")
@@ -172,16 +203,23 @@ def _privmsg(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     deliver(p, msg, history=False)
 
 
-def deliver(p: ClientProtocol, msg: IrcMessage, *, history: bool) -> None:
-    """Turn a PRIVMSG/NOTICE into a :class:`Message` event, unless its msgid was seen."""
+def deliver(p: ClientProtocol, msg: IrcMessage, *, history: bool, hold: bool = True) -> None:
+    """Turn a PRIVMSG/NOTICE into a :class:`Message` event, unless its msgid or its
+    idempotency key was seen; a live one is held back while its conversation is resumed."""
     sender = nick_of(msg.source)
     target, text = msg.params[0], msg.params[1]
     msgid, time = msg.tags.get("msgid"), msg.tags.get("time")
-    if not history and not p.history.first_sight(msgid):
-        return
     bare = target.lstrip("@+")  # STATUSMSG: "@#chan"
     channel = p.is_channel(bare)
     reply_to = bare if channel else sender
+    if not history:
+        if hold and reply_to and p.history.hold(reply_to, msg):
+            return  # delivered after the history being fetched for it
+        if not p.history.first_sight(msgid):
+            return
+    key = msg.tags.get(IDEM_TAG)
+    if key and not p.history.first_key(p._fold(bare) if channel else "", key):
+        return  # written again by its sender, and relayed again by a server that could not tell
     if not history:
         p.history.note(reply_to, msgid, time)
         ctcp = parse_ctcp(text) if text[:1] == "\x01" else None
@@ -213,10 +251,12 @@ def _batch(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     if ref.startswith("+") and msg.param(1) in BATCH_TYPES:
         p.history.open_batch(ref[1:], msg.param(2))
     elif ref.startswith("-") and p.history.owns(ref[1:]):
-        fresh, nxt = p.history.close_batch(ref[1:])
+        fresh, nxt, held = p.history.close_batch(ref[1:])
         for m in fresh:
             if len(m.params) >= 2:
                 deliver(p, m, history=True)
+        for m in held:
+            deliver(p, m, history=False, hold=False)
         if nxt is not None:
             p._control.append((0, nxt))
             p._pump(now)
@@ -293,3 +333,56 @@ def _topic_reply(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     """332 RPL_TOPIC <nick> <channel> :<topic>"""
     if len(msg.params) >= 3:
         p._events.append(Topic(msg.params[1], msg.params[2], None))
+
+
+# --- registration and capabilities ------------------------------------------------------
+
+
+def negotiate(p: ClientProtocol, now: float) -> None:
+    """Ask for the capabilities wanted among those offered (CAP LS is complete)."""
+    offered = p._offered
+    wanted = [c for c in WANTED_CAPS if c in offered]
+    if "labeled-response" in wanted and "batch" not in offered:
+        wanted.remove("labeled-response")
+    if "labeled-response" in wanted and "echo-message" in offered:
+        wanted.append("echo-message")  # the answer to a labeled line is then its echo
+    more, fatal = p.delivery.want(offered)
+    if fatal is not None:
+        p._die(fatal, fatal=True)
+        return
+    wanted += more
+    if p.config.sasl is not None:
+        mechs = offered.get("sasl")
+        if mechs is None or (mechs and "PLAIN" not in mechs.split(",")):
+            p._die("the server does not offer SASL PLAIN", fatal=True)
+            return
+        wanted.append("sasl")
+    if wanted:  # one line, so registration leaves the pacing budget for the JOINs after it
+        p._urgent(IrcMessage("CAP", ("REQ", " ".join(wanted))), now)
+    p._cap_pending = 1 if wanted else 0
+    negotiated(p, now)
+
+
+def negotiated(p: ClientProtocol, now: float) -> None:
+    """Every CAP REQ is answered: IDEM TOKEN, SASL, then CAP END."""
+    if p._cap_pending > 0 or p.registered:
+        return
+    if IDEM_CAP in p.caps and not p._idem_sent:
+        p._idem_sent = True  # (before CAP END: the answer comes before 001)
+        p._urgent(IrcMessage("IDEM", p.delivery.token_request()), now)
+    if p.config.sasl is not None and "sasl" in p.caps and not p._sasl_started:
+        p._sasl_started = True
+        p._urgent(IrcMessage("AUTHENTICATE", ("PLAIN",)), now)
+        return
+    p._urgent(IrcMessage("CAP", ("END",)), now)
+
+
+def next_nick(p: ClientProtocol, now: float, refused: str) -> None:
+    """The nick was refused during registration: try the next fallback."""
+    p._nick_tries += 1
+    if p._nick_tries > p.config.nick_attempts:
+        p._die(f"no free nickname after {p._nick_tries} tries ({refused})", fatal=True)
+        return
+    nicklen = int(p.isupport.get("NICKLEN", "30") or 30)
+    p.nick = fallback_nick(p.wanted_nick, p._nick_tries, nicklen)
+    p._urgent(IrcMessage("NICK", (p.nick,)), now)

@@ -7,8 +7,14 @@ come in a ``chathistory`` batch whose messages carry ``msgid`` and ``time`` tags
 Rules:
 - Every message id seen (live or fetched) is remembered, up to ``max_seen`` (oldest forgotten
   first); a message whose id was seen is a duplicate and is not delivered again.
+- So is every idempotency key seen (the ``+relaychat.dev/idem`` tag), per channel (or for
+  private messages), up to ``max_seen``: a sender that wrote a message again after a drop, to a
+  server that does not deduplicate, gives it a new msgid but the same key.
 - Resuming a target asks for the messages after the last id seen there, or after the last
   server time seen on the connection when no id is known; with neither, nothing is asked.
+- While a target is being resumed, its live messages are held back, and let through after the
+  fetched ones, so that a reader sees each conversation in order (a message relayed between
+  the JOIN and the CHATHISTORY comes live *and* in the batch: it is delivered once, in place).
 - A full page (``limit`` messages) asks for the next page, at most ``max_pages`` times.
 """
 
@@ -17,10 +23,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from relaychat.protocol.message import Message
 
-__all__ = ["BATCH_TYPES", "History"]
+__all__ = ["BATCH_TYPES", "Closed", "History"]
 
 #: The batch types a CHATHISTORY reply may use (the draft name first appeared with the prefix).
 BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
@@ -30,6 +37,17 @@ BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
 class _Batch:
     target: str
     messages: list[Message] = field(default_factory=list)
+
+
+class Closed(NamedTuple):
+    """What the end of a chathistory batch gives (see :meth:`History.close_batch`)."""
+
+    #: The batch's messages not seen before, in order.
+    fresh: list[Message]
+    #: The command for the next page, or ``None`` when the target is caught up.
+    next: Message | None
+    #: Live messages held back while the target was resumed, now to deliver (in order).
+    held: list[Message]
 
 
 class History:
@@ -44,6 +62,7 @@ class History:
 
     __slots__ = (
         "_batches",
+        "_held",
         "_pages",
         "fold",
         "last",
@@ -52,6 +71,7 @@ class History:
         "max_pages",
         "max_seen",
         "seen",
+        "seen_keys",
     )
 
     def __init__(
@@ -67,6 +87,9 @@ class History:
         self.limit = limit
         self.max_pages = max_pages
         self.seen: OrderedDict[str, None] = OrderedDict()
+        self.seen_keys: OrderedDict[str, None] = OrderedDict()
+        #: Folded targets being resumed -> their live messages held back meanwhile.
+        self._held: dict[str, list[Message]] = {}
         self.last: dict[str, tuple[str, str]] = {}  # folded target -> (target, last msgid)
         self.last_time: str | None = None
         self._batches: dict[str, _Batch] = {}
@@ -85,6 +108,33 @@ class History:
         if len(self.seen) > self.max_seen:
             self.seen.popitem(last=False)
         return True
+
+    def first_key(self, scope: str, key: str) -> bool:
+        """Remember idempotency ``key`` in ``scope`` (a folded channel, or "" for private
+        messages); returns ``False`` when it was seen there before (a duplicate)."""
+        seen = self.seen_keys
+        entry = f"{scope} {key}"
+        if entry in seen:
+            seen.move_to_end(entry)
+            return False
+        seen[entry] = None
+        if len(seen) > self.max_seen:
+            seen.popitem(last=False)
+        return True
+
+    def hold(self, target: str, msg: Message) -> bool:
+        """Hold live ``msg`` back if ``target`` is being resumed; returns whether it was held."""
+        held = self._held.get(self.fold(target))
+        if held is None or len(held) >= self.max_seen:
+            return False
+        held.append(msg)
+        return True
+
+    def release_all(self) -> list[Message]:
+        """Stop holding back (the server refused a resume): every held message, in order."""
+        out = [m for held in self._held.values() for m in held]
+        self._held.clear()
+        return out
 
     def note(self, target: str, msgid: str | None, time: str | None) -> None:
         """Record the newest message of a conversation (``target``: channel or other nick)."""
@@ -118,6 +168,7 @@ class History:
             else:
                 continue
             out.append(Message("CHATHISTORY", ("AFTER", target, anchor, str(self.limit))))
+            self._held.setdefault(self.fold(target), [])
         return out
 
     def open_batch(self, ref: str, target: str) -> None:
@@ -132,16 +183,17 @@ class History:
         """A message of batch ``ref``."""
         self._batches[ref].messages.append(msg)
 
-    def close_batch(self, ref: str) -> tuple[list[Message], Message | None]:
+    def close_batch(self, ref: str) -> Closed:
         """``BATCH -ref`` arrived.
 
         Returns:
-            The batch's PRIVMSG/NOTICE messages not seen before (now remembered), in order, and
-            the command for the next page when this one was full (else ``None``).
+            The batch's PRIVMSG/NOTICE messages not seen before (now remembered), in order; the
+            command for the next page when this one was full (else ``None``); and, when the
+            target is caught up, the live messages held back meanwhile.
         """
         batch = self._batches.pop(ref, None)
         if batch is None:
-            return [], None
+            return Closed([], None, [])
         fresh: list[Message] = []
         last_id: str | None = None
         for msg in batch.messages:
@@ -164,8 +216,11 @@ class History:
             nxt = Message(
                 "CHATHISTORY", ("AFTER", batch.target, f"msgid={last_id}", str(self.limit))
             )
-        return fresh, nxt
+        held = self._held.pop(key, []) if nxt is None else []
+        return Closed(fresh, nxt, held)
 
     def abandon(self) -> None:
-        """The connection dropped: forget half-received batches."""
+        """The connection dropped: forget half-received batches (and what was held back: it
+        is fetched again, after the last message delivered)."""
         self._batches.clear()
+        self._held.clear()

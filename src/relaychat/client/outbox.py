@@ -191,6 +191,14 @@ class Outbox:
         """Take the oldest line (the outbox must not be empty)."""
         return self._queue.popleft()
 
+    def take(self, ids: Iterable[int]) -> tuple[Outgoing, ...]:
+        """Take the lines whose id is in ``ids`` out, in order; the others keep theirs."""
+        wanted = set(ids)
+        taken = tuple(item for item in self._queue if item.id in wanted)
+        if taken:
+            self._queue = deque(item for item in self._queue if item.id not in wanted)
+        return taken
+
     def drain(self) -> tuple[Outgoing, ...]:
         """Take every line out (on give-up or close) and return them in order."""
         items = tuple(self._queue)

@@ -11,6 +11,10 @@ Rules:
    (:attr:`fatal`); the connection layer closes the socket and reconnects.
 4. Every line the user handed over ends in exactly one outcome: confirmed, rejected,
    unconfirmed (the link dropped after writing it) or dropped (never written).
+5. Delivery (``guarantee.py``, docs/delivery.md): every line carries an idempotency key. The
+   guarantee is decided on each connection once registered (:attr:`guarantee`); lines written
+   and not confirmed when a link drops are written again with the same key, or reported as
+   maybe delivered, as it says.
 
 Using it: call :meth:`connection_made`, then feed :meth:`receive_data` and :meth:`tick`; after
 each call write :meth:`data_to_send`, deliver :meth:`events_received`, settle
@@ -34,6 +38,7 @@ from relaychat.client.events import (
     GaveUp,
     Outgoing,
 )
+from relaychat.client.guarantee import IDEM_TAG, DeliveryState, new_key
 from relaychat.client.history import History
 from relaychat.client.keepalive import Keepalive
 from relaychat.client.outbox import (
@@ -45,8 +50,11 @@ from relaychat.client.outbox import (
     text_budget,
 )
 from relaychat.client.requests import (
+    Confirmed,
     Dropped,
+    LineRejected,
     Outcome,
+    Repeated,
     RequestDone,
     RequestLost,
     Tracker,
@@ -59,7 +67,7 @@ from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import MAX_LINE_BYTES, decode_line, parse, parse_bytes
 from relaychat.protocol.message import Message as IrcMessage
 
-__all__ = ["HANDLERS", "WANTED_CAPS", "ClientProtocol", "fallback_nick", "nick_of"]
+__all__ = ["HANDLERS", "IDEM_TAG", "WANTED_CAPS", "ClientProtocol", "fallback_nick", "nick_of"]
 
 #: Every server-command handler, by command: ``(protocol, message, now) -> None``. The handlers
 #: live in ``client/handlers.py``, which fills this table when ``relaychat.client`` is imported.
@@ -115,10 +123,14 @@ class ClientProtocol:
     Args:
         config: the settings (host, port and TLS are the connection layer's business).
         now: the current time.
+        keys: makes each line's idempotency key (:func:`new_key`; injectable for tests).
     """
 
-    def __init__(self, config: ClientConfig, now: float) -> None:
+    def __init__(
+        self, config: ClientConfig, now: float, *, keys: Callable[[], str] = new_key
+    ) -> None:
         self.config = config
+        self._new_key = keys
         self.debug = log.isEnabledFor(logging.DEBUG)
         self._fold: Callable[[str], str] = irc_lower
         # Session state: survives reconnects.
@@ -133,6 +145,11 @@ class ClientProtocol:
             max_pages=config.history_pages,
         )
         self.outbox = Outbox(config.outbox_size)
+        self.delivery = DeliveryState(
+            config.delivery,
+            resend_unconfirmed=config.resend_unconfirmed,
+            account=config.sasl is not None,
+        )
         self._own_nicks: set[str] = set()
         self._next_id = 1
         self._internal: dict[int, str] = {}  # request id -> channel, for rejoins
@@ -162,6 +179,7 @@ class ClientProtocol:
         self._sasl_started = False
         self._nick_tries = 0
         self._garbage = 0
+        self._idem_sent = False
         self._connected_at = now
         self._registered_at = now
         self._user_len = DEFAULT_USER_LEN
@@ -207,6 +225,8 @@ class ClientProtocol:
         self._fold = irc_lower
         self._offered, self._ls_more, self._cap_pending = {}, [], 0
         self._nick_tries = self._garbage = 0
+        self.delivery.connection_made()
+        self._idem_sent = False
         self._connected_at = now
         self._lines = LineBuffer(MAX_LINE_BYTES)
         self.keepalive.start(now)
@@ -238,12 +258,14 @@ class ClientProtocol:
         self.history.abandon()
         self._out.clear()
         unconfirmed: tuple[Outgoing, ...] = ()
-        if items and self.config.resend_unconfirmed:
+        resending: tuple[Outgoing, ...] = ()
+        if items and self.delivery.resends:
+            resending = tuple(items)
             self.outbox.push_front(items)
         elif items:
             unconfirmed = tuple(items)
-            self._outcomes.append(Unconfirmed(unconfirmed, reason))
-        self._events.append(Disconnected(reason, unconfirmed))
+            self._settle([Unconfirmed(unconfirmed, reason)])
+        self._events.append(Disconnected(reason, unconfirmed, resending))
 
     def give_up(self, reason: str, *, announce: bool = True) -> tuple[Outgoing, ...]:
         """End the session: every line still queued is dropped (reported in :class:`GaveUp`).
@@ -258,7 +280,7 @@ class ClientProtocol:
         self.closed = True
         items = self.outbox.drain()
         if items:
-            self._outcomes.append(Dropped(items, reason))
+            self._settle([Dropped(items, reason)])
         if announce:
             self._events.append(GaveUp(reason, items))
         return items
@@ -307,6 +329,9 @@ class ClientProtocol:
                 times.append(now + self.bucket.wait(now))
             if self.tracker.open_items:
                 times.append(self.tracker.opened_at + self.config.ack_delay)
+            probe = self.tracker.probe_due(now, self.config.ack_delay)
+            if probe is not None:
+                times.append(probe)
         return min(times)
 
     # --- the user's requests ----------------------------------------------------------------
@@ -330,8 +355,7 @@ class ClientProtocol:
         """
         if self.closed:
             raise ClientClosed()
-        if not target or " " in target or target[0] == ":" or any(c in target for c in "\r\n\0,"):
-            raise ValueError(f"{target!r} is not a valid target")
+        _check_target(target)
         command = "NOTICE" if notice else "PRIVMSG"
         nick_len = max(len(self.nick), len(self.wanted_nick)) + 3  # room for nick_ fallbacks
         budget = text_budget(
@@ -341,11 +365,36 @@ class ClientProtocol:
         if not pieces:
             raise ValueError("nothing to send")
         first = self._next_id
-        items = tuple(Outgoing(first + i, command, target, piece) for i, piece in enumerate(pieces))
+        items = tuple(
+            Outgoing(first + i, command, target, piece, self._new_key())
+            for i, piece in enumerate(pieces)
+        )
         self.outbox.put(items)
         self._next_id += len(items)
         self._pump(now)
         return items
+
+    def send_tags(self, target: str, tags: dict[str, str], now: float) -> Outgoing:
+        """Queue a TAGMSG of client-only ``tags`` (``{"+typing": "active"}``) for ``target``.
+
+        Returns:
+            The line queued (it ends in exactly one outcome, like a message).
+
+        Raises:
+            ValueError: the target is malformed, or a tag name is not ``+name``.
+            OutboxFull: the outbox has no room.
+            ClientClosed: the session is over.
+        """
+        if self.closed:
+            raise ClientClosed()
+        _check_target(target)
+        item = Outgoing(
+            self._next_id, "TAGMSG", target, "", self._new_key(), tuple(sorted(tags.items()))
+        )
+        self.outbox.put((item,))
+        self._next_id += 1
+        self._pump(now)
+        return item
 
     def request(self, command: str, *params: str, now: float) -> int:
         """Send a command and collect its reply (see :mod:`relaychat.client.requests`).
@@ -429,9 +478,7 @@ class ClientProtocol:
                 else:
                     self._urgent(msg, now)
             elif len(self.outbox) and tracker.inflight < cfg.max_inflight:
-                item = self.outbox.pop()
-                self._urgent(item.to_message(), now)
-                tracker.add_item(item, now)
+                self._write_line(self.outbox.pop(), now)
             else:
                 break
         if tracker.open_items and (
@@ -442,6 +489,26 @@ class ClientProtocol:
             token = tracker.close()
             if token:
                 self._ping(token, now)
+        probe = tracker.probe_due(now, cfg.ack_delay)
+        if probe is not None and probe <= now:  # is the oldest labeled line's answer coming?
+            self._ping(tracker.keepalive(), now)
+
+    def _write_line(self, item: Outgoing, now: float) -> None:
+        """Write one user line: with its key (message-tags), labeled when the server can."""
+        tags: dict[str, str] = {}
+        if "message-tags" in self.caps:
+            tags[IDEM_TAG] = item.key
+        elif item.command == "TAGMSG":
+            self._settle([LineRejected(item, "message-tags", "the server has no message-tags")])
+            return
+        labeled = "labeled-response" in self.caps
+        if labeled:
+            tags["label"] = self.tracker.labeled_line(item, now)
+        self._urgent(item.to_message(tags), now)
+        if not labeled:
+            self.tracker.add_item(item, now)
+        if self.delivery.wrote(item, now):
+            self._outcomes.append(Repeated((item,)))
 
     def _write_request(self, rid: int, msg: IrcMessage, now: float) -> None:
         if "labeled-response" in self.caps:
@@ -456,6 +523,10 @@ class ClientProtocol:
 
     def _settle(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
+            if isinstance(outcome, Confirmed | Unconfirmed | Dropped):
+                self.delivery.settled(outcome.items)
+            elif isinstance(outcome, LineRejected):
+                self.delivery.settled((outcome.item,))
             if isinstance(outcome, RequestDone | RequestLost) and outcome.id in self._internal:
                 channel = self._internal.pop(outcome.id)
                 if isinstance(outcome, RequestDone) and (err := outcome.reply.error) is not None:
@@ -506,7 +577,12 @@ class ClientProtocol:
         if self.registered:
             label = self.tracker.label_of(msg) if "labeled-response" in self.caps else None
             if label is not None:
-                self._settle(self.tracker.labeled_reply(label, msg))
+                line = self.tracker.is_line(label)
+                self._settle(self.tracker.labeled_reply(label, msg, now))
+                if line:
+                    self.keepalive.lag = self.tracker.lag  # (the round trip of a line)
+                    if not self._echo_to_self(msg):
+                        return  # the answer to a line we wrote: its Delivery says it all
                 consumed = True
             elif self.history.owns(msg.tags.get("batch")):
                 self.history.add(msg.tags["batch"], msg)
@@ -525,6 +601,11 @@ class ClientProtocol:
         ):
             self._events.append(error_reply(msg))
 
+    def _echo_to_self(self, msg: IrcMessage) -> bool:
+        """Whether ``msg`` (the echo of a line we wrote) went to our own nick: it is then also
+        a message received (one msgid: the separate delivery, if any, is a duplicate)."""
+        return msg.command in ("PRIVMSG", "NOTICE") and self._own(msg.param(0))
+
     def _reply_like(self, msg: IrcMessage) -> bool:
         cmd = msg.command
         if cmd.isdigit() or cmd in ("FAIL", "WARN", "NOTE"):
@@ -540,6 +621,9 @@ class ClientProtocol:
         if self.ready:
             return
         self.ready = True
+        self._decide_guarantee(now)
+        if self.dead:
+            return
         self._events.append(Connected(self.nick, self.server))
         for name, key in list(self.channels.values()):
             rid = self._new_id()
@@ -553,38 +637,24 @@ class ClientProtocol:
                 self._control.append((0, line))
         self._pump(now)
 
-    # --- registration and capabilities ------------------------------------------------------
+    @property
+    def guarantee(self) -> str | None:
+        """The delivery guarantee on this (or the last) connection (``guarantee.py``)."""
+        return self.delivery.guarantee
 
-    def _negotiate(self, now: float) -> None:
-        offered = self._offered
-        wanted = [c for c in WANTED_CAPS if c in offered]
-        if "labeled-response" in wanted and "batch" not in offered:
-            wanted.remove("labeled-response")
-        if self.config.sasl is not None:
-            mechs = offered.get("sasl")
-            if mechs is None or (mechs and "PLAIN" not in mechs.split(",")):
-                self._die("the server does not offer SASL PLAIN", fatal=True)
-                return
-            wanted.append("sasl")
-        for cap in wanted:
-            self._urgent(IrcMessage("CAP", ("REQ", cap)), now)
-        self._cap_pending = len(wanted)
-        self._negotiated(now)
+    def _decide_guarantee(self, now: float) -> None:
+        """Decide the guarantee of the connection just registered; give up the lines waiting
+        to be written again that it cannot cover (``guarantee.py`` rule 2)."""
+        fatal = self.delivery.decide(self.caps)
+        if fatal is not None:
+            self._die(fatal, fatal=True)
+            return
+        ids, reason = self.delivery.cannot_resend(self.outbox, now)
+        if ids:
+            self._settle([Unconfirmed(self.outbox.take(ids), reason)])
 
-    def _negotiated(self, now: float) -> None:
-        if self._cap_pending > 0 or self.registered:
-            return
-        if self.config.sasl is not None and "sasl" in self.caps and not self._sasl_started:
-            self._sasl_started = True
-            self._urgent(IrcMessage("AUTHENTICATE", ("PLAIN",)), now)
-            return
-        self._urgent(IrcMessage("CAP", ("END",)), now)
 
-    def _next_nick(self, now: float, refused: str) -> None:
-        self._nick_tries += 1
-        if self._nick_tries > self.config.nick_attempts:
-            self._die(f"no free nickname after {self._nick_tries} tries ({refused})", fatal=True)
-            return
-        nicklen = int(self.isupport.get("NICKLEN", "30") or 30)
-        self.nick = fallback_nick(self.wanted_nick, self._nick_tries, nicklen)
-        self._urgent(IrcMessage("NICK", (self.nick,)), now)
+def _check_target(target: str) -> None:
+    """Raise ValueError unless ``target`` is one channel or nick."""
+    if not target or " " in target or target[0] == ":" or any(c in target for c in "\r\n\0,"):
+        raise ValueError(f"{target!r} is not a valid target")

@@ -11,7 +11,14 @@ to say about those lines has arrived. The lines between two PINGs form a *segmen
   arrives inside it (numerics, FAIL/WARN/NOTE, our own JOIN/PART/NICK...) is the reply.
 
 When the server offers IRCv3 ``labeled-response``, requests carry a ``label`` tag instead and
-their replies come back labeled (one message, an ``ACK``, or a ``labeled-response`` batch).
+their replies come back labeled (one message, an ``ACK``, or a ``labeled-response`` batch). So
+do user messages then (:meth:`Tracker.labeled_line`): the answer to each is its echo (with
+``echo-message``: the message as relayed, with its ``msgid``), an ``ACK``, or the refusal.
+
+A labeled answer that never comes is noticed too: the server answers in order, so when the PONG
+of a PING written after a labeled line arrives while the line is still unanswered, its answer
+was lost on the way (an unreadable line): :meth:`Tracker.answers_lost` says so, and the link is
+not to be trusted.
 
 Rule: this module decides nothing about the link; it only records and matches.
 """
@@ -30,6 +37,7 @@ __all__ = [
     "Dropped",
     "LineRejected",
     "Outcome",
+    "Repeated",
     "Reply",
     "RequestDone",
     "RequestLost",
@@ -40,6 +48,8 @@ __all__ = [
 
 #: Replies to PRIVMSG/NOTICE that mean the line was refused (RFC 2812 §3.3.1).
 SEND_ERRORS = frozenset({"401", "403", "404", "407", "411", "412", "413", "414"})
+#: The commands a user line may be (its echo has the same command).
+LINE_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
 
 def is_error(msg: Message) -> bool:
@@ -80,9 +90,16 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Confirmed:
-    """The server processed these lines."""
+    """The server processed these lines.
+
+    Attributes:
+        items: the lines.
+        msgids: the message id the server gave each line, in order, when it said (its echo);
+            empty when it did not.
+    """
 
     items: tuple[Outgoing, ...]
+    msgids: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +117,14 @@ class Unconfirmed:
 
     items: tuple[Outgoing, ...]
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Repeated:
+    """These lines were written again to a server that does not deduplicate them: they may
+    arrive twice (``delivery="at_least_once"``)."""
+
+    items: tuple[Outgoing, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +151,7 @@ class RequestLost:
     reason: str
 
 
-Outcome = Confirmed | LineRejected | Unconfirmed | Dropped | RequestDone | RequestLost
+Outcome = Confirmed | LineRejected | Unconfirmed | Repeated | Dropped | RequestDone | RequestLost
 
 
 @dataclass(slots=True)
@@ -146,6 +171,14 @@ class _Labeled:
     replies: list[Message] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Line:
+    item: Outgoing
+    seq: int  # the label's number: lines and PINGs are numbered in the order written
+    at: float
+    replies: list[Message] = field(default_factory=list)
+
+
 class Tracker:
     """Segments and labels of one connection.
 
@@ -153,7 +186,18 @@ class Tracker:
         fold: the casefolding of the server (for matching error targets).
     """
 
-    __slots__ = ("_batches", "_fold", "_labels", "_open", "_segments", "_seq", "opened_at")
+    __slots__ = (
+        "_batches",
+        "_fold",
+        "_labels",
+        "_lines",
+        "_open",
+        "_pinged",
+        "_segments",
+        "_seq",
+        "lag",
+        "opened_at",
+    )
 
     def __init__(self, fold: Callable[[str], str] = str.lower) -> None:
         self._fold = fold
@@ -162,11 +206,20 @@ class Tracker:
         self._segments: deque[_Segment] = deque()
         self._open: _Segment | None = None
         self._labels: dict[str, _Labeled] = {}
+        self._lines: dict[str, _Line] = {}  # label -> user line awaiting its answer, in order
+        self._pinged = 0  # the number of the newest PING token
         self._batches: dict[str, str] = {}  # batch reference -> label
+        #: The round trip of the last labeled line answered (seconds), else ``None``.
+        self.lag: float | None = None
 
     def _token(self) -> str:
         self._seq += 1
         return f"rc{self._seq}"
+
+    def _ping_token(self) -> str:
+        token = self._token()
+        self._pinged = self._seq
+        return token
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -186,7 +239,7 @@ class Tracker:
     @property
     def inflight(self) -> int:
         """User lines written and not yet confirmed."""
-        return sum(len(s.items) for s in self._segments)
+        return sum(len(s.items) for s in self._segments) + len(self._lines)
 
     def close(self) -> str | None:
         """End the open segment; returns the token to PING, or ``None`` if none was open."""
@@ -194,7 +247,7 @@ class Tracker:
         if seg is None:
             return None
         self._open = None
-        seg.token = self._token()
+        seg.token = self._ping_token()
         return seg.token
 
     def keepalive(self) -> str:
@@ -202,9 +255,34 @@ class Tracker:
         token = self.close()
         if token is not None:
             return token
-        seg = _Segment(token=self._token())
+        seg = _Segment(token=self._ping_token())
         self._segments.append(seg)
         return seg.token or ""
+
+    def labeled_line(self, item: Outgoing, now: float) -> str:
+        """Record user line ``item``, written now with a label; returns the label."""
+        label = self._token()
+        self._lines[label] = _Line(item, self._seq, now)
+        return label
+
+    def probe_due(self, now: float, delay: float) -> float | None:
+        """When a PING should follow the oldest unanswered labeled line (to learn whether its
+        answer was lost): ``delay`` after it was written, unless a PING already followed it.
+
+        Returns:
+            That time (``<= now``: now), or ``None`` when no PING is needed.
+        """
+        oldest = next(iter(self._lines.values()), None)
+        if oldest is None or oldest.seq < self._pinged:
+            return None
+        return oldest.at + delay
+
+    def answers_lost(self, token: str) -> bool:
+        """Whether a labeled line written before the PING of ``token`` is still unanswered."""
+        oldest = next(iter(self._lines.values()), None)
+        if oldest is None or not token.startswith("rc") or not token[2:].isdigit():
+            return False
+        return oldest.seq < int(token[2:])
 
     def request(self, request: int, command: str) -> str:
         """Record request ``request``, written now; returns the token for the PING after it.
@@ -212,7 +290,7 @@ class Tracker:
         The caller must first :meth:`close` the open segment (and write that PING).
         """
         assert self._open is None, "close the open segment first"
-        seg = _Segment(token=self._token(), request=request, command=command)
+        seg = _Segment(token=self._ping_token(), request=request, command=command)
         self._segments.append(seg)
         return seg.token or ""
 
@@ -275,7 +353,7 @@ class Tracker:
     def label_of(self, msg: Message) -> str | None:
         """The label ``msg`` answers (its ``label`` tag or its batch's), or ``None``."""
         label = msg.tags.get("label")
-        if label is not None and label in self._labels:
+        if label is not None and (label in self._labels or label in self._lines):
             return label
         ref = msg.tags.get("batch")
         if ref is None and msg.command == "BATCH" and msg.param(0).startswith("-"):
@@ -284,9 +362,14 @@ class Tracker:
             return self._batches.get(ref)
         return None
 
-    def labeled_reply(self, label: str, msg: Message) -> list[Outcome]:
+    def is_line(self, label: str) -> bool:
+        """Whether ``label`` is a user line's (else a request's)."""
+        return label in self._lines
+
+    def labeled_reply(self, label: str, msg: Message, now: float = 0.0) -> list[Outcome]:
         """Add ``msg`` to the reply of ``label``; returns the outcome once the reply is whole."""
-        pending = self._labels[label]
+        line = self._lines.get(label)
+        pending = line if line is not None else self._labels[label]
         cmd = msg.command
         if cmd == "BATCH" and msg.params and msg.params[0].startswith("+"):
             self._batches[msg.params[0][1:]] = label
@@ -298,9 +381,13 @@ class Tracker:
             pending.replies.append(msg)
         if msg.tags.get("batch") in self._batches:
             return []
-        return self._finish(label)
+        return self._finish(label, now)
 
-    def _finish(self, label: str) -> list[Outcome]:
+    def _finish(self, label: str, now: float = 0.0) -> list[Outcome]:
+        line = self._lines.pop(label, None)
+        if line is not None:
+            self.lag = max(0.0, now - line.at)
+            return [_line_outcome(line)]
         pending = self._labels.pop(label)
         return [RequestDone(pending.request, Reply(pending.command, tuple(pending.replies)))]
 
@@ -321,8 +408,25 @@ class Tracker:
                 out.append(RequestLost(seg.request, reason))
         for pending in self._labels.values():
             out.append(RequestLost(pending.request, reason))
+        items.extend(line.item for line in self._lines.values())
+        items.sort(key=lambda item: item.id)
         self._segments.clear()
         self._labels.clear()
+        self._lines.clear()
         self._batches.clear()
         self._open = None
         return items, out
+
+
+def _line_outcome(line: _Line) -> Outcome:
+    """What the whole answer to a labeled user line means: its echo (the line was relayed,
+    under that msgid), a refusal (an error numeric or ``FAIL``), or an ``ACK`` (relayed)."""
+    item = line.item
+    for msg in line.replies:
+        if msg.command == item.command:
+            return Confirmed((item,), (msg.tags.get("msgid"),))
+    for msg in line.replies:
+        if is_error(msg):
+            code = msg.param(1) if msg.command == "FAIL" else msg.command
+            return LineRejected(item, code, msg.param(len(msg.params) - 1))
+    return Confirmed((item,))
