@@ -51,6 +51,9 @@ def _pong(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     """PONG <server> <token>"""
     token = msg.param(len(msg.params) - 1)
     if p.keepalive.answered(token, now):
+        if p.tracker.answers_lost(token):  # the server answers in order: this one never will
+            p._die("the answer to a message was lost (an unreadable line from the server)")
+            return
         p._settle(p.tracker.pong(token))
 
 
