@@ -277,6 +277,14 @@ class ServerProcess:
         while raw := await self.proc.stderr.readline():
             self.log.append(raw.decode(errors="replace").rstrip())
 
+    async def kill(self) -> None:
+        """SIGKILL (``kill -9``): no shutdown, no flush; wait until it is gone."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+        if self._drain is not None:
+            await asyncio.wait({self._drain}, timeout=TIMEOUT)
+
     async def stop(self) -> int:
         """SIGTERM, wait for the exit; return the exit code (killing it if it hangs)."""
         if self.proc.returncode is None:

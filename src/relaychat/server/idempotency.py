@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from collections import OrderedDict
@@ -47,6 +48,8 @@ MAX_KEY_LEN = 64
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,%d}\Z" % MAX_KEY_LEN)
 _ID_BYTES = 16
 _MAC_BYTES = 16
+
+log = logging.getLogger("relaychat.server")
 
 
 def valid_key(key: str) -> bool:
@@ -77,7 +80,7 @@ class KeyIndex:
         now: the current time (keys of the last ``window`` are loaded from the store).
     """
 
-    __slots__ = ("_gap_until", "_index", "_secret", "max_keys", "store", "window")
+    __slots__ = ("_gap_until", "_index", "_secret", "max_keys", "repeats", "store", "window")
 
     def __init__(self, store: KeyStore, *, window: float, max_keys: int, now: float) -> None:
         self.store = store
@@ -88,6 +91,8 @@ class KeyIndex:
         self._index: OrderedDict[str, float] = OrderedDict()
         #: The newest time of a key in the store that the index may not hold.
         self._gap_until = float("-inf")
+        #: How many repeats were answered (not relayed again) since start.
+        self.repeats = 0
         recent = store.recent_keys(now - window, max_keys + 1)
         if len(recent) > max_keys:
             self._gap_until = recent[max_keys][2]
@@ -136,7 +141,12 @@ class KeyIndex:
         self._expire(now)
         since = now - self.window
         if f"{sender} {key}" in self._index or self._gap_until >= since:
-            return self.store.recall_key(sender, key, since)
+            found = self.store.recall_key(sender, key, since)
+            if found is not None:
+                self.repeats += 1
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("repeat of key %s from %s not relayed again", key, sender)
+            return found
         return None
 
     def record(self, record: KeyRecord, messages: Sequence[StoredMessage], now: float) -> None:
