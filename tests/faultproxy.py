@@ -10,6 +10,8 @@ reconnects through the proxy gets a working path:
   link that no OS will report, seen by neither end;
 - :meth:`FaultProxy.cut`: forward the next client chunk only up to the middle of a line, then
   close both sides: the server is left with half a line;
+- :meth:`FaultProxy.deafen`: stop forwarding what the server says (the client's lines still go
+  through): the server relays them, and the client never hears back;
 - :meth:`FaultProxy.inject`: write garbage to the client;
 - :meth:`FaultProxy.slow`: add latency to every chunk, both ways.
 
@@ -37,6 +39,7 @@ class Link:
         self.client_reader, self.client_writer = client
         self.server_reader, self.server_writer = server
         self.stalled = False
+        self.deaf = False
         self.delay = 0.0
         self.closed = False
         self.cut_next = False
@@ -55,7 +58,7 @@ class Link:
                 data = await reader.read(65536)
                 if not data:
                     break
-                if self.stalled:
+                if self.stalled or (self.deaf and not upstream):
                     continue  # a black hole: nothing goes through, nothing is closed
                 if self.delay:
                     await asyncio.sleep(self.delay)
@@ -170,6 +173,11 @@ class FaultProxy:
         """Stop forwarding on every open link, both ways, without closing anything."""
         for link in self._each("stall"):
             link.stalled = True
+
+    def deafen(self) -> None:
+        """Stop forwarding server -> client on every open link (client -> server goes on)."""
+        for link in self._each("deafen"):
+            link.deaf = True
 
     def cut(self) -> None:
         """Drop every open link in the middle of the next line the client sends."""

@@ -1,13 +1,18 @@
 """The client through a fault-injecting proxy: every fault is noticed, survived, and accounted.
 
 Alice talks to the real server through :class:`FaultProxy`; Bob is connected directly and counts
-what reaches him. Alice sends messages before, during and after a fault. For each fault the
-test proves:
+what reaches him. Alice sends messages before, during and after a fault. For each fault, and
+for each delivery guarantee, the test proves:
 
 - Alice notices within her timeout and reconnects;
 - Bob got every message at most once (never a duplicate);
-- every message Bob did not get was reported to Alice's code as not sent (by its Delivery and
-  in ``Disconnected.unconfirmed``), and every message the server confirmed did reach Bob.
+- ``exactly_once`` (the default against relaychat): Bob got every message, and every Delivery
+  is confirmed exactly once, with its msgid;
+- ``at_most_once``: every message Bob did not get was reported to Alice's code as not sent (by
+  its Delivery and in ``Disconnected.unconfirmed``), and every message the server confirmed
+  did reach Bob.
+
+The long run of the same faults, with kill -9 of the server, is ``test_delivery_soak.py``.
 """
 
 from __future__ import annotations
@@ -80,11 +85,17 @@ async def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.fixture(params=["exactly_once", "at_most_once"])
+def delivery(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 async def exercise(
     server: Server,
     proxy: FaultProxy,
     fault: Callable[[], None],
     *,
+    delivery: str = "exactly_once",
     reconnects: bool = True,
     per_phase: int = 10,
 ) -> Tally:
@@ -93,7 +104,7 @@ async def exercise(
     tally = Tally()
     host, port = server.addresses[0]
     bob = Client(host, port, nick="bob", **FAST)  # type: ignore[arg-type]
-    alice = Client(*proxy.address, nick="alice", **FAST)  # type: ignore[arg-type]
+    alice = Client(*proxy.address, nick="alice", delivery=delivery, **FAST)  # type: ignore[arg-type]
     tasks: list[asyncio.Task[None]] = []
     try:
         await bob.connect(TIMEOUT)
@@ -154,6 +165,11 @@ async def exercise(
         assert set(tally.received) <= set(tally.sent)
         # Lines sent after the reconnect all arrive.
         assert {t for t in tally.sent if t.startswith("after-")} <= set(tally.received)
+        assert alice.delivery == delivery
+        if delivery == "exactly_once":
+            assert set(tally.received) == set(tally.sent), "exactly once: nothing lost"
+            assert all(d.exactly_once and d.msgid for d in tally.deliveries)
+            assert not reported
         if reconnects:
             (first_drop, _), *_ = tally.of(Disconnected)
             assert first_drop - fault_at < FAST["ping_interval"] + FAST["ping_timeout"] + 0.5
@@ -168,24 +184,24 @@ async def exercise(
             t.cancel()
 
 
-async def test_drop_mid_stream(server: Server, proxy: FaultProxy) -> None:
-    tally = await exercise(server, proxy, proxy.drop)
+async def test_drop_mid_stream(server: Server, proxy: FaultProxy, delivery: str) -> None:
+    tally = await exercise(server, proxy, proxy.drop, delivery=delivery)
     _, event = tally.of(Disconnected)[0]
     assert isinstance(event, Disconnected)
     # EOF, or RST when the client wrote into the socket the peer had closed.
     assert "closed" in event.reason or "reset" in event.reason
 
 
-async def test_reset(server: Server, proxy: FaultProxy) -> None:
-    tally = await exercise(server, proxy, proxy.reset)
+async def test_reset(server: Server, proxy: FaultProxy, delivery: str) -> None:
+    tally = await exercise(server, proxy, proxy.reset, delivery=delivery)
     _, event = tally.of(Disconnected)[0]
     assert isinstance(event, Disconnected)
     assert "reset" in event.reason or "closed" in event.reason
 
 
-async def test_stall_half_open(server: Server, proxy: FaultProxy) -> None:
+async def test_stall_half_open(server: Server, proxy: FaultProxy, delivery: str) -> None:
     """Nothing is closed and nothing goes through: only the missing PONG reveals it."""
-    tally = await exercise(server, proxy, proxy.stall)
+    tally = await exercise(server, proxy, proxy.stall, delivery=delivery)
     _, event = tally.of(Disconnected)[0]
     assert isinstance(event, Disconnected)
     assert "ping timeout" in event.reason
@@ -194,10 +210,10 @@ async def test_stall_half_open(server: Server, proxy: FaultProxy) -> None:
     assert [e.nick for e in connected if isinstance(e, Connected)] == ["alice", "alice_"]
 
 
-async def test_garbage(server: Server, proxy: FaultProxy) -> None:
+async def test_garbage(server: Server, proxy: FaultProxy, delivery: str) -> None:
     """A burst of unparseable bytes means a corrupt stream: reconnect for a clean one."""
     garbage = b"\x00\xff\xfe\x01garbage\r\n" + b"::: \x00\r\n" * 3 + b"\x80" * 20000 + b"\r\n"
-    tally = await exercise(server, proxy, lambda: proxy.inject(garbage))
+    tally = await exercise(server, proxy, lambda: proxy.inject(garbage), delivery=delivery)
     _, event = tally.of(Disconnected)[0]
     assert isinstance(event, Disconnected)
     assert "garbage" in event.reason
@@ -211,8 +227,21 @@ async def test_small_delay_needs_no_reconnect(server: Server, proxy: FaultProxy)
     await exercise(server, proxy, lambda: proxy.slow(0.1), reconnects=False)
 
 
-async def test_delay_past_the_timeout_reconnects(server: Server, proxy: FaultProxy) -> None:
-    tally = await exercise(server, proxy, lambda: proxy.slow(1.5))
+async def test_cut_in_the_middle_of_a_line(
+    server: Server, proxy: FaultProxy, delivery: str
+) -> None:
+    """The server is left with half a line: it never relays it; the client writes it again."""
+    tally = await exercise(server, proxy, proxy.cut, delivery=delivery)
+    assert any(link.cuts for link in proxy.links)
+    _, event = tally.of(Disconnected)[0]
+    assert isinstance(event, Disconnected)
+    assert "closed" in event.reason or "reset" in event.reason or "pipe" in event.reason
+
+
+async def test_delay_past_the_timeout_reconnects(
+    server: Server, proxy: FaultProxy, delivery: str
+) -> None:
+    tally = await exercise(server, proxy, lambda: proxy.slow(1.5), delivery=delivery)
     _, event = tally.of(Disconnected)[0]
     assert isinstance(event, Disconnected)
     assert "ping timeout" in event.reason
