@@ -119,10 +119,16 @@ def _mid_line(data: bytes) -> int:
 
 
 class FaultProxy:
-    """Listens on 127.0.0.1 (ephemeral port) and forwards to ``upstream``."""
+    """Listens on 127.0.0.1 (ephemeral port) and forwards to ``upstream``.
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    Args:
+        upstream: the server.
+        latency: seconds every chunk waits, both ways, on every link (a slow network).
+    """
+
+    def __init__(self, upstream: tuple[str, int], latency: float = 0.0) -> None:
         self.upstream = upstream
+        self.latency = latency
         self.links: list[Link] = []
         self.accepted = 0
         #: Faults injected so far, by kind (each call on a live link counts once).
@@ -146,7 +152,9 @@ class FaultProxy:
         except OSError:
             writer.close()
             return
-        self.links.append(Link((reader, writer), upstream))
+        link = Link((reader, writer), upstream)
+        link.delay = self.latency
+        self.links.append(link)
         self.accepted += 1
         self._accepted.set()
 
