@@ -110,8 +110,9 @@ _RECEIVE_FILES_ABOUT = (
 
 _EXIT_CODES = """\
 exit codes:
-  0  done (send: the server confirmed every message)
-  1  the server refused or did not confirm a message, or refused to let us join the channel
+  0  done (send: the server confirmed every message, each exactly once)
+  1  the server refused or did not confirm a message, or may have got one twice (send
+     --delivery at-least-once to a server that cannot tell), or refused to let us join
   2  bad command line or configuration
   3  could not connect or register: connection refused, host unreachable, TLS failure,
      nick given with --nick in use, wrong server password
@@ -136,10 +137,12 @@ _CHAT_ABOUT = (
 )
 _SEND_ABOUT = (
     "Post TEXT to TARGET (a channel or a nick), or, without TEXT, each line of stdin as one "
-    "message as it comes. Exits 0 only when the server confirmed every message. A channel is "
-    "joined first unless --no-join. If the first connection fails, send exits at once (code 3); "
-    "if the link drops later, it reconnects up to max_attempts times (default 5) and then sends "
-    "what was still waiting."
+    "message as it comes. Exits 0 only when the server confirmed every message, each exactly "
+    "once. A channel is joined first unless --no-join. If the first connection fails, send "
+    "exits at once (code 3); if the link drops later, it reconnects up to max_attempts times "
+    "(default 5) and then sends what was still waiting, and writes again, with the same "
+    "idempotency key, what the server had not confirmed: a relaychat server relays each "
+    "message once (--delivery; see docs/delivery.md)."
 )
 _TAIL_ABOUT = (
     "Print every message to TARGET (a #channel, or a nick's private messages to you) on stdout, "
@@ -174,6 +177,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", metavar="FILE", help="client config file (TOML)")
 
 
+def _delivery(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--delivery",
+        choices=("auto", "exactly-once", "at-least-once", "at-most-once"),
+        default=None,
+        help="what a dropped connection may do to a message: exactly-once (refuse a server that "
+        "cannot deduplicate), at-least-once (may arrive twice), at-most-once (may be lost, "
+        "and is then reported); auto (default): exactly-once where the server offers it, "
+        "else at-most-once",
+    )
+
+
 def add_client_commands(sub: Any) -> None:
     """Add the ``chat``, ``send``, ``tail``, ``send-file`` and ``receive-files`` subcommands.
 
@@ -203,6 +218,7 @@ def add_client_commands(sub: Any) -> None:
         metavar="'#a,#b'",
         help="channels to join (comma-separated), besides those of the config file",
     )
+    _delivery(chat)
     _common(chat)
 
     send = sub.add_parser(
@@ -225,6 +241,7 @@ def add_client_commands(sub: Any) -> None:
         help="seconds to wait for the server to confirm the messages once the input has "
         "ended (default 30)",
     )
+    _delivery(send)
     _common(send)
 
     tail = sub.add_parser(

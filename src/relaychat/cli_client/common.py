@@ -186,6 +186,7 @@ def load_config(
         nick=args.nick,
         tls=tls_context(args.tls_ca) if args.tls_ca else args.tls,
         password=args.password,
+        delivery=getattr(args, "delivery", None),
         **overrides,
     )
 

@@ -1,4 +1,5 @@
-"""``relaychat send``: post TEXT, or each line of stdin, and exit 0 only once all is confirmed."""
+"""``relaychat send``: post TEXT, or each line of stdin, and exit 0 only once all is confirmed,
+each message exactly once (docs/delivery.md)."""
 
 from __future__ import annotations
 
@@ -75,15 +76,18 @@ async def _one(text: str) -> AsyncIterator[str]:
 
 
 async def _post(client: Client, args: argparse.Namespace, texts: AsyncIterator[str]) -> int:
-    """Send every text, then wait for the server to confirm them all."""
+    """Send every text, then wait for the server to confirm them all, each exactly once."""
     pending: list[Delivery] = []
     failures: list[NotSent] = []
+    twice: list[Delivery] = []  # confirmed, but written again where a repeat is not recognised
     total = 0
 
     async def settle(d: Delivery) -> None:
         error = await d.settled()
         if error is not None:
             failures.append(error)
+        elif not d.exactly_once:
+            twice.append(d)
 
     async for text in texts:
         if not text.strip():
@@ -112,6 +116,13 @@ async def _post(client: Client, args: argparse.Namespace, texts: AsyncIterator[s
     if failures:
         return fail(
             f"{len(failures)} of {total} messages not delivered: {failures[0].reason}",
+            EXIT_NOT_DELIVERED,
+        )
+    if twice:
+        return fail(
+            f"{len(twice)} of {total} messages may have arrived twice: they were sent again "
+            f"after a drop, with {client.delivery} delivery (the server cannot recognise a "
+            "repeat)",
             EXIT_NOT_DELIVERED,
         )
     return EXIT_OK

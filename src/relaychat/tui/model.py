@@ -516,8 +516,9 @@ class ChatState:
             if buf.kind is BufferKind.CHANNEL and buf.joined:
                 buf.joined = False
                 buf.members.clear()
-        lost = len(ev.unconfirmed)
+        lost, again = len(ev.unconfirmed), len(ev.resending)
         extra = f"; {lost} line(s) may not have arrived" if lost else ""
+        extra += f"; {again} line(s) will be sent again" if again else ""
         self.info(f"disconnected: {ev.reason}{extra}", self.buffers[SERVER], Kind.ERROR)
 
     def _on_reconnecting(self, ev: Reconnecting) -> None:
