@@ -1,7 +1,7 @@
 """Delivery guarantees, pure: which one holds on a connection, and which lines to write again.
 
-Every line the client sends carries an idempotency key (:data:`IDEM_TAG`, 128 random bits made
-when the line is queued). What a drop costs depends on the server (docs/delivery.md):
+Every line the client sends carries an idempotency key (:data:`IDEM_TAG`, made when the line is
+queued: :func:`new_key`). What a drop costs depends on the server (docs/delivery.md):
 
 - ``exactly_once``: the server offers :data:`IDEM_CAP`, and gave this session an identity
   (``IDEM TOKEN``) that it recognised again on this connection. A line written and not
@@ -25,7 +25,9 @@ Rules:
 
 from __future__ import annotations
 
+import base64
 import secrets
+import time
 from collections.abc import Iterable
 
 from relaychat.client.events import Outgoing
@@ -53,8 +55,16 @@ NOT_OFFERED = f"the server does not offer exactly-once delivery ({IDEM_CAP})"
 
 
 def new_key() -> str:
-    """A random 128-bit idempotency key: 22 characters of base64url."""
-    return secrets.token_urlsafe(16)
+    """A new 128-bit idempotency key: 22 characters of base64url.
+
+    48 bits of milliseconds since the epoch, then 80 random bits. The time comes first so that
+    one sender's keys sort in the order they were made: the server's key table (a B-tree by
+    sender and key) then fills at its end instead of at random places, which costs a group
+    commit several times less (docs/delivery.md). Unique without the time, too: 80 random bits.
+    """
+    stamp = (time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF
+    raw = stamp.to_bytes(6, "big") + secrets.token_bytes(10)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 class DeliveryState:

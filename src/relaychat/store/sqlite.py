@@ -105,6 +105,8 @@ _TRIM_MARKERS = (
 )
 #: Only these are what ``query`` returns (``store/base.py``); REDACT and TAGMSG rows are not.
 _READABLE = "command IN ('PRIVMSG', 'NOTICE') AND redacted IS NULL"
+#: json.dumps(..., separators=(",", ":")) without building an encoder per call (hot: commits).
+_encode_tags = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def open_history(config: Config) -> SqliteHistory:
@@ -276,7 +278,7 @@ class SqliteHistory(KeyTable, Retention):
                 m.to_account,
                 m.target,
                 m.text,
-                json.dumps(m.tags, separators=(",", ":")) if m.tags else None,
+                _encode_tags(m.tags) if m.tags else None,
                 _flags(m.multiline),
                 m.redacts,
             )

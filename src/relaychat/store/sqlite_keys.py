@@ -34,6 +34,7 @@ _INSERT_KEY = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _KEY_COLUMNS = "sender, key, time_ms, source, command, text, tags, sent"
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 #: Most rows one pruning transaction deletes.
 KEY_CHUNK = 5000
 
@@ -78,7 +79,7 @@ class KeyTable:
                 r.source,
                 r.command,
                 r.text,
-                json.dumps(r.tags, separators=(",", ":")) if r.tags else None,
+                _encode(r.tags) if r.tags else None,
                 join_sent(r.sent),
             )
             for r in records
