@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-web clean venv
+.PHONY: run test lint typecheck unit bench bench-web clean venv soak-delivery
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,3 +71,19 @@ bench: $(BENCH_STAMP) $(LOADGEN)
 WEB_BENCH_ARGS ?=
 bench-web: $(BENCH_STAMP) $(LOADGEN)
 	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/web_bench.py $(WEB_BENCH_ARGS)
+
+# --- the exactly-once soak (docs/delivery.md) --------------------------------------------------
+# `make test` runs a bounded pass (20,000 messages, 1,000 faults, 2 kill -9 of the server);
+# this runs a long one and prints its numbers. Sizes: SOAK_MESSAGES, SOAK_FAULTS, SOAK_SENDERS,
+# SOAK_KILLS (the report is also appended to benchmarks/results/soak-delivery.jsonl).
+SOAK_MESSAGES ?= 100000
+SOAK_FAULTS   ?= 5000
+SOAK_SENDERS  ?= 10
+SOAK_KILLS    ?= 5
+
+soak-delivery: $(STAMP)
+	mkdir -p benchmarks/results
+	RELAYCHAT_SOAK_MESSAGES=$(SOAK_MESSAGES) RELAYCHAT_SOAK_FAULTS=$(SOAK_FAULTS) \
+	RELAYCHAT_SOAK_SENDERS=$(SOAK_SENDERS) RELAYCHAT_SOAK_KILLS=$(SOAK_KILLS) \
+	RELAYCHAT_SOAK_DEADLINE=3600 RELAYCHAT_SOAK_REPORT=benchmarks/results/soak-delivery.jsonl \
+		$(BIN)/pytest -q -s -p no:xdist tests/integration/test_delivery_soak.py

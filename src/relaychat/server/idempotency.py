@@ -131,16 +131,17 @@ class KeyIndex:
     def _expire(self, now: float) -> None:
         index, cutoff = self._index, now - self.window
         while index:
-            oldest = next(iter(index.values()))
+            entry, oldest = index.popitem(last=False)
             if oldest >= cutoff:
+                index[entry] = oldest  # still young: back in front
+                index.move_to_end(entry, last=False)
                 break
-            index.popitem(last=False)
 
     def lookup(self, sender: str, key: str, now: float) -> KeyRecord | None:
         """The record of ``(sender, key)`` if it was relayed within the window, else ``None``."""
-        self._expire(now)
         since = now - self.window
-        if f"{sender} {key}" in self._index or self._gap_until >= since:
+        at = self._index.get(f"{sender} {key}")
+        if (at is not None and at >= since) or (at is None and self._gap_until >= since):
             found = self.store.recall_key(sender, key, since)
             if found is not None:
                 self.repeats += 1

@@ -23,17 +23,15 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from relaychat.store.base import StoredMessage
 
 __all__ = ["KeyRecord", "KeyStore", "join_sent", "split_sent"]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    """What one keyed PRIVMSG, NOTICE or TAGMSG became.
+class KeyRecord(NamedTuple):
+    """What one keyed PRIVMSG, NOTICE or TAGMSG became (a tuple: made for every keyed message).
 
     Attributes:
         sender: who sent it: ``a:<account>`` when logged in, else ``t:<token id>``.
@@ -52,8 +50,8 @@ class KeyRecord:
     source: str
     command: str
     text: str
-    tags: dict[str, str] = field(default_factory=dict, hash=False)
-    sent: tuple[tuple[str, str], ...] = ()
+    tags: dict[str, str]
+    sent: tuple[tuple[str, str], ...]
 
 
 def join_sent(sent: Sequence[tuple[str, str]]) -> str:
