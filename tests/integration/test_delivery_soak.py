@@ -331,6 +331,7 @@ def report(numbers: dict[str, Any]) -> None:
             fh.write(line + "\n")
 
 
+@pytest.mark.timeout(DEADLINE + 60)
 async def test_every_message_exactly_once_through_faults_and_kill_9() -> None:
     numbers = await soak(
         messages=MESSAGES, faults=FAULTS, senders=SENDERS, kills=KILLS, deadline=DEADLINE
