@@ -13,9 +13,13 @@
 
         await client.send("#general", "hello")
 
+Every message carries an idempotency key; against relaychat (``relaychat.dev/idempotency``) a
+message whose confirmation was lost with the connection is written again and still arrives
+exactly once (``Client(delivery=...)``, :attr:`Client.delivery`; docs/delivery.md).
+
 Layers: :mod:`~relaychat.client.protocol` (sans I/O, the IRC logic), :mod:`.events` (what the
-user sees), :mod:`.backoff` (reconnect delays), :mod:`.connection` (asyncio glue),
-:mod:`.sync` (a blocking one-shot facade).
+user sees), :mod:`.guarantee` (delivery guarantees), :mod:`.backoff` (reconnect delays),
+:mod:`.connection` (asyncio glue), :mod:`.sync` (a blocking one-shot facade).
 """
 
 from relaychat.client import handlers as _handlers  # fills protocol.HANDLERS
