@@ -130,12 +130,8 @@ class KeyIndex:
 
     def _expire(self, now: float) -> None:
         index, cutoff = self._index, now - self.window
-        while index:
-            entry, oldest = index.popitem(last=False)
-            if oldest >= cutoff:
-                index[entry] = oldest  # still young: back in front
-                index.move_to_end(entry, last=False)
-                break
+        while index and next(iter(index.values())) < cutoff:
+            index.popitem(last=False)
 
     def lookup(self, sender: str, key: str, now: float) -> KeyRecord | None:
         """The record of ``(sender, key)`` if it was relayed within the window, else ``None``."""
