@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from relaychat.client import Client, Connected, Delivery, Disconnected, Message, OutboxFull
 from tests.faultproxy import FaultProxy
 from tests.harness import TIMEOUT, ServerProcess, scratch_dir
