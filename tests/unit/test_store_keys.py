@@ -164,15 +164,15 @@ def test_keys_and_the_secret_survive_reopening(tmp_path: Path) -> None:
         again.close()
 
 
-def test_a_version_2_file_gets_step_5(tmp_path: Path) -> None:
-    path = tmp_path / "v2.db"
+def test_a_version_4_file_gets_step_5(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
     store = SqliteHistory(path, maintenance_interval=None)
     store.append(message("old"))
     store.close()
     db = sqlite3.connect(path)
     db.execute("DROP TABLE idem_keys")
     db.execute("DROP TABLE idem_secret")
-    db.execute("UPDATE schema_version SET version = 2")
+    db.execute("UPDATE schema_version SET version = 4")  # what the release before made
     db.commit()
     db.close()
     store = SqliteHistory(path, maintenance_interval=None)

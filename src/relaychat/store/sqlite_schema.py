@@ -121,8 +121,6 @@ STEP_4 = (
 )
 
 
-
-
 class Connections(NamedTuple):
     """An opened history file (see :func:`open_connections`)."""
 
