@@ -19,7 +19,11 @@ __all__: list[str] = []
 
 @command("IDEM", min_params=1, pre_registration=True)
 def idem(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """IDEM TOKEN [<token>]"""
+    """IDEM TOKEN [<token>]
+
+    Get the identity behind your messages' idempotency keys, or present it again after a
+    reconnect (relaychat.dev/idempotency; docs/delivery.md).
+    """
     keys = core.keys
     sub = msg.params[0].upper()
     if keys is None:
