@@ -8,9 +8,11 @@ from hypothesis import strategies as st
 
 from relaychat.client import ClientConfig, OutboxFull
 from relaychat.client.events import Outgoing
-from relaychat.client.outbox import Outbox, TokenBucket, split_text, text_budget
+from relaychat.client.outbox import Outbox
 from relaychat.errors import ConfigError
+from relaychat.protocol.bucket import TokenBucket
 from relaychat.protocol.message import MAX_BODY_BYTES, Message
+from relaychat.protocol.text import split_text, text_budget
 
 
 class TestSplit:

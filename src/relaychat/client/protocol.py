@@ -41,14 +41,7 @@ from relaychat.client.events import (
 from relaychat.client.guarantee import IDEM_TAG, DeliveryState, new_key
 from relaychat.client.history import History
 from relaychat.client.keepalive import Keepalive
-from relaychat.client.outbox import (
-    DEFAULT_HOST_LEN,
-    DEFAULT_USER_LEN,
-    Outbox,
-    TokenBucket,
-    split_text,
-    text_budget,
-)
+from relaychat.client.outbox import Outbox
 from relaychat.client.requests import (
     Confirmed,
     Dropped,
@@ -62,10 +55,12 @@ from relaychat.client.requests import (
     is_error,
 )
 from relaychat.errors import InputTooLong, ProtocolError
+from relaychat.protocol.bucket import TokenBucket
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import MAX_LINE_BYTES, decode_line, parse, parse_bytes
 from relaychat.protocol.message import Message as IrcMessage
+from relaychat.protocol.text import DEFAULT_HOST_LEN, DEFAULT_USER_LEN, split_text, text_budget
 
 __all__ = ["HANDLERS", "IDEM_TAG", "WANTED_CAPS", "ClientProtocol", "fallback_nick", "nick_of"]
 

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from relaychat.client.outbox import TokenBucket, split_text, text_budget
 from relaychat.errors import RelaychatError
+from relaychat.protocol.bucket import TokenBucket
+from relaychat.protocol.text import split_text, text_budget
 from relaychat.server.core import ServerCore
 from relaychat.server.state import User
 
