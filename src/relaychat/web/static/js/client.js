@@ -17,7 +17,7 @@ export const WANTED_CAPS = [
   "echo-message", "extended-join", "invite-notify", "labeled-response", "message-tags",
   "multi-prefix", "server-time", "setname", "standard-replies", "userhost-in-names",
   "draft/chathistory", "draft/multiline", "draft/read-marker", "draft/message-redaction",
-  "draft/metadata-2", "extended-monitor", "draft/channel-rename", "bot",
+  "draft/metadata-2", "extended-monitor", "draft/channel-rename",
 ];
 
 /** Room for our prefix (":nick!user@host ") and the command around the text of one line. */
@@ -52,6 +52,7 @@ export class Client {
 
   resetSession() {
     this.registered = false;
+    this.registerSent = false;
     this.capsOffered = new Map();
     this.caps = new Set();
     this.capLsDone = false;
@@ -286,6 +287,7 @@ export class Client {
       const reg = parseCapValue(this.capsOffered.get("draft/account-registration"));
       if (this.capsOffered.has("draft/account-registration") && "before-connect" in reg) {
         this.saslState = "done";
+        this.registerSent = true;
         this.send(build("REGISTER", [s.nick, s.email || "*", s.password]));
         return; // CAP END after REGISTER SUCCESS
       }
@@ -329,9 +331,9 @@ export class Client {
     if (this.status.state === "connected") return;
     this.setStatus("connected", { nick: this.me });
     const s = this.settings;
-    if (s.password && s.register && this.saslState !== "done-registered"
-        && this.caps.has("draft/account-registration") === false
-        && this.capsOffered.has("draft/account-registration")) {
+    if (s.password && s.register && !this.registerSent) {
+      // no before-connect: REGISTER once connected (account-registration)
+      this.registerSent = true;
       this.send(build("REGISTER", [this.me, s.email || "*", s.password]));
     }
     if (this.has("draft/metadata-2")) this.send(build("METADATA", ["*", "SUB", "display-name"]));

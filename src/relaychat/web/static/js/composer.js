@@ -114,6 +114,7 @@ export class Composer {
   }
 
   changed() {
+    this.completion = null; // typed (or pasted): a new word to complete
     this.resize();
     const buf = this.app.state.active;
     if (!buf) return;

@@ -229,6 +229,7 @@ export const HANDLERS = {
   REGISTER(client, msg) {
     if (msg.params[0] === "SUCCESS" || msg.params[0] === "VERIFICATION_REQUIRED") {
       client.info(client.state.server, msg.params[2] || `Account ${msg.params[1]} registered`);
+      client.settings.register = false; // from now on (reconnects) log in with SASL
       if (!client.registered) client.capEnd();
     }
   },

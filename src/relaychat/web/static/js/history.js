@@ -135,7 +135,9 @@ export class History {
     if (!buf) return;
     let count = 0;
     let newest = 0;
-    for (const item of batch.items) {
+    const older = req?.mode === "before";
+    // An earlier page goes in newest first, each before what is there (same-millisecond order).
+    for (const item of older ? [...batch.items].reverse() : batch.items) {
       if (item.command === "REDACT") {
         this.redact(buf, item.params[1], item.nick, item.params[2]);
         continue;
@@ -148,7 +150,7 @@ export class History {
       if (buf.redacted?.has(entry.msgid)) continue;
       newest = Math.max(newest, entry.time);
       if (entry.self && client.confirmOwn(buf, item, entry, null)) continue;
-      buf.insert(entry);
+      buf.insert(entry, { older });
     }
     buf.history.loading = false;
     buf.history.loaded = true;

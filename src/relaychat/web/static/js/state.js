@@ -78,7 +78,7 @@ export class Buffer {
   /**
    * Insert a message in time order. Returns "append", "insert" or null (a duplicate msgid).
    */
-  insert(msg) {
+  insert(msg, { older = false } = {}) {
     if (msg.msgid) {
       if (this.msgids.has(msg.msgid)) return null;
       this.msgids.add(msg.msgid);
@@ -86,12 +86,15 @@ export class Buffer {
     if (!msg.id) msg.id = nextId();
     const list = this.messages;
     let where = "append";
-    if (list.length && list[list.length - 1].time > msg.time) {
+    // Messages of the same millisecond keep their arrival order; `older` (a page of earlier
+    // history, inserted newest first) goes before the ones already there.
+    const last = list.length ? list[list.length - 1].time : -Infinity;
+    if (last > msg.time || (older && last === msg.time)) {
       let lo = 0;
       let hi = list.length;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
-        if (list[mid].time <= msg.time) lo = mid + 1;
+        if (older ? list[mid].time < msg.time : list[mid].time <= msg.time) lo = mid + 1;
         else hi = mid;
       }
       list.splice(lo, 0, msg);

@@ -1,0 +1,337 @@
+"""The built-in web client in a real browser (Chromium via playwright) against a real server.
+
+Each test starts its own server; the browser is shared by the module (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from relaychat.server.listeners import Server
+from relaychat.web.hooks import HookStore
+from tests.browser.browser_support import (
+    http_port,
+    log_texts,
+    open_page,
+    say,
+    start_server,
+    tcp,
+    wait_text,
+)
+from tests.integration.web_support import fetch
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def test_two_pages_and_a_tcp_client_chat_in_a_channel(
+    browser: Any, servers: list[Server]
+) -> None:
+    srv = await start_server(servers)
+    port = http_port(srv)
+    alice = await open_page(browser, port, "alice")
+    bob = await open_page(browser, port, "bob")
+    carol = await tcp(srv, "carol", "#lobby")
+
+    await say(alice, "hello from alice")
+    await wait_text(bob, "hello from alice")
+    await carol.expect(r":alice!\S+ PRIVMSG #lobby :hello from alice$")
+    # alice's own line was confirmed by the server's echo (not pending any more)
+    await alice.wait_for_selector("#log .msg.self:not(.s-pending) >> text=hello from alice")
+
+    await carol.send("PRIVMSG #lobby :hello from carol")
+    await wait_text(alice, "hello from carol")
+    await wait_text(bob, "hello from carol")
+
+    await say(bob, "/me waves")
+    await alice.wait_for_selector("#log .msg.k-action >> text=waves")
+    await carol.expect(r":bob!\S+ PRIVMSG #lobby :\x01ACTION waves\x01$")
+
+    # the member list: alice joined first (operator), bob and carol
+    await alice.wait_for_function(
+        "() => document.querySelectorAll('#member-list .member').length === 3"
+    )
+    members = await alice.eval_on_selector_all(
+        "#member-list .member", "els => els.map(e => e.textContent)"
+    )
+    assert members == ["@alice", "bob", "carol"]
+    # a mention is highlighted
+    await carol.send("PRIVMSG #lobby :alice: look at this")
+    await alice.wait_for_selector("#log .msg.highlight >> text=alice: look at this")
+    for page in (alice, bob):
+        assert (
+            await log_texts(page)
+            == [
+                "hello from alice",
+                "hello from carol",
+                "waves",
+                "alice: look at this",
+            ][: len(await log_texts(page))]
+        )
+        assert page.errors == []
+        assert await page.evaluate("() => window.__cspViolations") == []
+    await carol.close()
+    await alice.context.close()
+    await bob.context.close()
+
+
+async def test_reload_restores_the_buffer_from_history(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    port = http_port(srv)
+    page = await open_page(browser, port, "alice")
+    bob = await tcp(srv, "bob", "#lobby")
+    for i in range(3):
+        await bob.send(f"PRIVMSG #lobby :line {i}")
+    await say(page, "my own line")
+    await wait_text(page, "line 2")
+    await wait_text(page, "my own line")
+    await page.reload()
+    await page.wait_for_selector('#status[data-state="connected"]')
+    await wait_text(page, "my own line")
+    await wait_text(page, "line 0")
+    texts = await log_texts(page)
+    assert texts == ["line 0", "line 1", "line 2", "my own line"], texts
+    await bob.close()
+    await page.context.close()
+
+
+async def test_earlier_pages_load_when_scrolling_up(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    bob = await tcp(srv, "bob", "#lobby")
+    for i in range(120):
+        await bob.send(f"PRIVMSG #lobby :old {i}")
+    await bob.send("PING :sync")
+    await bob.expect("PONG")
+    page = await open_page(browser, http_port(srv), "alice", width=1000, height=600)
+    await wait_text(page, "old 119")
+    assert len(await log_texts(page)) == 50  # CHATHISTORY LATEST: the last page only
+    for _ in range(10):
+        await page.eval_on_selector(
+            "#log", "el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }"
+        )
+        await page.wait_for_function("() => !window.relaychatApp.state.active.history.loading")
+        if len(await log_texts(page)) == 120:
+            break
+    texts = await log_texts(page)
+    assert texts == [f"old {i}" for i in range(120)], texts
+    await page.wait_for_selector("text=This is the beginning of #lobby")
+    await bob.close()
+    await page.context.close()
+
+
+async def test_server_restart_missed_lines_once_and_offline_lines_sent_once(
+    browser: Any, servers: list[Server]
+) -> None:
+    first = await start_server(servers)
+    irc_port = first.addresses[0][1]
+    port = http_port(first)
+    config = replace(first.config, port=irc_port)
+    page = await open_page(browser, port, "alice", "#room")
+    bob = await tcp(first, "bob", "#room")
+    await bob.send("PRIVMSG #room :before the restart")
+    await wait_text(page, "before the restart")
+    await bob.close()
+
+    await first.stop()
+    servers.remove(first)
+    await page.wait_for_selector('#status[data-state="waiting"]')
+    await say(page, "typed while offline")
+    await page.wait_for_selector("#log .msg.s-queued >> text=typed while offline")
+
+    # While the page cannot reach the server (HTTP port off), others talk in #room.
+    quiet = await start_server(servers, replace(config, http=replace(config.http, port=0)))
+    carol = await tcp(quiet, "carol", "#room")
+    erin = await tcp(quiet, "erin", "#room")
+    for i in range(3):
+        await carol.send(f"PRIVMSG #room :missed {i}")
+    await erin.expect(r"PRIVMSG #room :missed 2$")  # relayed, so in history.db
+    await carol.close()
+    await erin.close()
+    await quiet.stop()
+    servers.remove(quiet)
+
+    back = await start_server(servers, config)
+    await page.wait_for_selector('#status[data-state="connected"]', timeout=60_000)
+    await wait_text(page, "missed 2")
+    await page.wait_for_selector(
+        "#log .msg.self:not(.s-queued):not(.s-pending) >> text=typed while offline"
+    )
+    dave = await tcp(back, "dave", "#room")
+    await dave.send("PRIVMSG #room :after the restart")
+    await wait_text(page, "after the restart")
+    texts = await log_texts(page)
+    assert texts == [
+        "before the restart",
+        "missed 0",
+        "missed 1",
+        "missed 2",
+        "typed while offline",
+        "after the restart",
+    ], texts
+    # the server got the offline line exactly once
+    await dave.send("PING :replay-done")  # the lines replayed on JOIN come before the PONG
+    await dave.expect(r"PONG .*replay-done")
+    dave.seen.clear()
+    await dave.send("CHATHISTORY LATEST #room * 50")
+    await dave.send("PING :history-done")
+    await dave.expect(r"PONG .*history-done")
+    sent = [line for line in dave.seen if "typed while offline" in line]
+    assert len(sent) == 1, sent
+    assert page.errors == []
+    await dave.close()
+    await page.context.close()
+
+
+async def test_xss_payloads_render_as_text(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    page = await open_page(browser, http_port(srv), "alice")
+    await page.evaluate("() => { window.__xss = 0; }")
+    bob = await tcp(srv, "bob", "#lobby")
+    payloads = [
+        "<script>window.__xss = 1</script>",
+        '<img src=x onerror="window.__xss = 2">',
+        "javascript:window.__xss=3",
+        '<a href="javascript:window.__xss=4">click</a>',
+        "see http://ok.example/<b>x</b> and javascript://x%0Aalert(1)",
+        "\x02bold\x02 \x0304red\x03 plain",
+    ]
+    for p in payloads:
+        await bob.send(f"PRIVMSG #lobby :{p}")
+    await say(page, "/topic <img src=x onerror=window.__xss=5>")  # alice is the operator
+    await wait_text(page, "bold red plain")
+    await page.wait_for_function(
+        "() => document.getElementById('buf-topic').textContent.includes('<img')"
+    )
+    texts = await log_texts(page)
+    assert texts[:5] == payloads[:5]
+    assert await page.evaluate("() => window.__xss") == 0
+    found = await page.eval_on_selector_all("#log img, #log script, header img", "e => e.length")
+    assert found == 0
+    hrefs = await page.eval_on_selector_all("#log a", "els => els.map(a => a.href)")
+    assert hrefs == ["http://ok.example/"], hrefs  # the link stops at "<"
+    shown = "e => e.map(x => x.textContent)"
+    assert await page.eval_on_selector_all("#log .f-b", shown) == ["bold"]
+    assert await page.eval_on_selector_all("#log .fg4", shown) == ["red"]
+    # what we type is shown as text too
+    await say(page, "<img src=y onerror=window.__xss=6>")
+    await wait_text(page, "<img src=y onerror=window.__xss=6>")
+    assert await page.evaluate("() => window.__xss") == 0
+    await bob.close()
+    await page.context.close()
+
+
+async def test_a_360px_phone_screen_is_usable(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    page = await open_page(browser, http_port(srv), "alice", "#lobby #dev", width=360, height=740)
+    bob = await tcp(srv, "bob", "#lobby", "#dev")
+    # the buffer list is a drawer, closed at first
+    assert not await page.evaluate(
+        "() => document.getElementById('sidebar').getBoundingClientRect().right > 0"
+    )
+    await bob.send("PRIVMSG #dev :news in dev")
+    await page.wait_for_selector("#buffers li.unread[data-key='#dev']", state="attached")
+    await page.click("#btn-menu")
+    await page.click("#buffers li[data-key='#dev']")
+    await page.wait_for_function("() => document.getElementById('buf-name').textContent === '#dev'")
+    await wait_text(page, "news in dev")
+    # the drawer closed again, and nothing is wider than the screen
+    await page.wait_for_function(
+        "() => document.getElementById('sidebar').getBoundingClientRect().right <= 0"
+    )
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 360
+    await say(page, "sent from a phone")
+    await bob.expect(r":alice!\S+ PRIVMSG #dev :sent from a phone$")
+    box = await page.eval_on_selector("#input", "e => e.getBoundingClientRect().toJSON()")
+    assert box["right"] <= 360 and box["bottom"] <= 740
+    await bob.close()
+    await page.context.close()
+
+
+async def test_private_messages(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    page = await open_page(browser, http_port(srv), "alice")
+    bob = await tcp(srv, "bob", "#lobby")
+    await bob.send("PRIVMSG alice :psst, alice")
+    await page.wait_for_selector("#buffers li[data-key='bob'] .count.mention")
+    await page.click("#buffers li[data-key='bob']")
+    await wait_text(page, "psst, alice")
+    await say(page, "hi bob, privately")
+    await bob.expect(r":alice!\S+ PRIVMSG bob :hi bob, privately$")
+    await say(page, "/msg carol nobody here")  # no such nick: shown as not sent
+    await page.click("#buffers li[data-key='carol']")
+    await page.wait_for_selector("#log .msg.s-failed >> text=nobody here")
+    await bob.close()
+    await page.context.close()
+
+
+async def test_tab_completes_nicks(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    page = await open_page(browser, http_port(srv), "alice")
+    clients = [await tcp(srv, n, "#lobby") for n in ("bella", "bob", "carol")]
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#member-list .member').length === 4"
+    )
+    await page.fill("#input", "ca")
+    await page.press("#input", "Tab")
+    assert await page.input_value("#input") == "carol: "
+    await page.fill("#input", "thanks b")
+    await page.press("#input", "Tab")
+    first = await page.input_value("#input")
+    await page.press("#input", "Tab")
+    second = await page.input_value("#input")
+    assert {first, second} == {"thanks bella ", "thanks bob "}
+    for c in clients:
+        await c.close()
+    await page.context.close()
+
+
+async def test_a_webhook_post_appears_in_the_page(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    port = http_port(srv)
+    token = HookStore(srv.config.data_path()).add("#deploys", "ci", time.time())
+    page = await open_page(browser, port, "alice", "#deploys")
+    body = json.dumps({"text": "deployed"}).encode()
+    answer = await fetch(port, "POST", f"/hooks/{token}", body=body)
+    assert answer.status == 200, answer.body
+    await wait_text(page, "deployed")
+    nick = await page.eval_on_selector("#log .msg:last-child .nick", "e => e.textContent")
+    assert nick == "ci/hook"
+    await page.context.close()
+
+
+async def test_account_created_in_the_page_then_sasl_after_reload(
+    browser: Any, servers: list[Server]
+) -> None:
+    srv = await start_server(servers)
+    port = http_port(srv)
+    page = await open_page(browser, port, "alice", password="correct horse", register=True)
+    await page.wait_for_function("() => window.relaychatApp.client.account === 'alice'")
+    await page.reload()
+    await page.wait_for_selector('#status[data-state="connected"]')
+    await page.wait_for_function("() => window.relaychatApp.client.account === 'alice'")
+    await page.context.close()
+    # a wrong password is refused with a clear message on the sign-in form
+    ctx = await browser.new_context()
+    bad = await ctx.new_page()
+    await bad.goto(f"http://127.0.0.1:{port}/")
+    await bad.fill("#login-nick", "alice")
+    await bad.fill("#login-password", "wrong password")
+    await bad.click("#login-form button[type=submit]")
+    await bad.wait_for_selector("#login-error:has-text('Login failed')")
+    await ctx.close()
+
+
+async def test_the_page_has_no_inline_code(servers: list[Server]) -> None:
+    """The page keeps to its CSP: no inline script or style, no event-handler attributes."""
+    srv = await start_server(servers)
+    answer = await fetch(http_port(srv), "GET", "/")
+    html = answer.body.decode()
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    assert "<style" not in html and not re.search(r"\sstyle=", html)
+    assert not re.search(r"\son[a-z]+=", html)
+    assert re.findall(r"<script[^>]*>", html) == ['<script type="module" src="/js/main.js">']
