@@ -301,6 +301,9 @@ async def test_a_webhook_post_appears_in_the_page(browser: Any, servers: list[Se
     await wait_text(page, "deployed")
     nick = await page.eval_on_selector("#log .msg:last-child .nick", "e => e.textContent")
     assert nick == "ci/hook"
+    # the hook's bot is in bot mode (+B): its messages carry the bot tag, shown as a badge
+    badge = await page.eval_on_selector("#log .msg:last-child .badge.bot", "e => e.textContent")
+    assert badge == "bot"
     await page.context.close()
 
 
@@ -335,3 +338,103 @@ async def test_the_page_has_no_inline_code(servers: list[Server]) -> None:
     assert "<style" not in html and not re.search(r"\sstyle=", html)
     assert not re.search(r"\son[a-z]+=", html)
     assert re.findall(r"<script[^>]*>", html) == ['<script type="module" src="/js/main.js">']
+
+
+# --- IRCv3 extensions the server offers: each lights up in the page ---------------------------
+
+
+async def test_multiline_paste_is_one_message(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    port = http_port(srv)
+    alice = await open_page(browser, port, "alice")
+    bob = await open_page(browser, port, "bob")
+    carol = await tcp(srv, "carol", "#lobby")  # no draft/multiline: one PRIVMSG a line
+    assert await alice.evaluate("() => window.relaychatApp.client.has('draft/multiline')")
+    await alice.fill("#input", "first line\nsecond line\n\nfourth line")
+    await alice.press("#input", "Enter")
+    await wait_text(bob, "first line\nsecond line\n\nfourth line")
+    await alice.wait_for_selector("#log .msg.self:not(.s-pending) >> text=fourth line")
+    for text in ("first line", "second line", "fourth line"):
+        await carol.expect(rf":alice!\S+ PRIVMSG #lobby :{text}$")
+    assert await log_texts(alice) == ["first line\nsecond line\n\nfourth line"]
+    # after a reload it comes back from history as one message too
+    await bob.reload()
+    await bob.wait_for_selector('#status[data-state="connected"]')
+    await wait_text(bob, "first line\nsecond line\n\nfourth line")
+    await carol.close()
+    await alice.context.close()
+    await bob.context.close()
+
+
+async def test_typing_indicator(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    port = http_port(srv)
+    alice = await open_page(browser, port, "alice")
+    bob = await open_page(browser, port, "bob")
+    await alice.type("#input", "hel")
+    await bob.wait_for_selector("#typing:has-text('alice is typing')")
+    await alice.fill("#input", "")  # emptied: done
+    await bob.wait_for_function("() => document.getElementById('typing').textContent === ''")
+    await alice.type("#input", "hello")
+    await bob.wait_for_selector("#typing:has-text('alice is typing')")
+    await alice.press("#input", "Enter")  # a message ends the typing
+    await wait_text(bob, "hello")
+    await bob.wait_for_function("() => document.getElementById('typing').textContent === ''")
+    await alice.context.close()
+    await bob.context.close()
+
+
+async def test_read_marker_syncs_between_tabs_of_one_account(
+    browser: Any, servers: list[Server]
+) -> None:
+    srv = await start_server(servers)
+    port = http_port(srv)
+    first = await open_page(browser, port, "alice", password="correct horse", register=True)
+    await first.wait_for_function("() => window.relaychatApp.client.has('draft/read-marker')")
+    # a second tab (another device) logs in to the same account
+    second = await open_page(browser, port, "alice", password="correct horse")
+    await second.click("#buffers li.kind-server")  # looks at the server buffer, not #lobby
+    bob = await tcp(srv, "bob", "#lobby")
+    await bob.send("PRIVMSG #lobby :read me")
+    await second.wait_for_selector("#buffers li[data-key='#lobby'] .count")
+    # the first tab shows #lobby: it is read there, and so on the second tab too
+    await wait_text(first, "read me")
+    await second.wait_for_selector("#buffers li[data-key='#lobby'] .count", state="detached")
+    await bob.close()
+    await first.context.close()
+    await second.context.close()
+
+
+async def test_redaction_shows_the_message_was_deleted(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    port = http_port(srv)
+    alice = await open_page(browser, port, "alice")
+    bob = await open_page(browser, port, "bob")
+    await say(alice, "oops, wrong channel")
+    await wait_text(bob, "oops, wrong channel")
+    row = alice.locator("#log .msg.self", has_text="oops, wrong channel")
+    await row.hover()
+    await row.locator("button.redact").click()
+    await bob.wait_for_selector("#log .msg.redacted >> text=message deleted")
+    assert "oops, wrong channel" not in await log_texts(bob)
+    await bob.reload()  # redacted messages are gone from history
+    await bob.wait_for_selector('#status[data-state="connected"]')
+    await bob.wait_for_function("() => window.relaychatApp.state.get('#lobby').history.loaded")
+    assert "oops, wrong channel" not in await log_texts(bob)
+    await alice.context.close()
+    await bob.context.close()
+
+
+async def test_monitor_and_display_names(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    page = await open_page(browser, http_port(srv), "alice")
+    bob = await tcp(srv, "bob", "#lobby")
+    await bob.send("METADATA * SET display-name :Bob Builder")
+    await page.wait_for_selector("#member-list .display-name:has-text('Bob Builder')")
+    await bob.send("PRIVMSG alice :ping")
+    await page.click("#buffers li[data-key='bob']")
+    await page.wait_for_selector("#buffers li[data-key='bob'] .presence.on")
+    await bob.send("QUIT :gone")
+    await page.wait_for_selector("#buffers li[data-key='bob'] .presence.off")
+    await page.wait_for_selector("#buf-topic:has-text('offline')")
+    await page.context.close()

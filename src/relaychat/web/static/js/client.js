@@ -148,6 +148,10 @@ export class Client {
     const msg = parse(line);
     if (!msg) return;
     const ref = msg.tags.batch;
+    if (msg.command === "BATCH") {
+      this.batchLine(msg); // a nested batch starts (or ends) inside its parent
+      return;
+    }
     if (ref && this.batches.has(ref)) {
       this.batches.get(ref).items.push(msg);
       return;

@@ -252,10 +252,11 @@ export class UI {
     if (entry.redacted) {
       text.textContent = `message deleted${entry.redacted.by && entry.redacted.by !== entry.nick ? ` by ${entry.redacted.by}` : ""}${entry.redacted.reason ? ` (${entry.redacted.reason})` : ""}`;
     } else {
-      if (entry.bot) text.append(el("span", { class: "badge bot", text: "bot", title: "sent by a bot" }), " ");
       renderText(text, entry.text);
     }
-    row.append(time, nick, text);
+    const who = el("span", { class: "who" },
+      entry.bot ? el("span", { class: "badge bot", text: "bot", title: "sent by a bot" }) : null, nick);
+    row.append(time, who, text);
     if (entry.local || entry.status === "failed") {
       const label = entry.status === "queued" ? "waiting for connection" : entry.status === "failed" ? (entry.error || "not sent") : "sending…";
       row.append(el("span", { class: "send-state", text: label }));
