@@ -438,3 +438,50 @@ async def test_monitor_and_display_names(browser: Any, servers: list[Server]) ->
     await page.wait_for_selector("#buffers li[data-key='bob'] .presence.off")
     await page.wait_for_selector("#buf-topic:has-text('offline')")
     await page.context.close()
+
+
+async def test_pure_modules_in_the_browser(browser: Any, servers: list[Server]) -> None:
+    """The protocol and text modules, loaded as the page loads them."""
+    srv = await start_server(servers)
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await page.goto(f"http://127.0.0.1:{http_port(srv)}/")
+    got = await page.evaluate(
+        """async () => {
+        const irc = await import('/js/irc.js');
+        const text = await import('/js/text.js');
+        const conn = await import('/js/connection.js');
+        const m = irc.parse('@time=2026-01-01T00:00:00.000Z;+typing=active;x=a\\\\sb\\\\: '
+          + ':nick!user@host PRIVMSG #chan :hello  world');
+        const split = irc.splitBytes('é'.repeat(300), 100);
+        const delays = [1, 2, 3, 10].map(n => conn.backoffDelay(n, {random: () => 0.999}));
+        return {
+          nick: m.nick, user: m.user, host: m.host, command: m.command, params: m.params,
+          tags: m.tags,
+          built: irc.build('PRIVMSG', ['#a', 'hi there'], {label: 'a;b c'}),
+          injected: irc.build('PRIVMSG', ['#a', 'x\\r\\nQUIT :y']),
+          fold: irc.makeCasefold('rfc1459')('Nick[]\\\\^'),
+          splitLens: split.map(s => new TextEncoder().encode(s).length),
+          splitJoined: split.join('') === 'é'.repeat(300),
+          strip: irc.stripFormatting('\\x02b\\x02 \\x0304,01red\\x03 \\x1ditalic'),
+          action: irc.actionText('\\x01ACTION waves\\x01'),
+          hrefs: ['javascript:alert(1)', 'https://ok.example/a', 'data:text/html,x', 'http://x']
+            .map(u => text.safeHref(u)),
+          delays,
+          jitterFloor: conn.backoffDelay(5, {random: () => 0}),
+        };
+      }"""
+    )
+    assert (got["nick"], got["user"], got["host"]) == ("nick", "user", "host")
+    assert got["command"] == "PRIVMSG" and got["params"] == ["#chan", "hello  world"]
+    assert got["tags"] == {"time": "2026-01-01T00:00:00.000Z", "+typing": "active", "x": "a b;"}
+    assert got["built"] == "@label=a\\:b\\sc PRIVMSG #a :hi there"
+    assert got["injected"] == "PRIVMSG #a :xQUIT :y"  # one line, never two
+    assert got["fold"] == "nick{}|~"
+    assert max(got["splitLens"]) <= 100 and got["splitJoined"]
+    assert got["strip"] == "b red italic"
+    assert got["action"] == "waves"
+    assert got["hrefs"] == [None, "https://ok.example/a", None, "http://x/"]
+    assert got["delays"] == [499, 999, 1998, 29970]  # full jitter under 0.5 s * 2^(n-1), cap 30 s
+    assert got["jitterFloor"] == 0
+    await ctx.close()

@@ -155,6 +155,11 @@ export class UI {
     }
     box.dataset.state = status.state;
     $("status-text").textContent = text;
+    box.title = text;
+    // the narrow layout shows a shorter word (the full text stays for screen readers)
+    $("status-short").textContent = status.state === "connected" ? "Online"
+      : status.state === "waiting" ? `Retry ${Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000))} s`
+        : status.state === "stopped" || status.state === "failed" ? "Offline" : "Connecting";
     $("btn-retry").hidden = status.state !== "waiting" && status.state !== "stopped";
     document.body.dataset.conn = status.state;
     const me = $("me");
