@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-web clean venv soak-delivery
+.PHONY: run test lint typecheck unit bench bench-web clean venv soak-delivery screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,3 +87,8 @@ soak-delivery: $(STAMP)
 	RELAYCHAT_SOAK_SENDERS=$(SOAK_SENDERS) RELAYCHAT_SOAK_KILLS=$(SOAK_KILLS) \
 	RELAYCHAT_SOAK_DEADLINE=3600 RELAYCHAT_SOAK_REPORT=benchmarks/results/soak-delivery.jsonl \
 		$(BIN)/pytest -q -s -p no:xdist tests/integration/test_delivery_soak.py
+
+# The README's pictures of the web client (docs/web-desktop.png, docs/web-mobile.png), taken in
+# Debian's Chromium (apt-get install chromium).
+screenshots: $(STAMP)
+	$(BIN)/python docs/screenshots.py
