@@ -24,8 +24,15 @@ from relaychat.server.listeners import Server
 from relaychat.web.hooks import HookStore
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 class Irc:
@@ -69,8 +76,16 @@ async def scene(out: Path) -> None:
     from playwright.async_api import async_playwright
 
     data = tempfile.mkdtemp(prefix="relaychat-shots-")
-    base = load_config(environ={}, overrides={"host": "127.0.0.1", "port": 0, "plain_port": 0,
-                                               "data_dir": data, "network": "relaychat"})
+    base = load_config(
+        environ={},
+        overrides={
+            "host": "127.0.0.1",
+            "port": 0,
+            "plain_port": 0,
+            "data_dir": data,
+            "network": "relaychat",
+        },
+    )
     srv = None
     for http_port in range(18480, 18580):
         try:
@@ -113,8 +128,9 @@ async def scene(out: Path) -> None:
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            desk = await browser.new_context(viewport={"width": 1280, "height": 800},
-                                             device_scale_factor=1, color_scheme="light")
+            desk = await browser.new_context(
+                viewport={"width": 1280, "height": 800}, device_scale_factor=1, color_scheme="light"
+            )
             page = await desk.new_page()
             await page.goto(web)
             await page.fill("#login-nick", "alice")
@@ -123,7 +139,8 @@ async def scene(out: Path) -> None:
             await page.wait_for_selector('#status[data-state="connected"]')
             await page.wait_for_function(
                 "() => { const b = window.relaychatApp.state.get('#dev');"
-                " return b && b.history.loaded; }")
+                " return b && b.history.loaded; }"
+            )
             await page.click("#buffers li[data-key='#dev']")
             await page.fill("#input", "great, I'll try the web client on my phone today")
             await page.press("#input", "Enter")
@@ -143,9 +160,13 @@ async def scene(out: Path) -> None:
             await page.wait_for_timeout(300)
             await page.screenshot(path=str(out / "web-desktop.png"))
 
-            phone = await browser.new_context(viewport={"width": 360, "height": 740},
-                                              device_scale_factor=2, is_mobile=True,
-                                              has_touch=True, color_scheme="dark")
+            phone = await browser.new_context(
+                viewport={"width": 360, "height": 740},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+                color_scheme="dark",
+            )
             mpage = await phone.new_page()
             await mpage.goto(web)
             await mpage.fill("#login-nick", "frank")
@@ -154,7 +175,8 @@ async def scene(out: Path) -> None:
             await mpage.wait_for_selector('#status[data-state="connected"]')
             await mpage.wait_for_function(
                 "() => { const b = window.relaychatApp.state.get('#dev');"
-                " return b && b.history.loaded; }")
+                " return b && b.history.loaded; }"
+            )
             await carol.send("PRIVMSG #dev :frank: welcome! the phone layout has a drawer, tap ☰")
             await carol.send("PRIVMSG #lobby :lunch in 10?")
             await carol.sync()

@@ -179,8 +179,10 @@ export class History {
     if (req.mode === "after") {
       // the msgid is unknown here (history pruned): start again from the latest lines
       const last = buf.lastServerMessage();
-      if (last && !req.retried) {
-        this.request(buf, "after", `timestamp=${formatTime(last.time)}`, this.maxPage());
+      if (last && !req.byTime) {
+        if (this.request(buf, "after", `timestamp=${formatTime(last.time)}`, this.maxPage())) {
+          this.byTarget.get(this.client.casefold(buf.name)).at(-1).byTime = true;
+        }
         return;
       }
     }

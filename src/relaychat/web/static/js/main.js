@@ -41,6 +41,10 @@ class App {
     this.state.onChange((what, buf, detail) => this.changed(what, buf, detail));
     setInterval(() => this.tick(), 1000);
     document.addEventListener("visibilitychange", () => this.markRead());
+    // Leaving the page: say so (others see "quit: Leaving", not a dropped connection).
+    window.addEventListener("pagehide", () => {
+      if (this.client?.conn.isOpen) this.client.send("QUIT :Leaving");
+    });
     window.addEventListener("focus", () => this.markRead());
   }
 
