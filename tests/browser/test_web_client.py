@@ -485,3 +485,81 @@ async def test_pure_modules_in_the_browser(browser: Any, servers: list[Server]) 
     assert got["delays"] == [499, 999, 1998, 29970]  # full jitter under 0.5 s * 2^(n-1), cap 30 s
     assert got["jitterFloor"] == 0
     await ctx.close()
+
+
+async def test_keyboard_commands_and_the_channel_list(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    page = await open_page(browser, http_port(srv), "alice", "#lobby #dev")
+    bob = await tcp(srv, "bob", "#lobby")
+    # ARIA roles: the log, the buffer list, the member list, the connection status
+    for selector in (
+        "#log[role=log]",
+        "#buffers[role=listbox]",
+        "#member-list[role=list]",
+        "#status[role=status]",
+    ):
+        assert await page.locator(selector).count() == 1, selector
+    # Alt+1 is the first buffer (the server's), Ctrl+K finds one by a few letters
+    await page.keyboard.press("Alt+1")
+    await page.wait_for_selector("#buffers li.kind-server.active")
+    await page.keyboard.press("Control+k")
+    await page.keyboard.type("dv")
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("() => document.getElementById('buf-name').textContent === '#dev'")
+    # Ctrl+K with "#name" joins a new channel
+    await page.keyboard.press("Control+k")
+    await page.keyboard.type("#fresh")
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("() => window.relaychatApp.state.get('#fresh')?.joined")
+    # slash commands
+    await say(page, "/nick alicia")
+    await page.wait_for_selector("#status:has-text('Connected as alicia')")
+    await bob.expect(r":alice!\S+ NICK :?alicia$")
+    await say(page, "/whois bob")
+    await page.wait_for_selector("#log .msg.k-info >> text=End of WHOIS")
+    await page.click("#buffers li[data-key='#lobby']")
+    await say(page, "/part")
+    await page.wait_for_selector("#buffers li.parted[data-key='#lobby']")
+    await say(page, "/close")
+    await page.wait_for_selector("#buffers li[data-key='#lobby']", state="detached")
+    # the channel list (LIST): join from it
+    await page.click("#btn-list")
+    await page.wait_for_selector("#channels-list .channel-row:has-text('#lobby')")
+    await page.click("#channels-list .channel-row:has-text('#lobby') button")
+    await page.wait_for_function("() => window.relaychatApp.state.get('#lobby')?.joined")
+    assert page.errors == []
+    await bob.close()
+    await page.context.close()
+
+
+async def test_notifications_only_after_a_click(browser: Any, servers: list[Server]) -> None:
+    srv = await start_server(servers)
+    ctx = await browser.new_context(permissions=["notifications"])
+    # count what the page asks of the Notification API (the real one still runs)
+    await ctx.add_init_script(
+        """(() => {
+          const Real = window.Notification;
+          window.__asked = 0; window.__shown = [];
+          class Counted extends Real {
+            constructor(title, opts) { super(title, opts); window.__shown.push(title); }
+            static requestPermission() { window.__asked += 1; return Real.requestPermission(); }
+            static get permission() { return Real.permission; }
+          }
+          window.Notification = Counted;
+        })();"""
+    )
+    page = await open_page(browser, http_port(srv), "alice", "#lobby #dev", context=ctx)
+    assert await page.evaluate("() => window.__asked") == 0  # never on load
+    await page.click("#btn-notify")
+    await page.wait_for_function("() => window.__asked === 1")
+    bob = await tcp(srv, "bob", "#dev")
+    await bob.send("PRIVMSG #dev :alice: a mention in another buffer")
+    await bob.send("PRIVMSG alice :a private message")
+    await bob.send("PRIVMSG #dev :not for anyone in particular")
+    await page.wait_for_function("() => window.__shown.length >= 2")
+    await bob.send("PING :x")
+    await bob.expect("PONG")
+    await page.wait_for_timeout(200)
+    assert await page.evaluate("() => window.__shown") == ["bob in #dev", "bob"]
+    await bob.close()
+    await ctx.close()

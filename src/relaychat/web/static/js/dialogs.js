@@ -1,6 +1,7 @@
 // Two dialogs: the buffer finder (Ctrl+K: fuzzy match, arrows, Enter; "#name" offers to join)
 // and the channel list (LIST, filtered as you type).
 
+import { stripFormatting } from "./irc.js";
 import { el } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
@@ -142,7 +143,7 @@ export class ChannelList {
         el("div", { class: "channel-info" },
           el("span", { class: "name", text: c.name }),
           el("span", { class: "users", text: `${c.users} ${c.users === 1 ? "user" : "users"}` }),
-          el("span", { class: "topic", text: c.topic })),
+          el("span", { class: "topic", text: stripFormatting(c.topic) })),
         join);
     }));
   }

@@ -156,7 +156,9 @@ export class History {
     buf.history.loaded = true;
     const mode = req ? req.mode : "after";
     if (mode !== "after" && count < (req ? req.limit : PAGE)) buf.history.complete = true;
-    if (mode === "latest" && !client.has("draft/read-marker") && !req?.since) {
+    // The first page of a buffer never read anywhere (no marker from the server or this
+    // browser) counts as read: only what comes after it is new.
+    if (mode === "latest" && !req?.since && buf.readMarker === 0) {
       const stored = client.ui.storedMarker?.(buf);
       buf.readMarker = Math.max(buf.readMarker, stored || newest);
     }
