@@ -187,6 +187,39 @@ async def test_server_restart_missed_lines_once_and_offline_lines_sent_once(
     await page.context.close()
 
 
+async def test_lines_typed_offline_survive_closing_the_tab(
+    browser: Any, servers: list[Server]
+) -> None:
+    first = await start_server(servers)
+    config = replace(first.config, port=first.addresses[0][1])
+    port = http_port(first)
+    page = await open_page(browser, port, "alice", "#room")
+    await first.stop()
+    servers.remove(first)
+    await page.wait_for_selector('#status[data-state="waiting"]')
+    await say(page, "written on the train")
+    await page.wait_for_selector("#log .msg.s-queued >> text=written on the train")
+    ctx = page.context
+    await page.close()  # the tab is closed before the network is back
+
+    back = await start_server(servers, config)
+    bob = await tcp(back, "bob", "#room")
+    again = await ctx.new_page()
+    await again.goto(f"http://127.0.0.1:{port}/")  # signed in by itself, the line goes out
+    await bob.expect(r":alice!\S+ PRIVMSG #room :written on the train$")
+    await again.wait_for_selector(
+        "#log .msg.self:not(.s-queued):not(.s-pending) >> text=written on the train"
+    )
+    await again.reload()  # sent once: not again after another load
+    await wait_text(again, "written on the train")
+    await bob.send("PING :end")
+    await bob.expect("PONG")
+    assert sum("written on the train" in line for line in bob.seen) == 1, bob.seen
+    assert await log_texts(again) == ["written on the train"]
+    await bob.close()
+    await ctx.close()
+
+
 async def test_xss_payloads_render_as_text(browser: Any, servers: list[Server]) -> None:
     srv = await start_server(servers)
     page = await open_page(browser, http_port(srv), "alice")

@@ -46,8 +46,8 @@ export class Client {
     this.outbox = []; // {buffer, entry, text, kind, multiline}
     this.status = { state: "idle" };
     this.resetSession();
-    this.tryNick = settings.nick;
-    this.nickSuffix = 0;
+    this.preferredNick = settings.nick; // what /nick last chose; tried first on a reconnect
+    this.onOutboxChange = null; // the UI keeps the outbox across page loads
   }
 
   resetSession() {
@@ -120,6 +120,8 @@ export class Client {
 
   opened() {
     this.resetSession();
+    this.tryNick = this.preferredNick;
+    this.nickSuffix = 0;
     this.setStatus("registering");
     this.send("CAP LS 302");
     this.send(build("NICK", [this.tryNick]));
@@ -299,6 +301,8 @@ export class Client {
       this.saslState = "plain";
       this.send("AUTHENTICATE PLAIN");
       return;
+    } else if (s.password) {
+      this.info(this.state.server, "This server offers no SASL login: connected without your account", "error");
     }
     this.saslState = "done";
     this.capEnd();
@@ -403,8 +407,14 @@ export class Client {
    * kind: "message" | "action" | "notice".
    */
   say(buf, text, kind = "message") {
-    const multi = text.includes("\n");
-    const pieces = multi && !this.canMultiline(buf.name, text) ? text.split("\n").filter((l) => l.trim()) : [text];
+    // One message when the server takes draft/multiline (long lines joined with -concat);
+    // else one message per non-blank line, each cut to fit an IRC line.
+    let pieces = [text];
+    if (!this.canMultiline(buf.name, text)) {
+      const command = kind === "notice" ? "NOTICE" : "PRIVMSG";
+      const budget = this.textBudget(command, buf.name) - (kind === "action" ? 9 : 0);
+      pieces = text.split("\n").filter((l) => l.trim()).flatMap((l) => splitBytes(l, budget));
+    }
     const entries = [];
     for (const piece of pieces) {
       const entry = { id: nextId(), time: Date.now(), kind, text: piece, nick: this.me, self: true,
@@ -416,6 +426,7 @@ export class Client {
       if (this.connected && (buf.kind !== "channel" || buf.joined)) this.transmit(item);
       else this.outbox.push(item);
     }
+    this.onOutboxChange?.();
     return entries;
   }
 
@@ -449,12 +460,13 @@ export class Client {
       }
       this.send(build("BATCH", [`-${ref}`]));
       entry.wire = [body];
-    } else {
-      // Long text: several lines; the entry is confirmed by the echo of its first piece.
-      const parts = entry.kind === "action" ? [body] : splitBytes(body, budget);
-      entry.wire = parts;
-      parts.forEach((part, i) => this.send(build(command, [buffer.name, part],
+    } else if (body.includes("\n")) {
+      // queued with draft/multiline, which this connection lacks: line by line
+      entry.wire = body.split("\n").filter((l) => l.trim());
+      entry.wire.forEach((part, i) => this.send(build(command, [buffer.name, part],
         label && i === 0 ? { label } : null)));
+    } else {
+      this.send(build(command, [buffer.name, body], label ? { label } : null));
     }
     if (label) this.pendingByLabel.set(label, { buffer, entries: [entry] });
     if (!echo) this.state.emit("message-changed", buffer, { entry });
@@ -469,6 +481,7 @@ export class Client {
       else keep.push(item);
     }
     this.outbox = keep;
+    this.onOutboxChange?.();
   }
 
   /** A message of ours came back (echo, or found in history): confirm the local line. */
@@ -484,16 +497,15 @@ export class Client {
         || buf.messages.find((m) => m.local && m.wire && m.wire[0] === raw && m.status !== "failed");
     }
     if (!local || !buf.messages.includes(local)) return false;
-    if (local.wire && local.wire.length > 1 && local.wire[0] === entry.text) {
-      // the first piece of a split line: the others follow with their own msgids
-      local.wire = local.wire.slice(1);
-    }
     local.local = false;
     local.status = "sent";
     local.msgid = entry.msgid;
     local.time = entry.time;
-    local.text = local.wire && local.wire.length === 1 && !entry.multiline ? local.text : local.text;
-    if (local.wire && local.wire.length <= 1) delete local.wire;
+    if (local.wire && local.wire.length > 1 && !entry.multiline) {
+      // sent line by line (no draft/multiline after a reconnect): show what the server has
+      local.text = entry.text;
+    }
+    delete local.wire;
     buf.reposition(local);
     this.state.emit("message-changed", buf, { entry: local, moved: true });
     return true;

@@ -217,5 +217,9 @@ export function runInput(app, buf, line) {
     app.client.info(buf, "This is the server buffer: join a channel (/join #name) or type /help", "error");
     return;
   }
+  if (buf.kind === "channel" && buf.parted) {
+    app.client.info(buf, `You left ${buf.name}: /join ${buf.name} to talk here again`, "error");
+    return;
+  }
   app.client.say(buf, text);
 }

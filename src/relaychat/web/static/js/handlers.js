@@ -199,7 +199,7 @@ export const HANDLERS = {
   "433"(client, msg, ctx) {
     if (!client.registered) {
       client.nickSuffix += 1;
-      client.tryNick = `${client.settings.nick}${"_".repeat(client.nickSuffix)}`;
+      client.tryNick = `${client.preferredNick}${"_".repeat(client.nickSuffix)}`;
       client.send(build("NICK", [client.tryNick]));
       return;
     }
@@ -342,6 +342,7 @@ export const HANDLERS = {
     const newNick = msg.params[0];
     if (client.isMe(msg.nick)) {
       client.me = newNick;
+      if (client.registered) client.preferredNick = newNick;
       client.info(client.state.server, `You are now known as ${newNick}`);
       client.ui.nickChanged?.(newNick);
     }

@@ -5,7 +5,7 @@
 import { Client } from "./client.js";
 import { runInput } from "./commands.js";
 import { build, formatTime, stripFormatting } from "./irc.js";
-import { State } from "./state.js";
+import { State, nextId } from "./state.js";
 import { UI } from "./ui.js";
 import { Finder, ChannelList } from "./dialogs.js";
 import { Composer } from "./composer.js";
@@ -14,6 +14,7 @@ const $ = (id) => document.getElementById(id);
 const SETTINGS = "relaychat.settings";
 const OPEN = "relaychat.buffers";
 const MARKERS = "relaychat.markers";
+const OUTBOX = "relaychat.outbox";
 
 function load(key, fallback) {
   try {
@@ -111,9 +112,25 @@ class App {
       metadata: (target, key, value) => this.metadata(target, key, value),
       storedMarker: (buf) => this.markers[buf.name.toLowerCase()] || 0,
     });
+    this.restoreOutbox(settings);
     const first = [...this.state.buffers.values()].find((b) => b.kind === "channel") || this.state.server;
     this.select(load(OPEN, []).length ? this.state.get(load("relaychat.active", "")) || first : first);
     this.client.start();
+  }
+
+  /** Lines typed while offline survive a reload: shown as waiting, sent once connected. */
+  restoreOutbox(settings) {
+    const client = this.client;
+    for (const o of load(OUTBOX, [])) {
+      if (!o || typeof o.text !== "string" || !o.name) continue;
+      const buf = this.state.add(o.name, o.kind === "channel" ? "channel" : "query");
+      const entry = { id: nextId(), time: Number(o.time) || Date.now(), kind: o.entryKind || "message",
+        text: o.text, nick: settings.nick, self: true, local: true, status: "queued" };
+      buf.insert(entry);
+      client.outbox.push({ buffer: buf, entry });
+    }
+    client.onOutboxChange = () => save(OUTBOX, client.outbox.map((i) => ({ name: i.buffer.name,
+      kind: i.buffer.kind, entryKind: i.entry.kind, text: i.entry.text, time: i.entry.time })));
   }
 
   loginFailed(text) {
@@ -126,6 +143,7 @@ class App {
     if (this.client) this.client.quit("Signed out");
     save(SETTINGS, { ...load(SETTINGS, {}), autoconnect: false, password: "" });
     save(OPEN, []);
+    save(OUTBOX, []);
     localStorage.removeItem("relaychat.seen");
     setTimeout(() => window.location.reload(), 300);
   }
