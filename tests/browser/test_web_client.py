@@ -60,19 +60,22 @@ async def test_two_pages_and_a_tcp_client_chat_in_a_channel(
         "#member-list .member", "els => els.map(e => e.textContent)"
     )
     assert members == ["@alice", "bob", "carol"]
+    # every prefix shows (multi-prefix): bob gets voice, then operator too
+    await say(alice, "/quote MODE #lobby +v bob")
+    await say(alice, "/quote MODE #lobby +o bob")
+    await bob.wait_for_selector("#member-list .member:has-text('@+bob')")
+    await say(alice, "/quote MODE #lobby -o bob")
+    await bob.wait_for_selector("#member-list .member:has-text('+bob')")
+    assert await bob.eval_on_selector_all(
+        "#member-list .member", "els => els.map(e => e.textContent)"
+    ) == ["@alice", "+bob", "carol"]
     # a mention is highlighted
     await carol.send("PRIVMSG #lobby :alice: look at this")
     await alice.wait_for_selector("#log .msg.highlight >> text=alice: look at this")
+    await wait_text(bob, "alice: look at this")
     for page in (alice, bob):
-        assert (
-            await log_texts(page)
-            == [
-                "hello from alice",
-                "hello from carol",
-                "waves",
-                "alice: look at this",
-            ][: len(await log_texts(page))]
-        )
+        texts = await log_texts(page)
+        assert texts == ["hello from alice", "hello from carol", "waves", "alice: look at this"]
         assert page.errors == []
         assert await page.evaluate("() => window.__cspViolations") == []
     await carol.close()

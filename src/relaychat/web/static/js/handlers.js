@@ -248,8 +248,14 @@ export const HANDLERS = {
     showError(client, msg, ctx, `${command}: ${text}`);
   },
   WARN(client, msg) {
-    if (msg.params[0] === "CHATHISTORY") return; // HISTORY_GAP is shown by history.js
-    client.info(client.state.server, msg.params[msg.params.length - 1], "info");
+    const text = msg.params[msg.params.length - 1];
+    if (msg.params[0] === "CHATHISTORY") {
+      // HISTORY_GAP <subcommand> <target>: part of what was asked for is no longer kept
+      const buf = client.state.get(msg.params[3] || "");
+      if (buf && msg.params[1] === "HISTORY_GAP") client.info(buf, `Some history is missing: ${text}`);
+      return;
+    }
+    client.info(client.state.server, text, "info");
   },
   NOTE(client, msg) {
     client.info(client.state.server, msg.params[msg.params.length - 1], "info");

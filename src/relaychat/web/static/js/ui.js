@@ -115,7 +115,7 @@ export class UI {
       const dn = this.displayNames.get(this.app.client.casefold(m.nick));
       const li = el("li", { role: "listitem", class: `member${m.away ? " away" : ""}`,
         title: [m.nick, dn, m.account ? `account ${m.account}` : "", m.away ? "away" : "", m.prefixes ? `prefixes ${m.prefixes}` : ""].filter(Boolean).join(" · ") },
-      el("span", { class: "prefix", text: m.prefixes ? m.prefixes[0] : "", "aria-label": m.prefixes.includes("@") ? "operator" : m.prefixes ? "voice" : null }),
+      el("span", { class: "prefix", text: m.prefixes, "aria-label": m.prefixes.includes("@") ? "operator" : m.prefixes ? "voice" : null }),
       el("span", { class: `nick ${nickClass(m.nick)}`, text: m.nick }),
       dn ? el("span", { class: "display-name", text: dn }) : null);
       li.addEventListener("click", () => this.app.openBuffer(m.nick, true));
