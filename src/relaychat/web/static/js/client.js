@@ -349,9 +349,6 @@ export class Client {
     for (const buf of this.state.buffers.values()) {
       if (buf.kind === "channel" && !buf.parted) channels.push(buf.name);
     }
-    for (const c of s.channels || []) {
-      if (!this.state.get(c)) channels.push(c);
-    }
     this.joinChannels(channels);
     const queries = [...this.state.buffers.values()].filter((b) => b.kind === "query");
     this.monitorAdd(queries.map((b) => b.name));

@@ -109,7 +109,9 @@ function deliver(client, msg, ctx) {
     return;
   }
   const { bufName, bufKind, entry } = routed;
+  const isNew = bufKind === "query" && !client.state.get(bufName);
   const buf = bufferFor(client, bufName, bufKind);
+  if (isNew) client.monitorAdd([bufName]); // online/offline of the new conversation
   if (bufKind === "query" && buf.online === null && client.monitor && !entry.self) buf.online = true;
   buf.typing.delete(client.casefold(entry.nick));
   if (entry.self && client.confirmOwn(buf, msg, entry, ctx.label)) {

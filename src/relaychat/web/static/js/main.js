@@ -86,8 +86,14 @@ class App {
       .map((c) => (/^[#&]/.test(c) ? c : `#${c}`));
     const remember = $("login-remember").checked;
     const settings = { nick, password, register, channels, autoconnect: true, rememberPassword: remember };
-    save(SETTINGS, { ...settings, register: false, password: remember ? password : "" });
-    if (!remember) save(OPEN, []);
+    // "Remember me" off: only the nick and channels are kept (for the form), no password, and
+    // the next visit starts at this form.
+    save(SETTINGS, { ...settings, register: false, password: remember ? password : "", autoconnect: remember });
+    // the channels asked for now join what was open before (unless this device forgets)
+    const before = remember ? load(OPEN, []) : [];
+    const known = new Set(before.map((b) => b.name.toLowerCase()));
+    save(OPEN, [...before, ...channels.filter((c) => !known.has(c.toLowerCase()))
+      .map((name) => ({ name, kind: "channel" }))]);
     this.connect(settings);
   }
 
@@ -96,13 +102,16 @@ class App {
     $("app").hidden = false;
     if (this.client) this.client.conn.stop();
     this.settings = settings;
-    for (const b of load(OPEN, [])) {
+    const open = load(OPEN, []);
+    for (const b of open) {
       if (b.kind === "channel" || b.kind === "query") {
         const buf = this.state.add(b.name, b.kind);
         buf.readMarker = Math.max(buf.readMarker, this.markers[b.name.toLowerCase()] || 0);
       }
     }
-    for (const c of settings.channels || []) this.state.add(c, "channel");
+    // The sign-in form's channels, the first time; afterwards what was open (a closed channel
+    // stays closed).
+    if (!open.length) for (const c of settings.channels || []) this.state.add(c, "channel");
     this.client = new Client(this.state, settings, {
       status: (st) => this.ui.renderStatus(st),
       loginFailed: (text) => this.loginFailed(text),
@@ -114,7 +123,7 @@ class App {
     });
     this.restoreOutbox(settings);
     const first = [...this.state.buffers.values()].find((b) => b.kind === "channel") || this.state.server;
-    this.select(load(OPEN, []).length ? this.state.get(load("relaychat.active", "")) || first : first);
+    this.select(open.length ? this.state.get(load("relaychat.active", "")) || first : first);
     this.client.start();
   }
 
@@ -282,6 +291,7 @@ class App {
     const active = this.state.active;
     switch (what) {
       case "buffers":
+        this.saveOpen();
         this.ui.renderBuffers();
         if (active) this.ui.renderHeader(active);
         break;
