@@ -5,6 +5,7 @@ Each test starts its own server; the browser is shared by the module (see confte
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -27,6 +28,9 @@ from tests.browser.browser_support import (
 from tests.integration.web_support import fetch
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+#: A line of ours the server confirmed (none of the waiting/failed states).
+CONFIRMED = ":not(.s-pending):not(.s-queued):not(.s-unconfirmed):not(.s-failed)"
 
 
 async def test_two_pages_and_a_tcp_client_chat_in_a_channel(
@@ -597,5 +601,65 @@ async def test_notifications_only_after_a_click(browser: Any, servers: list[Serv
     await bob.expect("PONG")
     await page.wait_for_timeout(200)
     assert await page.evaluate("() => window.__shown") == ["bob in #dev", "bob"]
+    await bob.close()
+    await ctx.close()
+
+
+async def test_a_line_in_doubt_is_sent_exactly_once(browser: Any, servers: list[Server]) -> None:
+    """The link drops after a line was written: whether the line or its answer was lost, it
+    arrives once (relaychat.dev/idempotency: written again with the same key)."""
+    srv = await start_server(servers)
+    port = http_port(srv)
+    bob = await tcp(srv, "bob", "#room")
+    ctx = await browser.new_context()
+    cut: dict[str, str | None] = {"line": None, "answer": None}
+    tasks: list[Any] = []
+
+    async def route(page_side: Any) -> None:
+        # a proxy between the page and the server that loses one line, then drops the link
+        server_side = page_side.connect_to_server()
+
+        def drop(side: Any) -> None:
+            tasks.append(asyncio.ensure_future(page_side.close(code=1006)))
+            tasks.append(asyncio.ensure_future(server_side.close()))
+
+        def to_server(message: str | bytes) -> None:
+            text = cut["line"]
+            if text and isinstance(message, str) and message.endswith(f"PRIVMSG #room :{text}"):
+                cut["line"] = None
+                drop(page_side)
+                return
+            server_side.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            text = cut["answer"]
+            if text and isinstance(message, str) and message.endswith(f"PRIVMSG #room :{text}"):
+                cut["answer"] = None
+                drop(page_side)
+                return
+            page_side.send(message)
+
+        page_side.on_message(to_server)
+        server_side.on_message(to_page)
+
+    await ctx.route_web_socket(re.compile(r".*/ws$"), route)
+    page = await open_page(browser, port, "alice", "#room", context=ctx)
+    assert await page.evaluate("() => window.relaychatApp.client.has('relaychat.dev/idempotency')")
+
+    cut["answer"] = "the answer got lost"  # relayed, but the echo never reaches the page
+    await say(page, "the answer got lost")
+    cut["line"] = None
+    await page.wait_for_selector(f"#log .msg.self{CONFIRMED} >> text=the answer got lost")
+    await page.wait_for_selector('#status[data-state="connected"]')
+    cut["line"] = "the line got lost"  # never reaches the server
+    await say(page, "the line got lost")
+    await page.wait_for_selector(f"#log .msg.self{CONFIRMED} >> text=the line got lost")
+    await bob.expect(r":alice\S* PRIVMSG #room :the line got lost$")
+    await bob.send("PING :end")
+    await bob.expect("PONG")
+    for text in ("the answer got lost", "the line got lost"):
+        assert sum(line.endswith(f"PRIVMSG #room :{text}") for line in bob.seen) == 1, bob.seen
+    assert await log_texts(page) == ["the answer got lost", "the line got lost"]
+    await asyncio.gather(*tasks, return_exceptions=True)
     await bob.close()
     await ctx.close()

@@ -17,8 +17,27 @@ export const WANTED_CAPS = [
   "echo-message", "extended-join", "invite-notify", "labeled-response", "message-tags",
   "multi-prefix", "server-time", "setname", "standard-replies", "userhost-in-names",
   "draft/chathistory", "draft/multiline", "draft/read-marker", "draft/message-redaction",
-  "draft/metadata-2", "extended-monitor", "draft/channel-rename",
+  "draft/metadata-2", "extended-monitor", "draft/channel-rename", "relaychat.dev/idempotency",
 ];
+
+/** relaychat's exactly-once delivery (docs/delivery.md): a key per line, kept across resends. */
+export const IDEM_CAP = "relaychat.dev/idempotency";
+const IDEM_TAG = "+relaychat.dev/idem";
+const IDEM_TOKEN = "relaychat.idem-token";
+
+/** A new idempotency key: 48 bits of milliseconds then 80 random bits, base64url (22 chars). */
+export function idemKey(now = Date.now()) {
+  const bytes = new Uint8Array(16);
+  let t = now;
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  crypto.getRandomValues(bytes.subarray(6));
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
 
 /** Room for our prefix (":nick!user@host ") and the command around the text of one line. */
 const LINE_BYTES = 510;
@@ -53,6 +72,7 @@ export class Client {
   resetSession() {
     this.registered = false;
     this.registerSent = false;
+    this.idemAsked = false;
     this.capsOffered = new Map();
     this.caps = new Set();
     this.capLsDone = false;
@@ -132,9 +152,17 @@ export class Client {
   closed(info) {
     const wasRegistered = this.registered;
     this.registered = false;
-    for (const entries of this.pendingByLabel.values()) {
-      for (const e of entries.entries) e.status = "unconfirmed";
+    const inDoubt = [];
+    for (const p of this.pendingByLabel.values()) {
+      for (const e of p.entries) {
+        e.status = "unconfirmed";
+        // with a key, it is written again with the same key: the server relays it only if it
+        // never did (and answers with the first echo if it did)
+        if (e.idem) inDoubt.push({ buffer: p.buffer, entry: e });
+      }
     }
+    this.outbox = [...inDoubt, ...this.outbox];
+    if (inDoubt.length) this.onOutboxChange?.();
     this.pendingByLabel.clear();
     for (const buf of this.state.buffers.values()) {
       buf.joined = false;
@@ -289,6 +317,12 @@ export class Client {
   afterCaps() {
     if (this.saslState === "done") return;
     const s = this.settings;
+    if (this.caps.has(IDEM_CAP) && !this.idemAsked) {
+      // the identity behind our keys, the same across reconnects and reloads
+      this.idemAsked = true;
+      const token = localStorage.getItem(IDEM_TOKEN);
+      this.send(token ? build("IDEM", ["TOKEN", token]) : "IDEM TOKEN");
+    }
     if (s.password && s.register) {
       const reg = parseCapValue(this.capsOffered.get("draft/account-registration"));
       if (this.capsOffered.has("draft/account-registration") && "before-connect" in reg) {
@@ -439,6 +473,8 @@ export class Client {
   /** Put one outbox item on the wire. */
   transmit(item) {
     const { buffer, entry } = item;
+    if (entry.idem && !this.has(IDEM_CAP)) return; // in doubt: only history can tell now
+    if (entry.status === "sent" || (!entry.local && entry.msgid)) return; // confirmed meanwhile
     const command = entry.kind === "notice" ? "NOTICE" : "PRIVMSG";
     const body = entry.kind === "action" ? `\x01ACTION ${entry.text}\x01` : entry.text;
     const echo = this.has("echo-message");
@@ -463,7 +499,12 @@ export class Client {
       entry.wire.forEach((part, i) => this.send(build(command, [buffer.name, part],
         label && i === 0 ? { label } : null)));
     } else {
-      this.send(build(command, [buffer.name, body], label ? { label } : null));
+      const tags = label ? { label } : {};
+      if (this.has(IDEM_CAP)) {
+        entry.idem ||= idemKey();
+        tags[IDEM_TAG] = entry.idem;
+      }
+      this.send(build(command, [buffer.name, body], tags));
     }
     if (label) this.pendingByLabel.set(label, { buffer, entries: [entry] });
     if (!echo) this.state.emit("message-changed", buffer, { entry });

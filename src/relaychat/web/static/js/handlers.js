@@ -262,6 +262,9 @@ export const HANDLERS = {
   NOTE(client, msg) {
     client.info(client.state.server, msg.params[msg.params.length - 1], "info");
   },
+  IDEM(client, msg) {
+    if (msg.params[0] === "TOKEN" && msg.params[1]) localStorage.setItem("relaychat.idem-token", msg.params[1]);
+  },
   ACK(client, msg, ctx) {
     if (ctx.label) client.labelDone(ctx.label);
   },

@@ -134,12 +134,14 @@ class App {
       if (!o || typeof o.text !== "string" || !o.name) continue;
       const buf = this.state.add(o.name, o.kind === "channel" ? "channel" : "query");
       const entry = { id: nextId(), time: Number(o.time) || Date.now(), kind: o.entryKind || "message",
-        text: o.text, nick: settings.nick, self: true, local: true, status: "queued" };
+        text: o.text, nick: settings.nick, self: true, local: true,
+        status: o.idem ? "unconfirmed" : "queued", idem: o.idem || undefined };
       buf.insert(entry);
       client.outbox.push({ buffer: buf, entry });
     }
     client.onOutboxChange = () => save(OUTBOX, client.outbox.map((i) => ({ name: i.buffer.name,
-      kind: i.buffer.kind, entryKind: i.entry.kind, text: i.entry.text, time: i.entry.time })));
+      kind: i.buffer.kind, entryKind: i.entry.kind, text: i.entry.text, time: i.entry.time,
+      idem: i.entry.idem })));
   }
 
   loginFailed(text) {
