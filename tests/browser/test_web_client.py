@@ -126,6 +126,15 @@ async def test_earlier_pages_load_when_scrolling_up(browser: Any, servers: list[
             break
     texts = await log_texts(page)
     assert texts == [f"old {i}" for i in range(120)], texts
+    # reading old lines, a new one does not pull the view down: a button offers to go there
+    await bob.send("PRIVMSG #lobby :something new")
+    await page.wait_for_selector("#btn-latest:not([hidden])")
+    await page.click("#btn-latest")
+    await wait_text(page, "something new")
+    assert await page.evaluate(
+        "() => { const l = document.getElementById('log');"
+        " return l.scrollHeight - l.scrollTop - l.clientHeight < 40; }"
+    )
     await page.wait_for_selector("text=This is the beginning of #lobby")
     await bob.close()
     await page.context.close()
@@ -539,9 +548,14 @@ async def test_keyboard_commands_and_the_channel_list(browser: Any, servers: lis
         "#status[role=status]",
     ):
         assert await page.locator(selector).count() == 1, selector
-    # Alt+1 is the first buffer (the server's), Ctrl+K finds one by a few letters
+    # Alt+1 is the first buffer (the server's), arrows move in the list, Ctrl+K finds one
     await page.keyboard.press("Alt+1")
     await page.wait_for_selector("#buffers li.kind-server.active")
+    await page.focus("#buffers")
+    await page.keyboard.press("ArrowDown")
+    await page.wait_for_selector("#buffers li.active[data-key='#dev']")
+    await page.keyboard.press("End")
+    await page.wait_for_selector("#buffers li.active[data-key='#lobby']")
     await page.keyboard.press("Control+k")
     await page.keyboard.type("dv")
     await page.keyboard.press("Enter")

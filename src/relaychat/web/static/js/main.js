@@ -167,7 +167,7 @@ class App {
     if (this.state.active) save("relaychat.active", this.state.active.name);
   }
 
-  select(buf, { closeDrawer = false } = {}) {
+  select(buf, { closeDrawer = false, keepFocus = false } = {}) {
     if (!buf) return;
     const prev = this.state.active;
     if (prev && prev !== buf) {
@@ -187,7 +187,9 @@ class App {
     this.ui.renderBuffers();
     this.saveOpen();
     if (!buf.history.loaded && buf.kind === "query" && this.client?.connected) this.client.history.opened(buf);
-    if (window.matchMedia("(min-width: 721px)").matches || closeDrawer) $("input").focus({ preventScroll: true });
+    if (!keepFocus && (window.matchMedia("(min-width: 721px)").matches || closeDrawer)) {
+      $("input").focus({ preventScroll: true });
+    }
   }
 
   /** A buffer for a nick or channel (made if missing); select it when `focus`. */
@@ -425,9 +427,23 @@ class App {
     $("btn-notify").addEventListener("click", () => this.askNotifications());
     $("btn-logout").addEventListener("click", () => this.signOut());
     $("btn-retry").addEventListener("click", () => this.client?.conn.connectNow());
+    $("btn-latest").addEventListener("click", () => {
+      this.ui.scrollToBottom();
+      this.markRead();
+    });
+    // the buffer list is a listbox: arrows move, Home/End jump
+    $("buffers").addEventListener("keydown", (ev) => {
+      const list = this.state.ordered();
+      const i = list.indexOf(this.state.active);
+      const to = { ArrowDown: i + 1, ArrowUp: i - 1, Home: 0, End: list.length - 1 }[ev.key];
+      if (to === undefined || !list[to]) return;
+      ev.preventDefault();
+      this.select(list[to], { keepFocus: true });
+    });
     $("log").addEventListener("scroll", () => {
       const buf = this.state.active;
       if (!buf) return;
+      if (this.ui.atBottom()) $("btn-latest").hidden = true;
       if ($("log").scrollTop < 80 && this.client?.history.loadEarlier(buf)) this.ui.renderLog(buf, { keepFromBottom: true });
       if (this.ui.atBottom()) this.markRead();
     });

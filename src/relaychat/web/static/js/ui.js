@@ -65,6 +65,7 @@ export class UI {
         id: `buf-${i}`,
         class: classes.join(" "),
         "aria-selected": buf === active ? "true" : "false",
+        tabindex: "-1",
         "data-key": buf.key,
         title: i < 9 ? `${label} (Alt+${i + 1})` : label,
       }, icon, el("span", { class: "name", text: name }), dot, badge);
@@ -72,6 +73,8 @@ export class UI {
       return li;
     });
     list.replaceChildren(...items);
+    const at = this.state.ordered().indexOf(active);
+    if (at >= 0) list.setAttribute("aria-activedescendant", `buf-${at}`);
     const total = [...this.state.buffers.values()].reduce((n, b) => n + (b === active ? 0 : b.mentions), 0);
     $("menu-badge").hidden = total === 0;
     $("menu-badge").textContent = total ? String(total) : "";
@@ -174,6 +177,7 @@ export class UI {
 
   scrollToBottom() {
     this.log.scrollTop = this.log.scrollHeight;
+    $("btn-latest").hidden = true;
   }
 
   /** Render the whole log of `buf`; keepFromBottom keeps the view where it was (older pages). */
@@ -198,6 +202,7 @@ export class UI {
       prev = entry;
     }
     this.log.replaceChildren(...nodes);
+    $("btn-latest").hidden = true;
     if (keepFromBottom) this.log.scrollTop = this.log.scrollHeight - fromBottom;
     else if (wasBottom) this.scrollToBottom();
   }
@@ -220,6 +225,7 @@ export class UI {
     const prev = buf.messages[buf.messages.length - 2] || null;
     this.log.append(...this.rowWithDay(entry, prev));
     if (stick) this.scrollToBottom();
+    else $("btn-latest").hidden = false; // reading earlier lines: offer a way down
   }
 
   update(buf, entry) {
