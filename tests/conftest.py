@@ -8,11 +8,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import pytest
 from hypothesis import settings
 
-
 from relaychat.config import Config
 from relaychat.server.listeners import Server
 from tests.harness import free_config
-
 
 # Property tests check what code does, not how fast: a loaded 2-core CI machine running the suite
 # with -n 2 can take several times hypothesis' default 200 ms deadline for one example.
