@@ -37,6 +37,7 @@ __all__ = [
     "Limits",
     "Metadata",
     "Oper",
+    "Uploads",
     "load_config",
 ]
 
@@ -167,6 +168,34 @@ class Idempotency:
 
 
 @dataclass(frozen=True, slots=True)
+class Uploads:
+    """Files users upload to the HTTP port (IRCv3 ``draft/FILEHOST``), kept under ``data_dir``."""
+
+    enabled: bool = _opt(True, "let logged-in users upload files to the HTTP port (POST /upload)")
+    dir: str = _opt("", "where uploaded files are kept (default: <data_dir>/uploads)")
+    public_url: str = _opt(
+        "", "base URL of the HTTP port as others reach it (default: the address each client used)"
+    )
+    max_size: int = _opt(100 << 20, "largest file in bytes; a bigger upload gets 413")
+    quota_per_account: int = _opt(1 << 30, "bytes of files one account may keep (0 = no limit)")
+    max_files_per_account: int = _opt(1000, "files one account may keep (0 = no limit)")
+    quota_delete_oldest: bool = _opt(
+        False, "over quota, delete the account's oldest files to make room (else refuse: 413)"
+    )
+    max_total: int = _opt(
+        10 << 30, "bytes of uploads the server keeps in all (0 = no limit); more gets 507"
+    )
+    min_free: int = _opt(
+        256 << 20, "bytes of disk to leave free; an upload that would eat into them gets 507"
+    )
+    max_concurrent: int = _opt(32, "uploads in progress at once on the server; more get 503")
+    retention_days: float = _opt(30.0, "delete files older than this many days (0 = keep)")
+    token_ttl: float = _opt(
+        600.0, "seconds a TOKEN GENERATE FILEHOST token stays valid (it is used once)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Oper:
     """An IRC operator account: ``OPER <name> <password>``; the password is stored hashed."""
 
@@ -211,6 +240,7 @@ class Config:
     http: Http = field(default_factory=Http)
     metadata: Metadata = field(default_factory=Metadata)
     idempotency: Idempotency = field(default_factory=Idempotency)
+    uploads: Uploads = field(default_factory=Uploads)
     opers: tuple[Oper, ...] = ()
 
     def data_path(self) -> Path:
@@ -329,6 +359,7 @@ SECTIONS: dict[str, type[Any]] = {
     "http": Http,
     "metadata": Metadata,
     "idempotency": Idempotency,
+    "uploads": Uploads,
 }
 
 
@@ -496,6 +527,7 @@ def validate(config: Config) -> None:
             "tls_cert" if not config.tls_cert else "tls_key", "tls_cert and tls_key go together"
         )
     _validate_http(config)
+    _validate_uploads(config)
     config.motd_lines()
 
 
@@ -530,4 +562,26 @@ def _validate_http(config: Config) -> None:
         if origin and origin != "*" and "://" not in origin:
             raise ConfigError(
                 "http.allowed_origins", f"{origin!r} is not an origin (scheme://host[:port])"
+            )
+
+
+def _validate_uploads(config: Config) -> None:
+    """Check the ``[uploads]`` section (see :func:`validate`)."""
+    up = config.uploads
+    for f in dataclasses.fields(Uploads):
+        value = getattr(up, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"uploads.{f.name}", "must not be negative")
+    if up.max_size < 1:
+        raise ConfigError("uploads.max_size", "must be at least 1")
+    if up.token_ttl <= 0:
+        raise ConfigError("uploads.token_ttl", "must be greater than 0")
+    url = up.public_url
+    if url:
+        scheme, sep, rest = url.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest.strip("/"):
+            raise ConfigError("uploads.public_url", f"{url!r} is not an http:// or https:// URL")
+        if any(ch in url for ch in " ?#\\") or any(ord(ch) < 33 for ch in url):
+            raise ConfigError(
+                "uploads.public_url", f"{url!r} must not hold spaces, a query or a fragment"
             )

@@ -163,6 +163,12 @@ class Client:
         """The IRCv3 capabilities enabled on this connection."""
         return frozenset(self._proto.caps)
 
+    @property
+    def isupport(self) -> dict[str, str]:
+        """The server's ISUPPORT (005) tokens on this connection, names upper case, values as
+        sent (escapes such as ``\\x20`` left in)."""
+        return dict(self._proto.isupport)
+
     def is_channel(self, name: str) -> bool:
         """Whether ``name`` is a channel name on this server."""
         return self._proto.is_channel(name)

@@ -11,7 +11,8 @@ The tree (under :class:`relaychat.errors.RelaychatError`)::
     │   ├── OutboxFull      the bounded outbox had no room: nothing of that send was queued
     │   └── Rejected        the server refused the message with an error numeric
     ├── RequestFailed       a request got an error reply (carries the whole reply)
-    └── RequestTimeout      a request got no complete reply in time (also TimeoutError)
+    ├── RequestTimeout      a request got no complete reply in time (also TimeoutError)
+    └── UploadError         an upload to the server's file host failed (client/upload.py)
 
 Errors carry their facts as attributes; the message text is built from them.
 """
@@ -37,6 +38,7 @@ __all__ = [
     "Rejected",
     "RequestFailed",
     "RequestTimeout",
+    "UploadError",
 ]
 
 
@@ -163,3 +165,18 @@ class RequestTimeout(ClientError, TimeoutError):
         super().__init__(f"{command}: no reply within {timeout:g} s")
         self.command = command
         self.timeout = timeout
+
+
+class UploadError(ClientError):
+    """An upload to the server's file host (``draft/FILEHOST``) failed.
+
+    Attributes:
+        reason: what went wrong, one line (the server's own words when it gave some).
+        status: the HTTP status the server answered, or ``None`` (no answer, or no upload).
+    """
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        where = "" if status is None else f" ({status})"
+        super().__init__(f"upload failed{where}: {reason}")
+        self.reason = reason
+        self.status = status

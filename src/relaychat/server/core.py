@@ -30,7 +30,7 @@ from relaychat.server.caps import offered, profile_of
 from relaychat.server.effects import Peer
 from relaychat.server.idempotency import CAP as IDEMPOTENCY_CAP
 from relaychat.server.idempotency import KeyIndex
-from relaychat.server.isupport import BOT_MODE
+from relaychat.server.isupport import BOT_MODE, isupport_tokens
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User, WhowasEntry
 from relaychat.store.base import HistoryStore
@@ -218,6 +218,8 @@ class ServerCore:
         self.tick_hooks: list[Callable[[float], None]] = []
         #: Capabilities contributed by optional parts (sasl, chathistory), name -> 302 value.
         self.extra_caps: dict[str, str] = {}
+        #: ISUPPORT tokens contributed by optional parts, per user (uploads: the upload URL).
+        self.isupport_hooks: list[Callable[[User], list[str]]] = []
         #: The connections logged in to each account (for draft/read-marker's sync), by account.
         self.sessions: dict[str, dict[User, None]] = {}
         # msgids: a random prefix per process and a counter, unique across restarts.
@@ -238,6 +240,13 @@ class ServerCore:
         cfg = self.config.idempotency
         self.keys = KeyIndex(store, window=cfg.window, max_keys=cfg.max_keys, now=self.now)
         self.extra_caps[IDEMPOTENCY_CAP] = self.keys.cap_value
+
+    def isupport(self, user: User) -> list[str]:
+        """Every 005 token for ``user``, in a stable order (the config's and the hooks')."""
+        tokens = isupport_tokens(self.config)
+        for hook in self.isupport_hooks:
+            tokens += hook(user)
+        return sorted(tokens)
 
     def set_caps(self, user: User, caps: set[str]) -> None:
         """Replace ``user``'s capabilities and recompute its tag profile."""

@@ -1,5 +1,5 @@
-"""The HTTP port's routes: ``/ws``, ``/metrics``, ``/healthz``, ``/readyz``, ``/hooks/<token>``
-and the browser client's files at ``/``.
+"""The HTTP port's routes: ``/ws``, ``/metrics``, ``/healthz``, ``/readyz``, ``/hooks/<token>``,
+``/upload`` and ``/uploads/<id>`` (``uploads.py``) and the browser client's files at ``/``.
 
 Rules:
 1. One :class:`WebApp` per server, made by the server with itself as the :class:`WebHost`.
@@ -12,6 +12,8 @@ Rules:
 3. Every response carries a strict Content-Security-Policy (scripts, styles, images, fonts
    from this origin only, no inline code; WebSocket connections to this host) and
    ``X-Content-Type-Options: nosniff``.
+   Upload responses (``/upload``, ``/uploads/...``) get ``default-src 'none'; sandbox``
+   instead: nothing served from there may run or load anything.
 4. A periodic task measures the event loop's lag and, every ``http.ws_ping_interval``,
    pings WebSocket clients that were quiet.
 """
@@ -37,9 +39,10 @@ from relaychat.server.connection import Hub
 from relaychat.server.tls import server_context
 from relaychat.web.health import health, readiness
 from relaychat.web.hooks import HookStore, Webhooks
-from relaychat.web.http import HttpConnection, HttpRequest, Response, Upgrade
+from relaychat.web.http import Begin, HttpConnection, HttpRequest, Response, Upgrade
 from relaychat.web.metrics import CONTENT_TYPE_LATEST, Metrics, RelaychatCollector
 from relaychat.web.static import StaticFiles
+from relaychat.web.uploads import UPLOAD_CSP, UploadService
 from relaychat.web.websocket import WebSocketConnection, handshake
 
 __all__ = ["WebApp", "WebHost", "client_ip", "origin_allowed"]
@@ -140,6 +143,18 @@ class WebApp:
             rate=web.hook_rate,
             burst=web.hook_burst,
         )
+        self.uploads: UploadService | None = None
+        if config.uploads.enabled:
+            self.uploads = UploadService(
+                host,
+                client_ip=lambda r: client_ip(
+                    r.peer, r.headers.get("x-forwarded-for"), self.proxies
+                ),
+                origin_ok=lambda r: origin_allowed(
+                    r.headers.get("origin"), r.headers.get("host"), self.origins
+                ),
+            )
+            self.uploads.open()
         extra = [("relaychat_webhook_messages", "Messages posted by webhooks", self.hooks.posted)]
         self.metrics = Metrics(RelaychatCollector(host.core, host.connections, host.stats, extra))
         self.started = time.monotonic()
@@ -174,6 +189,8 @@ class WebApp:
     def start(self) -> None:
         """Start the lag and keepalive task (rule 4)."""
         self._task = asyncio.get_running_loop().create_task(self._monitor())
+        if self.uploads is not None:
+            self.uploads.start()
 
     def stop(self) -> None:
         """Stop the task and close every HTTP connection (WebSockets close with the core)."""
@@ -182,6 +199,8 @@ class WebApp:
         for conn in list(self.http_connections):
             if conn.transport is not None:
                 conn.transport.close()
+        if self.uploads is not None:
+            self.uploads.stop()
 
     async def _monitor(self) -> None:
         loop = asyncio.get_running_loop()
@@ -215,6 +234,8 @@ class WebApp:
             f"font-src 'self'; connect-src {connect}; manifest-src 'self'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'none'"
         )
+        if request is not None and request.path.startswith("/upload"):
+            csp = UPLOAD_CSP
         return [
             ("Content-Security-Policy", csp),
             ("X-Content-Type-Options", "nosniff"),
@@ -222,11 +243,21 @@ class WebApp:
             ("X-Frame-Options", "DENY"),
         ]
 
+    def begin(self, request: HttpRequest) -> Begin:
+        """Uploads stream their body (``http.Router.begin``); everything else is read whole."""
+        if request.path == "/upload" and self.uploads is not None:
+            return self.uploads.begin(request)
+        return None
+
     def route(self, request: HttpRequest) -> Response | Upgrade | Awaitable[Response]:
         """The answer to ``request``."""
         path = request.path
         if path == "/ws":
             return self._websocket(request)
+        if path.startswith("/uploads/") or path == "/upload":
+            if self.uploads is None:
+                return Response.text(404, "Uploads are off on this server")
+            return self.uploads.serve(request)
         if path.startswith("/hooks/"):
             return self._hook(request)
         if path in ("/metrics", "/healthz", "/readyz"):
@@ -253,11 +284,14 @@ class WebApp:
             body = bytes(response.body)
             return Response(response.status_code, body, headers=headers, close=True)
         ip = client_ip(request.peer, request.headers.get("x-forwarded-for"), self.proxies)
+        host = request.headers.get("host")
+        scheme = "https" if request.tls else "http"
         conn = WebSocketConnection(
             self.host,
             subprotocol=subprotocol,
             ip=ip if ip != request.peer else None,
             max_message=self.settings.ws_max_message,
+            base_url=f"{scheme}://{host}" if host and _HOST.match(host) else None,
         )
         return Upgrade(response.serialize(), conn)
 

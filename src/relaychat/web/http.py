@@ -12,14 +12,24 @@ Rules:
    takes the transport (``transport.set_protocol``) and the bytes read past the handshake.
 4. Errors are values: a malformed request gets its 4xx from h11's hint and the connection
    closes; an exception in a route is logged and answered with 500, never a traceback.
+5. Streaming (uploads and downloads): the router may take a request's body as it arrives
+   (:meth:`Router.begin` gives a :class:`BodySink`, which may pause reading while it writes),
+   and may answer with a file (:class:`FileBody`), sent in chunks as the peer reads them. A
+   streamed request's deadline is idle time: it stays alive while bytes keep coming. When a
+   request is refused before its body was read, the connection reads and drops at most
+   :data:`DISCARD_LIMIT` more bytes (so the client sees the answer rather than a reset) and
+   closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
-from collections.abc import Awaitable
+import os
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -27,7 +37,17 @@ import h11
 
 from relaychat.server.connection import peer_ip
 
-__all__ = ["MAX_HEAD_BYTES", "HttpConnection", "HttpRequest", "Response", "Router", "Upgrade"]
+__all__ = [
+    "DISCARD_LIMIT",
+    "MAX_HEAD_BYTES",
+    "BodySink",
+    "FileBody",
+    "HttpConnection",
+    "HttpRequest",
+    "Response",
+    "Router",
+    "Upgrade",
+]
 
 log = logging.getLogger("relaychat.web")
 
@@ -36,6 +56,12 @@ TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: c
 
 #: The longest request line plus headers accepted (431-ish refusals past it come from h11).
 MAX_HEAD_BYTES = 16_384
+#: Bytes of a refused request's body read and dropped before the connection closes (rule 5).
+DISCARD_LIMIT = 4 << 20
+#: Seconds spent reading and dropping a refused request's body, at most (rule 5).
+DISCARD_SECONDS = 2.0
+#: Bytes of a file read and written at a time.
+FILE_CHUNK = 256 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +90,35 @@ class HttpRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class FileBody:
+    """A response body read from a file as it is sent (rule 5).
+
+    Attributes:
+        path: the file.
+        offset: where the body starts in it.
+        length: how many bytes to send.
+        executor: where the reads run (never on the event loop's thread).
+    """
+
+    path: str
+    offset: int
+    length: int
+    executor: Executor | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Response:
-    """An answer: status, body and extra header fields (the edge adds the length and date)."""
+    """An answer: status, body and extra header fields (the edge adds the length and date).
+
+    ``file``, when set, is the body instead of ``body`` (sent in chunks, rule 5).
+    """
 
     status: int
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = field(default=())
     close: bool = False
+    file: FileBody | None = None
 
     @classmethod
     def text(
@@ -99,11 +146,36 @@ class Upgrade:
     protocol: asyncio.Protocol
 
 
+class BodySink(Protocol):
+    """Where a streamed request body goes, as it arrives (rule 5; an upload)."""
+
+    def bind(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        """Called once before the first :meth:`feed`: how to stop and restart reading."""
+
+    def feed(self, data: bytes) -> Response | None:
+        """Take the next bytes; a :class:`Response` refuses the request now (413: too big)."""
+
+    def finish(self) -> Awaitable[Response]:
+        """The whole body is in: store it; the awaitable gives the answer."""
+
+    def abort(self) -> None:
+        """The request will not complete (refused, timed out, connection lost): clean up."""
+
+
+#: What :meth:`Router.begin` may give: buffer the body (``None``), refuse now, or stream it.
+Begin = Response | Awaitable[Response | BodySink] | None
+
+
 class Router(Protocol):
     """What the HTTP edge asks for each complete request (``relaychat.web.app.WebApp``)."""
 
     def route(self, request: HttpRequest) -> Response | Upgrade | Awaitable[Response]:
         """The answer to ``request``: now, or once the awaitable is done."""
+
+    def begin(self, request: HttpRequest) -> Begin:
+        """Called when a request's head is in (``request.body`` is empty): ``None`` to read the
+        body whole and then :meth:`route` it, a :class:`Response` to refuse it unread, or an
+        awaitable of either a refusal or the :class:`BodySink` to stream it into (rule 5)."""
 
     def common_headers(self, request: HttpRequest | None) -> list[tuple[str, str]]:
         """Header fields added to every response (security headers)."""
@@ -123,14 +195,19 @@ class HttpConnection(asyncio.Protocol):
         "busy",
         "conn",
         "connections",
+        "discard",
+        "last_data",
         "max_body",
         "max_connections",
         "request",
         "router",
+        "sink",
+        "sink_paused",
         "timeout",
         "timer",
         "tls",
         "transport",
+        "writable",
     )
 
     def __init__(
@@ -151,9 +228,14 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.request: h11.Request | None = None
         self.body = bytearray()
-        self.busy = False  # a route is running; input waits
+        self.busy = False  # a route is running (or a file is being sent); input waits
         self.timer: asyncio.TimerHandle | None = None
         self.tls = False
+        self.sink: BodySink | None = None  # the streamed body's destination (rule 5)
+        self.sink_paused = False  # the sink asked to stop reading
+        self.last_data = 0.0  # loop time of the last body bytes (a stream's idle deadline)
+        self.discard = -1  # >= 0: bytes of a refused body still to drop before closing
+        self.writable: asyncio.Event | None = None  # set while the transport takes writes
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -168,6 +250,9 @@ class HttpConnection(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self.discard >= 0:
+            self._drop(len(data))
+            return
         try:
             self.conn.receive_data(data)
         except RuntimeError:  # data after the connection was declared closed
@@ -175,12 +260,26 @@ class HttpConnection(asyncio.Protocol):
         self._next()
 
     def eof_received(self) -> bool | None:
+        if self.discard >= 0:
+            return False
         self.conn.receive_data(b"")
         self._next()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._detach()
+        self._drop_sink()
+        if self.writable is not None:
+            self.writable.set()  # wake a file being sent: it sees the closed transport
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = asyncio.Event()
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None:
+            self.writable.set()
 
     def _detach(self) -> None:
         self.connections.discard(self)
@@ -188,15 +287,35 @@ class HttpConnection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
 
-    def _arm(self) -> None:
+    def _drop_sink(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            try:
+                sink.abort()
+            except Exception:  # pragma: no cover - a bug in a sink
+                log.exception("HTTP body sink failed to abort")
+
+    def _arm(self, delay: float | None = None) -> None:
         """(Re)start the deadline for the next request (rule 2)."""
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(self.timeout, self._expired)
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.timeout if delay is None else delay, self._expired)
 
     def _expired(self) -> None:
         self.timer = None
-        if self.busy or self.transport is None:
+        if self.transport is None:
+            return
+        if self.busy:
+            return  # a route or a file in progress; re-armed when it is done
+        if self.sink is not None:  # rule 5: a stream's deadline is idle time
+            idle = asyncio.get_running_loop().time() - self.last_data
+            if idle < self.timeout:
+                self._arm(self.timeout - idle)
+                return
+            self._drop_sink()
+        if self.discard >= 0:
+            self.transport.close()
             return
         if self.request is not None and self.conn.our_state is h11.SEND_RESPONSE:
             self._send(None, Response.text(408, "Request timed out", close=True))
@@ -205,14 +324,32 @@ class HttpConnection(asyncio.Protocol):
             self.transport.write(TIMED_OUT)
         self.transport.close()
 
+    def _reading(self) -> None:
+        """Resume reading unless a route runs or the sink asked for a pause."""
+        transport = self.transport
+        if transport is not None and not self.busy and not self.sink_paused:
+            transport.resume_reading()
+
+    def _sink_pause(self) -> None:
+        self.sink_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def _sink_resume(self) -> None:
+        self.sink_paused = False
+        self._reading()
+
     # --- requests ------------------------------------------------------------------------------
 
     def _next(self) -> None:
         """Take every event h11 has; answer each complete request."""
         while not self.busy and self.transport is not None and not self.transport.is_closing():
+            if self.discard >= 0:
+                return
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
+                self._drop_sink()
                 status = exc.error_status_hint
                 if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     self._send(None, Response.text(status, f"Bad request: {exc}", close=True))
@@ -224,23 +361,109 @@ class HttpConnection(asyncio.Protocol):
             if isinstance(event, h11.Request):
                 self.request = event
                 self.body = bytearray()
+                if self._begin(event):
+                    return
                 length = _content_length(event)
                 if length is not None and length > self.max_body:
                     self._too_large()
                     return
             elif isinstance(event, h11.Data):
+                sink = self.sink
+                if sink is not None:
+                    self.last_data = asyncio.get_running_loop().time()
+                    refusal = sink.feed(bytes(event.data))
+                    if refusal is not None:
+                        self._refuse_unread(None, refusal)
+                        return
+                    continue
                 self.body += event.data
                 if len(self.body) > self.max_body:
                     self._too_large()
                     return
             elif isinstance(event, h11.EndOfMessage):
+                if self.sink is not None:
+                    self._finish_stream()
+                    return
                 self._dispatch()
             elif isinstance(event, h11.ConnectionClosed):
+                self._drop_sink()
                 self.transport.close()
                 return
 
+    def _begin(self, raw: h11.Request) -> bool:
+        """Ask the router about a request whose head is in (rule 5).
+
+        Returns:
+            ``True`` when the router took it over (refused it, or will stream its body); the
+            caller stops reading events for now.
+        """
+        transport = self.transport
+        assert transport is not None
+        head = _request(raw, b"", peer_ip(transport), self.tls)
+        try:
+            plan = self.router.begin(head)
+        except Exception:
+            log.exception("HTTP %s %s failed", head.method, head.path)
+            plan = Response.text(500, "Internal error", close=True)
+        if plan is None:
+            return False
+        if isinstance(plan, Response):
+            self._refuse_unread(head, plan)
+            return True
+        self.busy = True
+        transport.pause_reading()
+        task = asyncio.ensure_future(plan)
+        task.add_done_callback(lambda t: self._begun(head, t))
+        return True
+
+    def _begun(self, head: HttpRequest, task: asyncio.Future[Response | BodySink]) -> None:
+        self.busy = False
+        transport = self.transport
+        if task.cancelled() or transport is None or transport.is_closing():
+            if not task.cancelled() and task.exception() is None:
+                plan = task.result()
+                if not isinstance(plan, Response):
+                    plan.abort()
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("HTTP %s %s failed: %r", head.method, head.path, exc)
+            self._refuse_unread(head, Response.text(500, "Internal error", close=True))
+            return
+        plan = task.result()
+        if isinstance(plan, Response):
+            self._refuse_unread(head, plan)
+            return
+        self.sink = plan
+        self.sink_paused = False
+        self.last_data = asyncio.get_running_loop().time()
+        plan.bind(self._sink_pause, self._sink_resume)
+        if self.conn.they_are_waiting_for_100_continue:
+            transport.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        self._reading()
+        self._next()
+
+    def _finish_stream(self) -> None:
+        sink, self.sink = self.sink, None
+        assert sink is not None and self.request is not None and self.transport is not None
+        head = _request(self.request, b"", peer_ip(self.transport), self.tls)
+        self.busy = True
+        self.transport.pause_reading()
+        task = asyncio.ensure_future(sink.finish())
+        task.add_done_callback(lambda t: self._answered(head, t))
+
+    def _refuse_unread(self, request: HttpRequest | None, answer: Response) -> None:
+        """Answer a request whose body was not (all) read, then close (rule 5)."""
+        self._drop_sink()
+        self._send(request, answer, close=True)
+
+    def _drop(self, size: int) -> None:
+        self.discard -= size
+        if self.discard < 0 and self.transport is not None:
+            self.transport.close()
+
     def _too_large(self) -> None:
-        self._send(
+        self._refuse_unread(
             None,
             Response.text(
                 413, f"Request body too large (at most {self.max_body} bytes)", close=True
@@ -296,28 +519,41 @@ class HttpConnection(asyncio.Protocol):
         if trailing and not transport.is_closing():
             upgrade.protocol.data_received(bytes(trailing))
 
-    def _send(self, request: HttpRequest | None, answer: Response) -> None:
-        """Write ``answer``; then close, or get ready for the next request."""
+    def _send(self, request: HttpRequest | None, answer: Response, *, close: bool = False) -> None:
+        """Write ``answer``; then close, or get ready for the next request.
+
+        A :class:`FileBody` is sent by a task (rule 5); the connection is busy meanwhile.
+        """
         transport = self.transport
         assert transport is not None
+        length = answer.file.length if answer.file is not None else len(answer.body)
         headers = [
             *self.router.common_headers(request),
             ("Content-Type", answer.content_type),
-            ("Content-Length", str(len(answer.body))),
+            ("Content-Length", str(length)),
             *answer.headers,
         ]
-        close = answer.close or self.conn.their_state is not h11.DONE
+        close = close or answer.close or self.conn.their_state is not h11.DONE
         if close:
             headers.append(("Connection", "close"))
         try:
             phrase = http.HTTPStatus(answer.status).phrase
         except ValueError:
             phrase = ""
+        head_only = request is not None and request.method == "HEAD"
+        waiting = self.conn.they_are_waiting_for_100_continue  # h11 forgets it once we answer
         try:
             data = self.conn.send(
                 h11.Response(status_code=answer.status, headers=headers, reason=phrase)
             )
-            if answer.body and (request is None or request.method != "HEAD"):
+            if answer.file is not None and not head_only and length:
+                transport.write(data)
+                self.busy = True
+                transport.pause_reading()
+                task = asyncio.ensure_future(self._send_file(answer.file))
+                task.add_done_callback(lambda t: self._file_sent(t, close, waiting))
+                return
+            if answer.body and not head_only:
                 data += self.conn.send(h11.Data(data=answer.body))
             data += self.conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:  # pragma: no cover - a bug in a route's answer
@@ -325,12 +561,67 @@ class HttpConnection(asyncio.Protocol):
             transport.close()
             return
         transport.write(data)
+        self._done(close, waiting)
+
+    def _done(self, close: bool, waiting: bool) -> None:
+        """The response is written: close, start dropping a refused body (unless the client
+        waits for ``100 Continue`` and so sends none), or wait for the next request."""
+        transport = self.transport
+        assert transport is not None
         self.request = None
         if close or self.conn.our_state is h11.MUST_CLOSE:
+            body_left = self.conn.their_state is h11.SEND_BODY
+            if body_left and not waiting and not transport.is_closing():
+                self.discard = DISCARD_LIMIT  # rule 5: let the client see the answer
+                transport.resume_reading()
+                self._arm(DISCARD_SECONDS)
+                return
             transport.close()
             return
         self.conn.start_next_cycle()
         self._arm()
+
+    async def _send_file(self, body: FileBody) -> None:
+        """Send ``body`` in chunks, reading ahead of the socket but never more than one chunk,
+        and waiting whenever the transport's buffer is full."""
+        loop = asyncio.get_running_loop()
+        fd = await loop.run_in_executor(body.executor, os.open, body.path, os.O_RDONLY)
+        try:
+            offset, left = body.offset, body.length
+            while left > 0:
+                size = min(FILE_CHUNK, left)
+                chunk = await loop.run_in_executor(body.executor, os.pread, fd, size, offset)
+                if not chunk:
+                    raise OSError(f"{body.path} ended {left} bytes early")
+                transport = self.transport
+                if transport is None or transport.is_closing():
+                    return
+                framed = self.conn.send_with_data_passthrough(h11.Data(data=chunk))
+                transport.writelines(framed or ())
+                offset += len(chunk)
+                left -= len(chunk)
+                writable = self.writable
+                if writable is not None and not writable.is_set():
+                    # A reader that stops reading is dropped after the request timeout.
+                    await asyncio.wait_for(writable.wait(), self.timeout)
+        finally:
+            with contextlib.suppress(OSError):
+                await loop.run_in_executor(body.executor, os.close, fd)
+
+    def _file_sent(self, task: asyncio.Future[None], close: bool, waiting: bool) -> None:
+        self.busy = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                log.error("HTTP file body failed: %r", task.exception())
+            transport.close()  # the length was promised: a short body must not look whole
+            return
+        transport.write(self.conn.send(h11.EndOfMessage()))
+        transport.resume_reading()
+        self._done(close, waiting)
+        self._next()
 
 
 def _content_length(request: h11.Request) -> int | None:

@@ -130,14 +130,23 @@ class WebSocketConnection(Connection):
         subprotocol: the subprotocol chosen, or ``None`` (text messages).
         ip: the client's address when a trusted proxy said it, else ``None`` (the peer's).
         max_message: the largest message accepted (``http.ws_max_message``).
+        base_url: ``scheme://host[:port]`` of the page's HTTP port as the client reached it
+            (from its ``Host``), for the URLs it is given (uploads), or ``None``.
     """
 
-    __slots__ = ("binary", "forwarded", "heard", "partial", "partial_text", "ws")
+    __slots__ = ("base_url", "binary", "forwarded", "heard", "partial", "partial_text", "ws")
 
     def __init__(
-        self, server: Hub, *, subprotocol: str | None, ip: str | None, max_message: int
+        self,
+        server: Hub,
+        *,
+        subprotocol: str | None,
+        ip: str | None,
+        max_message: int,
+        base_url: str | None = None,
     ) -> None:
         super().__init__(server)
+        self.base_url = base_url
         self.binary = subprotocol == BINARY
         self.forwarded = ip
         self.ws = Protocol(SERVER, state=OPEN, max_size=max_message, logger=_ws_log)

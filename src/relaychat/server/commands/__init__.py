@@ -17,6 +17,7 @@ from relaychat.server.commands import (
     redaction,
     registration,
     rename,
+    token,
     typing_tag,
     who,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "redaction",
     "registration",
     "rename",
+    "token",
     "typing_tag",
     "who",
 ]

@@ -10,7 +10,7 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.params import number
 from relaychat.server.core import COMMANDS, Replies, ServerCore, command
-from relaychat.server.isupport import BOT_MODE, isupport_tokens
+from relaychat.server.isupport import BOT_MODE
 from relaychat.server.masks import match_mask
 from relaychat.server.state import User
 
@@ -95,7 +95,7 @@ def version(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     if not _server_param_ok(core, msg, 0, out):
         return
     out.numeric(N.RPL_VERSION, core.version_string() + ".", core.name, text="relaychat IRC server")
-    tokens = isupport_tokens(core.config)
+    tokens = core.isupport(user)
     for i in range(0, len(tokens), 13):
         out.numeric(N.RPL_ISUPPORT, *tokens[i : i + 13])
 

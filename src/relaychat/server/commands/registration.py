@@ -19,7 +19,7 @@ from relaychat.server.commands import metadata, monitor
 from relaychat.server.commands.info import send_lusers, send_motd
 from relaychat.server.commands.params import valid_nick
 from relaychat.server.core import Replies, ServerCore, command
-from relaychat.server.isupport import CHANMODES, USER_MODES, isupport_tokens
+from relaychat.server.isupport import CHANMODES, USER_MODES
 from relaychat.server.state import User, WhowasEntry
 
 __all__ = ["try_register", "valid_nick"]
@@ -142,7 +142,7 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
         "".join(sorted("".join(CHANMODES) + "ov")),
         "bklov",
     )
-    tokens = isupport_tokens(cfg)
+    tokens = core.isupport(user)
     for i in range(0, len(tokens), 13):
         out.numeric(N.RPL_ISUPPORT, *tokens[i : i + 13])
     send_lusers(core, out)

@@ -1,0 +1,210 @@
+"""Who is uploading: ``Authorization: Basic`` (account and password) or ``Bearer`` (a token from
+``TOKEN GENERATE FILEHOST``, ``server/authtokens.py``).
+
+Rules:
+1. A password is checked by the accounts' worker (argon2 runs in a thread, never on the event
+   loop), exactly as a SASL PLAIN login is; an unknown account costs the same argon2 work as a
+   wrong password and gets the same answer, so the answer does not tell which accounts exist.
+2. Failures (a wrong password, an unknown or used token) are counted per client address: after
+   :data:`FAILURES` of them within :data:`MEMORY` seconds the address is refused (429 with
+   ``Retry-After``) for :data:`LOCKOUT` seconds, doubling with each further failure up to
+   :data:`LOCKOUT_MAX`. A success forgets the address's failures. The table is bounded
+   (:data:`MAX_KEYS`, least recently used forgotten first).
+3. Every refusal is a :class:`~relaychat.web.http.Response` with one line saying why: 401 with
+   ``WWW-Authenticate`` (Basic and Bearer challenges when nothing usable was sent; the one of
+   the scheme used otherwise, so a browser's ``fetch`` with a bad token does not pop up a
+   password dialog), 429 when locked out, 503 when the worker is busy or accounts are off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from relaychat.accounts.service import service_of
+from relaychat.accounts.store import AccountStoreError
+from relaychat.passwords import hash_password, verify_password
+from relaychat.server.authtokens import tokens_of
+from relaychat.server.core import ServerCore
+from relaychat.web.http import Response
+
+__all__ = ["FAILURES", "LOCKOUT", "Identity", "UploadAuth"]
+
+log = logging.getLogger("relaychat.web")
+
+#: Failed attempts from one address before it is locked out.
+FAILURES = 5
+#: Seconds of the first lock-out (doubling after each further failure).
+LOCKOUT = 30.0
+#: Longest lock-out.
+LOCKOUT_MAX = 900.0
+#: Seconds after which an address's failures are forgotten.
+MEMORY = 900.0
+#: Addresses remembered.
+MAX_KEYS = 10_000
+
+REALM = "relaychat uploads"
+_BASIC = ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+_BEARER = ("WWW-Authenticate", f'Bearer realm="{REALM}"')
+_BEARER_BAD = ("WWW-Authenticate", f'Bearer realm="{REALM}", error="invalid_token"')
+
+_decoy_hash: str | None = None
+
+
+def _decoy() -> str:
+    """A hash to check unknown accounts' passwords against (rule 1), made once, in a worker."""
+    global _decoy_hash
+    if _decoy_hash is None:
+        _decoy_hash = hash_password("relaychat: no such account")
+    return _decoy_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated uploader.
+
+    Attributes:
+        account: the account, as it is spelled.
+        method: ``password`` or ``token``.
+    """
+
+    account: str
+    method: str
+
+
+class _Lockout:
+    """Failures per key (rule 2)."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
+        # key -> (failures, last failure, locked until)
+
+    def wait(self, key: str, now: float) -> float:
+        entry = self.entries.get(key)
+        if entry is None:
+            return 0.0
+        if now - entry[1] > MEMORY:
+            del self.entries[key]
+            return 0.0
+        return max(0.0, entry[2] - now)
+
+    def failure(self, key: str, now: float) -> None:
+        count, last, until = self.entries.pop(key, (0, now, 0.0))
+        if now - last > MEMORY:
+            count, until = 0, 0.0
+        count += 1
+        if count >= FAILURES:
+            until = now + min(LOCKOUT_MAX, LOCKOUT * 2 ** (count - FAILURES))
+        self.entries[key] = (count, now, until)
+        while len(self.entries) > MAX_KEYS:
+            self.entries.popitem(last=False)
+
+    def success(self, key: str) -> None:
+        self.entries.pop(key, None)
+
+
+class UploadAuth:
+    """Checks the ``Authorization`` of uploads for one server.
+
+    Args:
+        core: the server's core (its account service and tokens).
+        clock: the time (for the lock-outs and the tokens' expiry).
+    """
+
+    def __init__(self, core: ServerCore, clock: Callable[[], float]) -> None:
+        self.core = core
+        self.clock = clock
+        self.lockout = _Lockout()
+
+    async def authenticate(self, header: str | None, ip: str) -> Identity | Response:
+        """The account ``header`` proves, or the refusal to send (rule 3)."""
+        now = self.clock()
+        wait = self.lockout.wait(ip, now)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            return Response.text(
+                429,
+                f"Too many failed logins from your address; try again in {seconds} seconds",
+                headers=(("Retry-After", str(seconds)),),
+            )
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        scheme = scheme.lower()
+        credentials = credentials.strip()
+        if scheme == "bearer" and credentials:
+            return self._token(credentials, ip, now)
+        if scheme == "basic" and credentials:
+            return await self._password(credentials, ip)
+        return Response.text(
+            401,
+            "Log in to upload: HTTP Basic with your account and password, or "
+            "Bearer with a token from TOKEN GENERATE FILEHOST",
+            headers=(_BASIC, _BEARER),
+        )
+
+    def _token(self, token: str, ip: str, now: float) -> Identity | Response:
+        tokens = tokens_of(self.core)
+        grant = tokens.take(token, now, service="FILEHOST") if tokens is not None else None
+        if grant is None:
+            self.lockout.failure(ip, now)
+            return Response.text(
+                401,
+                "The token is unknown, used or expired; get a new one with TOKEN GENERATE FILEHOST",
+                headers=(_BEARER_BAD,),
+            )
+        self.lockout.success(ip)
+        return Identity(grant.account, "token")
+
+    async def _password(self, credentials: str, ip: str) -> Identity | Response:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return Response.text(
+                401, "Malformed Basic credentials (base64 of account:password)", headers=(_BASIC,)
+            )
+        name, sep, password = decoded.partition(":")
+        if not sep or not name or not password:
+            return Response.text(
+                401, "Basic credentials must be account:password", headers=(_BASIC,)
+            )
+        svc = service_of(self.core)
+        if svc is None:
+            return Response.text(503, "Accounts are not available on this server")
+        try:
+            account = svc.store.get(name)
+        except AccountStoreError as exc:
+            log.error("upload login for %s: %s", name, exc)
+            return Response.text(503, "The account store is unavailable; try again later")
+        hashed = account.password_hash if account is not None else None
+
+        def job() -> bool:
+            if hashed is None:
+                verify_password(_decoy(), password)
+                return False
+            return verify_password(hashed, password)
+
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+
+        def done(ok: bool | None, now: float) -> None:
+            if not answer.done():
+                answer.set_result(bool(ok))
+
+        if not svc.worker.submit(job, done):
+            return Response.text(
+                503,
+                "The server is busy checking passwords; try again in a moment",
+                headers=(("Retry-After", "1"),),
+            )
+        ok = await answer
+        now = self.clock()
+        if not ok or account is None:
+            self.lockout.failure(ip, now)
+            return Response.text(401, "Wrong account name or password", headers=(_BASIC,))
+        self.lockout.success(ip)
+        return Identity(account.name, "password")
