@@ -63,8 +63,11 @@ from relaychat.tui.model import (
     LinkStatus,
 )
 from relaychat.tui.render import buffer_label, line_renderable, nick_colour
+from relaychat.tui.upload import PROGRESS_EVERY as _UPLOAD_PROGRESS  # registers /upload
 
 __all__ = ["ChatApp", "ChatInput"]
+
+_ = _UPLOAD_PROGRESS
 
 log = logging.getLogger("relaychat.tui")
 #: Seconds after connecting before the first lag probe (the pacing bucket has refilled by then).

@@ -19,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import email.message
+import email.utils
 import mimetypes
 import re
 import unicodedata
@@ -102,11 +103,17 @@ def name_from_disposition(header: str | None) -> str | None:
         return None
     msg = email.message.Message()
     msg["content-disposition"] = header
+    plain: str | None = None
     try:
-        name = msg.get_filename()
+        for key, value in msg.get_params(header="content-disposition") or []:
+            if key.lower() != "filename":
+                continue
+            if isinstance(value, tuple):  # filename*= (RFC 5987): preferred (RFC 6266 §4.3)
+                return email.utils.collapse_rfc2231_value(value)
+            plain = plain if plain is not None else value
     except (ValueError, LookupError):  # a bad RFC 2231 charset or encoding
         return None
-    return name if isinstance(name, str) else None
+    return plain
 
 
 def declared_type(content_type: str | None, name: str) -> str:
@@ -199,8 +206,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return max(0, size - int(last_text)), size - 1
     first = int(first_text)
     last = int(last_text) if last_text else size - 1
-    if last < first:
-        return None
+    if last_text and last < first:
+        return None  # malformed: ignored
     if first >= size:
         raise ValueError("range starts past the end")
     return first, min(last, size - 1)
