@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-web clean venv soak-delivery screenshots
+.PHONY: run test lint typecheck unit bench bench-web clean venv soak-delivery screenshots bench-uploads
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,3 +92,8 @@ soak-delivery: $(STAMP)
 # Debian's Chromium (apt-get install chromium).
 screenshots: $(STAMP)
 	$(BIN)/python docs/screenshots.py
+
+# Upload and download rates of the file host (POST /upload) over loopback (docs/web.md).
+UPLOAD_BENCH_ARGS ?= --size 200 --repeat 3
+bench-uploads: $(STAMP)
+	$(BIN)/python benchmarks/upload_rates.py $(UPLOAD_BENCH_ARGS)

@@ -188,7 +188,9 @@ class Uploads:
     min_free: int = _opt(
         256 << 20, "bytes of disk to leave free; an upload that would eat into them gets 507"
     )
-    max_concurrent: int = _opt(32, "uploads in progress at once on the server; more get 503")
+    max_concurrent: int = _opt(
+        32, "uploads in progress at once on the server; more get 503 (0 = no limit)"
+    )
     retention_days: float = _opt(30.0, "delete files older than this many days (0 = keep)")
     token_ttl: float = _opt(
         600.0, "seconds a TOKEN GENERATE FILEHOST token stays valid (it is used once)"
