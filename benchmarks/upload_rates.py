@@ -29,10 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from relaychat.client import Client  # noqa: E402
-from relaychat.client.upload import upload  # noqa: E402
 from tests.harness import LineClient, ServerProcess  # noqa: E402
 from tests.integration.tls_support import free_port  # noqa: E402
+
+from relaychat.client import Client  # noqa: E402
+from relaychat.client.upload import upload  # noqa: E402
 
 MiB = 1 << 20
 PASSWORD = "benchmark-password"
