@@ -195,6 +195,7 @@ async def test_too_large_is_refused_from_content_length(make_server: MakeServer)
     answer, sent = await exchange(port, "POST", "/upload", headers, send_body=False)
     assert answer.status == 413 and sent == 0
     assert answer.body == b"File too large: 1001 B; the largest upload is 1000 B\n"
+    assert answer.headers["upload-limit"] == "max-size=1000"
     answer, _ = await exchange(port, "POST", "/upload", {"Authorization": basic("x")}, b"")
     assert answer.status == 400 and answer.body == b"The file is empty\n"
 
@@ -342,8 +343,9 @@ async def test_origins_and_preflight(make_server: MakeServer) -> None:
     assert pre.status == 204
     assert pre.headers["access-control-allow-origin"] == own
     assert "Authorization" in pre.headers["access-control-allow-headers"]
-    assert pre.headers["access-control-expose-headers"] == "Location"
+    assert pre.headers["access-control-expose-headers"] == "Location, Upload-Limit"
     assert pre.headers["accept-post"] == "*/*"
+    assert pre.headers["upload-limit"] == f"max-size={100 << 20}"
     evil = await fetch(
         port,
         "POST",

@@ -240,7 +240,7 @@ class UploadService:
             ("Access-Control-Allow-Origin", origin),
             ("Access-Control-Allow-Methods", "OPTIONS, POST"),
             ("Access-Control-Allow-Headers", _CORS_HEADERS),
-            ("Access-Control-Expose-Headers", "Location"),
+            ("Access-Control-Expose-Headers", "Location, Upload-Limit"),
             ("Access-Control-Max-Age", "600"),
             ("Vary", "Origin"),
         )
@@ -252,8 +252,11 @@ class UploadService:
             origin = request.headers.get("origin")
             return Response.text(403, f"Pages from {origin} may not upload here", close=True)
         allow = (("Allow", "OPTIONS, POST"),)
+        # The largest upload, as the resumable-uploads draft says it (draft-ietf-httpbis-
+        # resumable-upload): browsers cannot send Expect: 100-continue, so the web client asks.
+        limit = ("Upload-Limit", f"max-size={self.settings.max_size}")
         if request.method == "OPTIONS":
-            return Response(204, b"", headers=(*cors, *allow, ("Accept-Post", "*/*")))
+            return Response(204, b"", headers=(*cors, *allow, ("Accept-Post", "*/*"), limit))
         if request.method != "POST":
             return Response.text(405, "Upload with POST", headers=(*cors, *allow), close=True)
         if not self.ready:

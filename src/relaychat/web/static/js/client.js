@@ -85,6 +85,8 @@ export class Client {
     this.monitor = false;
     this.whois = null;
     this.listing = null;
+    for (const w of this.tokenWaiters || []) w.reject(new Error("the connection was lost"));
+    this.tokenWaiters = []; // TOKEN GENERATE FILEHOST requests, answered in order
     this.history.reset();
     for (const buf of this.state.buffers.values()) {
       buf.joined = false;
@@ -607,6 +609,28 @@ export class Client {
     if (!this.canSendTyping() || buf.kind === "server") return;
     if (buf.kind === "channel" && !buf.joined) return;
     this.send(build("TAGMSG", [buf.name], { "+typing": value }));
+  }
+
+  // --- uploads (draft/authtoken) ---------------------------------------------------------------
+
+  /** A one-use token to upload as this session's account: {url, token} (upload.js). */
+  fileToken() {
+    return new Promise((resolve, reject) => {
+      if (!this.connected) {
+        reject(new Error("not connected"));
+        return;
+      }
+      this.tokenWaiters.push({ resolve, reject });
+      this.send("TOKEN GENERATE FILEHOST");
+    });
+  }
+
+  /** TOKEN GENERATE <service> <url> :<token>, or FAIL TOKEN ...: the oldest request's answer. */
+  tokenAnswer(error, url, token) {
+    const waiter = this.tokenWaiters.shift();
+    if (!waiter) return;
+    if (error) waiter.reject(new Error(error));
+    else waiter.resolve({ url, token });
   }
 
   // --- ISUPPORT --------------------------------------------------------------------------------

@@ -247,7 +247,14 @@ export const HANDLERS = {
       return;
     }
     if (command === "MARKREAD" || (command === "METADATA" && code !== "RATE_LIMITED")) return;
+    if (command === "TOKEN") {
+      client.tokenAnswer(code === "ACCOUNT_REQUIRED" ? "log in to an account to upload files" : text);
+      return;
+    }
     showError(client, msg, ctx, `${command}: ${text}`);
+  },
+  TOKEN(client, msg) {
+    if (msg.params[0] === "GENERATE") client.tokenAnswer(null, msg.params[2] || "", msg.params[3] || "");
   },
   WARN(client, msg) {
     const text = msg.params[msg.params.length - 1];

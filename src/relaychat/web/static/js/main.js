@@ -9,6 +9,7 @@ import { State, nextId } from "./state.js";
 import { UI } from "./ui.js";
 import { Finder, ChannelList } from "./dialogs.js";
 import { Composer } from "./composer.js";
+import { Uploader } from "./upload.js";
 
 const $ = (id) => document.getElementById(id);
 const SETTINGS = "relaychat.settings";
@@ -38,6 +39,7 @@ class App {
     this.finder = new Finder(this);
     this.channels = new ChannelList(this);
     this.composer = new Composer(this);
+    this.uploader = new Uploader(this);
     this.markers = load(MARKERS, {});
     this.state.onChange((what, buf, detail) => this.changed(what, buf, detail));
     setInterval(() => this.tick(), 1000);
