@@ -270,6 +270,7 @@ class UploadService:
                 Response.text(
                     413,
                     f"File too large: {_size(length)}; the largest upload is {_size(cfg.max_size)}",
+                    headers=(limit,),
                 ),
             )
         if length == 0:
@@ -604,6 +605,7 @@ class UploadSink:
                     Response.text(
                         413,
                         f"File too large: the largest upload is {_size(svc.settings.max_size)}",
+                        headers=(("Upload-Limit", f"max-size={svc.settings.max_size}"),),
                     )
                 )
             refusal = svc.make_room(self.who.account, size, files=0, delete=False, disk=False)
