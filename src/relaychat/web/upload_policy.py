@@ -32,6 +32,7 @@ __all__ = [
     "checked_type",
     "content_disposition",
     "declared_type",
+    "format_size",
     "name_from_disposition",
     "parse_range",
     "safe_name",
@@ -171,6 +172,16 @@ def content_disposition(name: str, inline: bool) -> str:
     if ascii_name != name:
         value += "; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
     return value
+
+
+def format_size(n: int) -> str:
+    """``n`` bytes for people: ``512 B``, ``3.0 KiB``, ``20.0 MiB``, ``1.0 GiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def url_name(name: str) -> str:
