@@ -198,6 +198,9 @@ async def test_too_large_is_refused_from_content_length(make_server: MakeServer)
     assert answer.headers["upload-limit"] == "max-size=1000"
     answer, _ = await exchange(port, "POST", "/upload", {"Authorization": basic("x")}, b"")
     assert answer.status == 400 and answer.body == b"The file is empty\n"
+    query = "/upload?" + "&".join(f"k{n}=v" for n in range(20))
+    answer, _ = await exchange(port, "POST", query, {"Authorization": basic("x")}, b"x")
+    assert answer.status == 400 and answer.body == b"Too many query parameters\n"
 
 
 async def test_too_large_is_refused_while_streaming(make_server: MakeServer) -> None:

@@ -270,7 +270,10 @@ class UploadService:
                     headers=(("Retry-After", "5"),),
                 ),
             )
-        query = parse_qs(request.query, max_num_fields=8)
+        try:
+            query = parse_qs(request.query, max_num_fields=8)
+        except ValueError:
+            return self._no(cors, Response.text(400, "Too many query parameters"))
         given = name_from_disposition(request.headers.get("content-disposition"))
         from_query = query.get("name") or query.get("filename") or [""]
         name = safe_name(given or from_query[0])
