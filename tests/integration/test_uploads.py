@@ -376,3 +376,33 @@ async def test_uploads_off(make_server: MakeServer) -> None:
         assert answer.status in (404, 405)
     finally:
         await alice.close()
+
+
+async def test_a_stop_during_an_upload_leaves_nothing_behind(
+    make_server: MakeServer, tmp_path: Any, caplog: Any
+) -> None:
+    """The server stops while a body is arriving: nothing fails loudly, and the partial file is
+    gone (at once, or at the next start); nothing is listed."""
+    folder = str(tmp_path / "up")
+    srv = await upload_server(make_server, dir=folder)
+    port = web_port(srv)
+    alice = await account(srv, "alice")
+    await alice.close()
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {basic('alice')}\r\n"
+        f"Content-Length: {8 << 20}\r\n\r\n"
+    )
+    writer.write(head.encode() + os.urandom(2 << 20))
+    await writer.drain()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while not tmp_files(srv):
+        assert loop.time() < deadline, "the upload never reached tmp/"
+        await asyncio.sleep(0.02)
+    caplog.set_level("ERROR")
+    await srv.stop()
+    writer.close()
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    again = await upload_server(make_server, dir=folder)
+    assert tmp_files(again) == [] and stored(again) == 0

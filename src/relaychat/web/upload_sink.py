@@ -160,8 +160,7 @@ class UploadSink:
                 self.error = OSError(errno.EIO, str(exc))
         if self.discard_pending:
             self.discard_pending = False
-            loop = asyncio.get_running_loop()
-            _ = loop.run_in_executor(self.service.io, _discard, self.fd, self.tmp)
+            self._throw_away()
             return
         if self.error is None and self.buffered >= WRITE_CHUNK:
             self._write()
@@ -253,10 +252,16 @@ class UploadSink:
         svc.release(self.who.account, reserved, files=1)
         if discard:
             if self.writing is None:
-                loop = asyncio.get_running_loop()
-                _ = loop.run_in_executor(svc.io, _discard, self.fd, self.tmp)
+                self._throw_away()
             else:
                 self.discard_pending = True
+
+    def _throw_away(self) -> None:
+        """Close and delete the partial file, on an I/O thread (here, once the server stops)."""
+        try:
+            asyncio.get_running_loop().run_in_executor(self.service.io, _discard, self.fd, self.tmp)
+        except RuntimeError:  # the I/O threads are gone: the server is stopping
+            _discard(self.fd, self.tmp)
 
     def _refuse(self, answer: Response) -> Response:
         self._close(discard=True)
