@@ -1,4 +1,5 @@
-"""The client subcommands: ``relaychat chat``, ``send``, ``tail``, ``send-file``, ``receive-files``.
+"""The client subcommands: ``relaychat chat``, ``send``, ``tail``, ``send-file``, ``receive-files``,
+``upload``.
 
 All three are built on :class:`relaychat.client.Client` and share one way to start:
 
@@ -21,7 +22,7 @@ Failures are one line on stderr (``relaychat: ...``), never a traceback.
 Modules: this one wires the subcommands into argparse and runs them;
 :mod:`.common` holds what they share (exit codes, parsing, settings, the first connection,
 picking a server); :mod:`.chat`, :mod:`.send` and :mod:`.tail` hold one command each, and
-:mod:`.files` the two DCC file commands.
+:mod:`.files` the two DCC file commands, :mod:`.upload` the upload to the server's file host.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from relaychat.cli_client.files import (
 )
 from relaychat.cli_client.send import run_send
 from relaychat.cli_client.tail import message_record, run_tail
+from relaychat.cli_client.upload import PASSWORD_ENV, run_upload
 from relaychat.client.config import client_config_path
 from relaychat.errors import ConfigError
 
@@ -107,6 +109,23 @@ _RECEIVE_FILES_ABOUT = (
     "(the new one gets a free name such as NAME-1). Runs until interrupted, until --count "
     "files have arrived, or for --timeout seconds."
 )
+
+_UPLOAD_ABOUT = (
+    "Upload the file at PATH to the server's file host (the URL it announces as draft/FILEHOST) "
+    "as an account, and print one JSON line on stdout: url, name, size, seconds, rate. With "
+    "--to TARGET the link is also said there (a channel is joined first unless --no-join). The "
+    "account is --account NAME with the password from $" + PASSWORD_ENV + " (or asked on the "
+    "terminal), or the sasl setting of the client config file; the upload itself uses a "
+    "one-use token from the IRC session (TOKEN GENERATE FILEHOST)."
+)
+_UPLOAD_EXIT_CODES = """\
+exit codes:
+  0  the file is stored (and, with --to, the link was said there)
+  1  the server refused the upload (no account, too large, over quota, no file host...) or
+     the link could not be said
+  2  bad command line or configuration (the file does not exist, no password)
+  3  could not connect, register or log in
+"""
 
 _EXIT_CODES = """\
 exit codes:
@@ -331,7 +350,23 @@ def add_client_commands(sub: Any) -> None:
     )
     _common(receive)
     add_dcc_arguments(receive)
-    for parser in (chat, send, tail, send_file, receive):
+
+    up = sub.add_parser(
+        "upload",
+        help="upload a file to the server and print its link",
+        description=_wrap(_UPLOAD_ABOUT),
+        epilog=settings + "\n" + _UPLOAD_EXIT_CODES,
+        formatter_class=fmt,
+    )
+    up.add_argument("host", type=parse_address, metavar="HOST[:PORT]", help="the server")
+    up.add_argument("path", metavar="PATH", help="the file to upload")
+    up.add_argument("--account", metavar="NAME", help="the account to upload as (SASL)")
+    up.add_argument("--name", help="the file name to give (default: PATH's own)")
+    up.add_argument("--to", type=parse_target, metavar="TARGET", help="say the link there too")
+    up.add_argument("--no-join", action="store_true", help="do not join the --to channel")
+    up.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    _common(up)
+    for parser in (chat, send, tail, send_file, receive, up):
         parser.set_defaults(handler=run_client_command)
 
 
@@ -343,6 +378,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         "tail": run_tail,
         "send-file": run_send_file,
         "receive-files": run_receive_files,
+        "upload": run_upload,
     }[args.command]
     quiet_logging()
     try:
