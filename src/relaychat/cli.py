@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
     _add_config_flags(serve)
+    serve.add_argument(
+        "--cluster",
+        dest="cluster.url",
+        metavar="URLS",
+        default=None,
+        help="join a cluster: the NATS URLs, comma-separated (short for --cluster-url; "
+        "see docs/cluster.md)",
+    )
     mk = sub.add_parser(
         "mkpasswd",
         help="hash a password for an [[opers]] entry",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from relaychat.errors import ConfigError
 __all__ = [
     "SECTIONS",
     "Accounts",
+    "Cluster",
     "Config",
     "History",
     "Http",
@@ -198,6 +200,39 @@ class Uploads:
 
 
 @dataclass(frozen=True, slots=True)
+class Cluster:
+    """Several relaychat processes as one network over NATS JetStream (off when ``url`` is empty).
+
+    See docs/cluster.md.
+    """
+
+    url: str = _opt(
+        "", "NATS server URLs, comma-separated (nats://host:4222); empty: this process alone"
+    )
+    node_name: str = _opt(
+        "", "this node's name, unique in the cluster (letters, digits, - and _; default host-pid)"
+    )
+    prefix: str = _opt(
+        "relaychat", "prefix of the NATS subjects, streams and buckets (one network per prefix)"
+    )
+    replicas: int = _opt(1, "copies JetStream keeps of each stream and bucket (3: NATS cluster)")
+    heartbeat: float = _opt(2.0, "seconds between this node's heartbeats")
+    node_timeout: float = _opt(
+        10.0, "seconds without a heartbeat before a node is declared dead and its users split off"
+    )
+    ack_timeout: float = _opt(
+        5.0, "seconds to wait for JetStream to store a message before relaying it unstored"
+    )
+    tls_ca: str = _opt("", "CA certificate file that verifies the NATS server (PEM)")
+    tls_cert: str = _opt("", "client certificate for NATS (PEM; with cluster.tls_key)")
+    tls_key: str = _opt("", "client private key for NATS (PEM)")
+    creds: str = _opt("", "NATS credentials file (.creds: user JWT and NKey seed)")
+    user: str = _opt("", "NATS user name (with cluster.password)")
+    password: str = _opt("", "NATS password")
+    token: str = _opt("", "NATS authentication token")
+
+
+@dataclass(frozen=True, slots=True)
 class Oper:
     """An IRC operator account: ``OPER <name> <password>``; the password is stored hashed."""
 
@@ -243,6 +278,7 @@ class Config:
     metadata: Metadata = field(default_factory=Metadata)
     idempotency: Idempotency = field(default_factory=Idempotency)
     uploads: Uploads = field(default_factory=Uploads)
+    cluster: Cluster = field(default_factory=Cluster)
     opers: tuple[Oper, ...] = ()
 
     def data_path(self) -> Path:
@@ -362,6 +398,7 @@ SECTIONS: dict[str, type[Any]] = {
     "metadata": Metadata,
     "idempotency": Idempotency,
     "uploads": Uploads,
+    "cluster": Cluster,
 }
 
 
@@ -530,6 +567,7 @@ def validate(config: Config) -> None:
         )
     _validate_http(config)
     _validate_uploads(config)
+    _validate_cluster(config)
     config.motd_lines()
 
 
@@ -587,3 +625,30 @@ def _validate_uploads(config: Config) -> None:
             raise ConfigError(
                 "uploads.public_url", f"{url!r} must not hold spaces, a query or a fragment"
             )
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+
+
+def _validate_cluster(config: Config) -> None:
+    """Check the ``[cluster]`` section (see :func:`validate`)."""
+    cl = config.cluster
+    for url in (u.strip() for u in cl.url.split(",")):
+        if url and not re.match(r"(nats|tls|ws|wss)://[^\s/]+\Z", url):
+            raise ConfigError("cluster.url", f"{url!r} is not a NATS URL (nats://host:port)")
+    if cl.node_name and not _NODE_NAME.match(cl.node_name):
+        raise ConfigError("cluster.node_name", "use 1-64 letters, digits, - and _")
+    if not _NODE_NAME.match(cl.prefix) or len(cl.prefix) > 32:
+        raise ConfigError("cluster.prefix", "use 1-32 letters, digits, - and _")
+    if not 1 <= cl.replicas <= 5:
+        raise ConfigError("cluster.replicas", "must be between 1 and 5")
+    for key in ("heartbeat", "node_timeout", "ack_timeout"):
+        if getattr(cl, key) <= 0:
+            raise ConfigError(f"cluster.{key}", "must be greater than 0")
+    if cl.node_timeout < 2 * cl.heartbeat:
+        raise ConfigError("cluster.node_timeout", "must be at least twice cluster.heartbeat")
+    if (cl.tls_cert or cl.tls_key) and not (cl.tls_cert and cl.tls_key):
+        raise ConfigError(
+            "cluster.tls_cert" if not cl.tls_cert else "cluster.tls_key",
+            "cluster.tls_cert and cluster.tls_key go together",
+        )

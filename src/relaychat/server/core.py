@@ -8,6 +8,12 @@ Rules:
 3. Keepalive and registration deadlines are decided in ``tick(now)``, called by the edge.
 4. Every disconnect goes through ``disconnect``: state is cleaned, channels see the QUIT, the reason
    is logged once, and the peer is closed.
+5. Channel traffic goes out through ``broadcast`` and ``deliver``: to this server's members, or,
+   when a backplane joins this core to others (``server/backplane.py``), to the members on every
+   node in the network's order.
+6. A command that needs an answer from outside the core (a network-wide nick claim) may
+   :meth:`~ServerCore.hold` its user: the user's next commands wait, in order, until
+   :meth:`~ServerCore.release`.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import MAX_CLIENT_TAGS_BYTES, Message
 from relaychat.protocol.servertime import format_server_time
 from relaychat.protocol.tags import escape_value
-from relaychat.server.caps import offered, profile_of
+from relaychat.server.backplane import Backplane
+from relaychat.server.caps import MSGTAGS, offered, profile_of
 from relaychat.server.effects import Peer
 from relaychat.server.idempotency import CAP as IDEMPOTENCY_CAP
 from relaychat.server.idempotency import KeyIndex
@@ -39,6 +46,10 @@ from relaychat.store.keys import KeyStore
 __all__ = ["ACCOUNT_HOOKS", "COMMANDS", "Command", "Handler", "Replies", "ServerCore", "command"]
 
 log = logging.getLogger("relaychat.server")
+
+#: Most commands held for one user while an earlier one waits (see ``ServerCore.hold``); past
+#: it the client is flooding, and is dropped as for any flood.
+MAX_WAITING = 512
 
 # --- the command table ---------------------------------------------------------------------------
 # Handlers have one signature, ``(core, user, msg, out) -> None``, and register with
@@ -222,6 +233,9 @@ class ServerCore:
         self.isupport_hooks: list[Callable[[User], list[str]]] = []
         #: The connections logged in to each account (for draft/read-marker's sync), by account.
         self.sessions: dict[str, dict[User, None]] = {}
+        #: The network beyond this process (``server/backplane.py``); ``None``: this process
+        #: is the whole network.
+        self.backplane: Backplane | None = None
         # msgids: a random prefix per process and a counter, unique across restarts.
         self._msgid_prefix = secrets.token_hex(5)
         self._msgid_counter = 0
@@ -349,6 +363,13 @@ class ServerCore:
         # Any input proves the link is alive: it resets the keepalive.
         user.last_seen = now
         user.ping_sent_at = None
+        waiting = user.waiting
+        if waiting is not None:  # an earlier command waits for an answer: keep the order
+            if len(waiting) >= MAX_WAITING:
+                self.disconnect(user, "Excess Flood")
+            else:
+                waiting.append(msg)
+            return
         cmd = COMMANDS.get(msg.command)
         label = msg.tags.get("label") if msg.tags and "labeled-response" in user.caps else None
         out = Replies(self, user, label)
@@ -380,6 +401,27 @@ class ServerCore:
                     text="Internal error; the command was not carried out",
                 )
         out.flush()
+
+    def hold(self, user: User) -> None:
+        """Hold ``user``'s next commands until :meth:`release` (rule 6).
+
+        The caller must make sure :meth:`release` follows, on success, failure or timeout.
+        """
+        if user.waiting is None:
+            user.waiting = []
+
+    def release(self, user: User, now: float) -> None:
+        """Carry out the commands held for ``user``, in order (they may hold it again)."""
+        waiting, user.waiting = user.waiting, None
+        if not waiting:
+            return
+        for i, msg in enumerate(waiting):
+            if user.quitting:
+                return
+            self.handle(user, msg, now)
+            if user.waiting is not None:  # held again: the rest waits behind that command
+                user.waiting.extend(waiting[i + 1 :])
+                return
 
     def protocol_error(self, user: User, exc: ProtocolError, now: float) -> None:
         """Reply to a line that could not be parsed (e.g. 417 for one that was too long)."""
@@ -442,6 +484,12 @@ class ServerCore:
         if user.quitting:
             return
         user.quitting = True
+        user.waiting = None
+        if self.backplane is not None:
+            try:
+                self.backplane.user_left(user, reason)
+            except Exception:  # the network's bookkeeping must not stop the local cleanup
+                log.exception("backplane failed on the departure of connection #%d", user.id)
         try:
             if user.registered and broadcast:
                 event = self.event(user, "QUIT", reason)
@@ -536,11 +584,68 @@ class ServerCore:
         return seen.keys()
 
     def broadcast(self, channel: Channel, event: Relay, skip: User | None = None) -> None:
-        """Send ``event`` to every member of ``channel`` except ``skip``."""
+        """Send ``event`` to every member of ``channel`` except ``skip`` (rule 5)."""
+        if self.backplane is not None:
+            self.backplane.channel_event(channel, event, skip)
+        else:
+            self.deliver_local(channel, event, skip)
+
+    def deliver(
+        self,
+        channel: Channel,
+        event: Relay,
+        sender: User,
+        *,
+        status: str = "",
+        tagmsg: bool = False,
+    ) -> None:
+        """A PRIVMSG, NOTICE or TAGMSG from ``sender`` to ``channel``'s members (rule 5).
+
+        Args:
+            status: ``"@"``: to its operators only; ``"+"``: to its voiced and operators.
+            tagmsg: a TAGMSG: only members with ``message-tags`` get it.
+        """
+        if self.backplane is not None:
+            self.backplane.channel_event(channel, event, sender, status=status, tagmsg=tagmsg)
+        else:
+            self.deliver_local(channel, event, sender, status=status, tagmsg=tagmsg)
+
+    def deliver_local(
+        self,
+        channel: Channel,
+        event: Relay,
+        skip: User | None,
+        *,
+        status: str = "",
+        tagmsg: bool = False,
+    ) -> None:
+        """Send ``event`` to this server's members of ``channel`` except ``skip``.
+
+        The hot loop of the server: one call per plain member, the same bytes for all; one
+        serialisation per tag profile for the others. ``status`` and ``tagmsg`` as in
+        :meth:`deliver`.
+        """
         line = event.line
-        for member in channel.members:
-            if member is not skip:
-                member.send(line if not member.profile else event.data(member))
+        if status:
+            for other, ms in channel.members.items():
+                if other is skip or other.server is not None:
+                    continue
+                if ms.op or (status == "+" and ms.voice):
+                    if not other.profile:
+                        if not tagmsg:
+                            other.send(line)
+                    elif not tagmsg or other.profile & MSGTAGS:
+                        other.send(event.data(other))
+            return
+        sends, tagged = channel.fanout()
+        if not tagmsg:
+            own = skip.send if skip is not None else None
+            for send in sends:
+                if send is not own:
+                    send(line)
+        for other in tagged:
+            if other is not skip and (not tagmsg or other.profile & MSGTAGS):
+                other.send(event.data(other))
 
     def find_user(self, nick: str) -> User | None:
         """The registered user holding ``nick``, any case."""

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from relaychat.protocol.casemap import irc_lower
 from relaychat.server.effects import Peer
+
+if TYPE_CHECKING:
+    from relaychat.protocol.message import Message
 
 __all__ = ["Channel", "ClientBatch", "Membership", "MetaState", "User", "WhowasEntry"]
 
@@ -44,6 +48,12 @@ class ClientBatch:
     lines: list[tuple[str, bool]] = field(default_factory=list)
     size: int = 0
     failed: bool = False
+
+
+if TYPE_CHECKING:
+    from relaychat.protocol.message import Message
+
+__all__ = ["Channel", "Membership", "User", "WhowasEntry"]
 
 
 class User:
@@ -82,8 +92,10 @@ class User:
         "realname",
         "registered",
         "send",
+        "server",
         "typing",
         "username",
+        "waiting",
         "who_fields",
         "who_text",
     )
@@ -134,6 +146,12 @@ class User:
         self.meta: MetaState | None = None
         self.who_text = ""
         self.who_fields: tuple[str, ...] = ()
+        #: The server holding this user's connection when it is another node of a cluster
+        #: (relaychat.cluster mirrors such users); ``None``: this server.
+        self.server: str | None = None
+        #: Commands held while an earlier one waits for an answer from outside the core
+        #: (:meth:`ServerCore.hold`); ``None``: not held.
+        self.waiting: list[Message] | None = None
 
     def set_nick(self, nick: str) -> None:
         """Set the nick and everything derived from it."""
@@ -241,16 +259,18 @@ class Channel:
         self._fanout: tuple[list[Callable[[bytes], None]], list[User]] | None = None
 
     def fanout(self) -> tuple[list[Callable[[bytes], None]], list[User]]:
-        """``(sends, tagged)``: the send functions of members without tag capabilities (they all
-        get the same bytes), and the members with some (they get a copy per tag profile).
+        """``(sends, tagged)``: the send functions of this server's members without tag
+        capabilities (they all get the same bytes), and those with some (a copy per tag profile).
 
         Cached; :meth:`invalidate` whenever membership or a member's capabilities change.
         """
         cached = self._fanout
         if cached is not None:
             return cached
-        sends: list[Callable[[bytes], None]] = [m.send for m in self.members if not m.profile]
-        tagged = [m for m in self.members if m.profile]
+        # Members connected to another server of a cluster get channel traffic from it.
+        local = [m for m in self.members if m.server is None]
+        sends: list[Callable[[bytes], None]] = [m.send for m in local if not m.profile]
+        tagged = [m for m in local if m.profile]
         self._fanout = (sends, tagged)
         return sends, tagged
 

@@ -204,7 +204,7 @@ def whois(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     ]
     if chans:
         out.numeric(N.RPL_WHOISCHANNELS, target.nick, text=" ".join(chans))
-    out.numeric(N.RPL_WHOISSERVER, target.nick, core.name, text="relaychat")
+    out.numeric(N.RPL_WHOISSERVER, target.nick, target.server or core.name, text="relaychat")
     if target.away is not None:
         out.numeric(N.RPL_AWAY, target.nick, text=target.away)
     if target.is_oper:

@@ -105,26 +105,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
                 store(_stored(core, user, event, channel.key, verb, shown, text))
             if key is not None:
                 sent.append((shown, event.msgid))
-            line = event.line
-            if status:
-                for other, ms in channel.members.items():
-                    if other is not user and (ms.op or (status == "+" and ms.voice)):
-                        if not other.profile:
-                            if not tagmsg:
-                                other.send(line)
-                        elif not tagmsg or other.profile & MSGTAGS:
-                            other.send(event.data(other))
-            else:
-                # The hot loop: one call per plain member, the same bytes for all.
-                sends, tagged = channel.fanout()
-                if not tagmsg:
-                    own = user.send
-                    for send in sends:
-                        if send is not own:
-                            send(line)
-                for other in tagged:
-                    if other is not user and (not tagmsg or other.profile & MSGTAGS):
-                        other.send(event.data(other))
+            core.deliver(channel, event, user, status=status, tagmsg=tagmsg)
             if echo:
                 out.relay(event)
         else:

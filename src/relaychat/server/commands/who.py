@@ -72,7 +72,7 @@ class _Reply:
                 channel.name if channel is not None else "*",
                 target.username,
                 target.host,
-                core.name,
+                target.server or core.name,
                 target.nick,
                 flags,
                 text=f"0 {target.realname}",
@@ -94,7 +94,7 @@ class _Reply:
             elif field == "h":
                 params.append(target.host)
             elif field == "s":
-                params.append(core.name)
+                params.append(target.server or core.name)
             elif field == "n":
                 params.append(target.nick)
             elif field == "f":
