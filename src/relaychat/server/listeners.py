@@ -30,6 +30,7 @@ from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import server_context
 
 if TYPE_CHECKING:
+    from relaychat.cluster.node import ClusterNode
     from relaychat.web.app import WebApp
 
 __all__ = ["ListenError", "Server", "install_uvloop", "raise_fd_limit", "run"]
@@ -77,18 +78,25 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._announcer: Announcer | None = None  # mDNS announcement (relaychat.discovery)
         if config.history.enabled:
-            from relaychat.store.sqlite import open_history
+            if not config.cluster.url:  # a cluster keeps history in JetStream (its node's)
+                from relaychat.store.sqlite import open_history
 
-            # history.db under the data directory; StoreError (one line, exit 2) if unusable.
-            history = open_history(config)
-            self.core.history = history
+                # history.db under the data directory; StoreError (one line, exit 2) if unusable.
+                history = open_history(config)
+                self.core.history = history
+                if config.idempotency.enabled:  # keys live with history (store/keys.py)
+                    self.core.enable_idempotency(history)
             self.core.extra_caps["draft/chathistory"] = ""
             # Caps that need the store: redaction (commands/redaction.py) and read markers.
             self.core.extra_caps["draft/message-redaction"] = ""
             if config.history.max_read_markers > 0:
                 self.core.extra_caps["draft/read-marker"] = ""
-            if config.idempotency.enabled:  # keys live with history (store/keys.py)
-                self.core.enable_idempotency(history)
+        #: This server's node in a cluster (``--cluster``, relaychat.cluster), or ``None``.
+        self.cluster: ClusterNode | None = None
+        if config.cluster.url:
+            from relaychat.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(self)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -170,9 +178,17 @@ class Server:
 
             self.web = WebApp(self)
             web_tls = self.web.tls_context()
+        if self.cluster is not None:  # join the network before anyone can connect
+            await self.cluster.start()
         if service_of(self.core) is None:
             AccountService.open(self.core, ThreadWorker(loop), external=client_certs)
-        await self._listen("irc", cfg.port, lambda: Connection(self))
+        try:
+            await self._listen("irc", cfg.port, lambda: Connection(self))
+        except ListenError:
+            if self.cluster is not None:
+                self.cluster.leave()
+                await self.cluster.close()
+            raise
         if cfg.plain_port:
             await self._listen("plain", cfg.plain_port, lambda: PlainConnection(self))
         if tls is not None:
@@ -272,6 +288,8 @@ class Server:
             self._tick_task.cancel()
         if self.web is not None:
             self.web.stop()
+        if self.cluster is not None:  # the other nodes show this node's users leaving now
+            self.cluster.leave()
         self.core.shutdown()
         self._flush()
         if self._announcer is not None:  # withdraw the mDNS announcement (goodbye packets)
@@ -295,6 +313,8 @@ class Server:
         accounts = service_of(self.core)
         if accounts is not None:
             accounts.store.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         self._executor.shutdown(wait=True)
         self._stopped.set()
         log.info("stopped")

@@ -80,6 +80,30 @@ class MemoryHistory:
         if message.redacts is not None:
             self._redact(message.key, message.redacts)
 
+    def insert(self, entry: Entry) -> bool:
+        """Keep ``entry`` at the position it has (a store that mirrors another's order: the
+        cluster's index of a JetStream stream). Entries of one key must come in position order;
+        one not after its key's last entry is ignored (returns ``False``). Not pending: the
+        other store holds it durably already.
+        """
+        message = entry.message
+        with self._lock:
+            entries = self._by_key.setdefault(message.key, [])
+            if entries and entries[-1].position >= entry.position:
+                return False
+            entries.append(entry)
+            self._by_msgid[message.msgid] = entry
+            if message.redacts is not None:
+                self._redact(message.key, message.redacts)
+        return True
+
+    def forget(self, key: str) -> None:
+        """Drop everything kept of ``key`` (an index evicting a conversation it can reload)."""
+        with self._lock:
+            for entry in self._by_key.pop(key, ()):
+                self._by_msgid.pop(entry.message.msgid, None)
+            self._trimmed.pop(key, None)
+
     def _redact(self, key: str, msgid: str) -> None:
         """Mark ``msgid`` of ``key`` redacted: its text and tags go (lock held)."""
         entry = self._by_msgid.get(msgid)

@@ -1,0 +1,335 @@
+"""The cluster's layer over the command table: what must ask the network first, or tell it after.
+
+The handlers in ``server/commands`` know nothing of clusters. On a core with a cluster node,
+the table's entries are wrapped (once per process; a core without a node runs the handlers
+unchanged):
+
+- ``NICK`` claims the nick network-wide before the handler takes it (``sync.py`` rule 2); the
+  user's next commands wait meanwhile (``ServerCore.hold``), and the reply comes when the
+  claim is decided: the handler's, or 433 when another node's user has the nick.
+- ``JOIN`` first makes sure each channel has its record (the first joiner anywhere creates it
+  and becomes its operator), that this node follows the channel's traffic, and that its
+  history is loaded for the replay on join.
+- ``CHATHISTORY`` first loads what the streams hold beyond the node's index.
+- ``KILL`` of a user of another node asks that node to disconnect it.
+- ``RENAME`` (channel renaming) is refused: a channel's name is its key in every node's state.
+- Every other command except the hot ones (``PRIVMSG``...) is followed by a sync of what it may
+  have changed: the user's record and memberships, and the channels it names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from relaychat.cluster.peer import RemotePeer
+from relaychat.protocol import numerics as N
+from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.message import Message
+from relaychat.server.commands.params import valid_nick
+from relaychat.server.core import COMMANDS, Handler, Replies, ServerCore
+from relaychat.server.state import User
+from relaychat.store.base import conversation_key
+
+if TYPE_CHECKING:
+    from relaychat.cluster.node import ClusterNode
+
+__all__ = ["ORIGINAL", "guest_nick", "install", "register", "unregister"]
+
+log = logging.getLogger("relaychat.cluster")
+
+#: Commands that change nothing shared: no sync after them (PRIVMSG is the hot path).
+QUIET = frozenset({"PRIVMSG", "NOTICE", "TAGMSG", "PING", "PONG", "BATCH", "CHATHISTORY"})
+
+#: The handlers as registered, before wrapping.
+ORIGINAL: dict[str, Handler] = {}
+
+_NODES: weakref.WeakKeyDictionary[ServerCore, ClusterNode] = weakref.WeakKeyDictionary()
+
+
+def register(core: ServerCore, node: ClusterNode) -> None:
+    """Make ``core``'s commands go through ``node`` (and wrap the table, once)."""
+    install()
+    _NODES[core] = node
+
+
+def unregister(core: ServerCore) -> None:
+    _NODES.pop(core, None)
+
+
+def install() -> None:
+    """Wrap every command of the table (idempotent)."""
+    for name, cmd in list(COMMANDS.items()):
+        if name in ORIGINAL:
+            continue
+        ORIGINAL[name] = cmd.handler
+        special = _SPECIAL.get(name)
+        if special is not None:
+            handler = special(cmd.handler)
+        elif name in QUIET:
+            continue
+        else:
+            handler = _after(cmd.handler)
+        COMMANDS[name] = replace(cmd, handler=handler)
+
+
+def _node(core: ServerCore, user: User) -> ClusterNode | None:
+    node = _NODES.get(core)
+    return node if node is not None and user.server is None else None
+
+
+def _after(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        real(core, user, msg, out)
+        node = _node(core, user)
+        if node is not None:
+            node.after_command(user, msg)
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
+def _later(
+    node: ClusterNode,
+    user: User,
+    out: Replies,
+    work: Callable[[], Awaitable[bool]],
+    then: Callable[[Replies], None],
+) -> None:
+    """Hold ``user``, run ``work`` on the loop, then ``then`` with fresh replies (the command's
+    label carried over) unless ``work`` returned ``False``; release the user in any case."""
+    core = node.core
+    core.hold(user)
+    label, out.label = out.label, None
+
+    async def run() -> None:
+        go = False
+        try:
+            go = await work()
+        except Exception:
+            log.exception("cluster: a held command of connection #%d failed", user.id)
+            go = True  # answer from local state rather than not at all
+        finally:
+            now = time.time()
+            core.now = now
+            if not user.quitting:
+                replies = Replies(core, user, label)
+                try:
+                    if go:
+                        then(replies)
+                finally:
+                    replies.flush()
+                    core.release(user, now)
+
+    asyncio.get_running_loop().create_task(run())
+
+
+# --- NICK ----------------------------------------------------------------------------------------
+
+
+def _nick(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        """NICK <nickname>"""
+        node = _node(core, user)
+        new = msg.param(0)
+        key = irc_lower(new) if new else ""
+        holder = core.users.get(key) if key else None
+        if (
+            node is None
+            or not valid_nick(new, core.config.limits.nicklen)
+            or key == user.key
+            or (holder is not None and holder is not user)
+        ):
+            real(core, user, msg, out)
+            if node is not None:
+                node.after_command(user, msg)
+            return
+        if node.isolated:
+            node.cut_off(user, out)
+            return
+        claimed: list[int] = []
+
+        async def work() -> bool:
+            revision = await node.sync.claim(user, key)
+            if revision is None:
+                return True
+            claimed.append(revision)
+            return True
+
+        def then(replies: Replies) -> None:
+            if not claimed:
+                if node.isolated and not user.registered:
+                    node.cut_off(user, replies)
+                else:
+                    replies.numeric(N.ERR_NICKNAMEINUSE, new)
+                return
+            old = node.sync.claims.get(user.id)
+            try:
+                real(core, user, msg, replies)
+            finally:
+                if user.key == key and not user.quitting:
+                    node.sync.claims[user.id] = (key, claimed[0])
+                    if old is not None and old[0] != key:
+                        node.sync.release(*old)
+                else:
+                    node.sync.release(key, claimed[0])
+                node.after_command(user, msg)
+
+        _later(node, user, out, work, then)
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
+def guest_nick(core: ServerCore) -> str:
+    """A ``Guest<digits>`` nick that nobody here holds (for a user whose nick was lost)."""
+    digits = max(1, min(5, core.config.limits.nicklen - 5))
+    while True:
+        nick = f"Guest{secrets.randbelow(10**digits):0{digits}d}"
+        if irc_lower(nick) not in core.users:
+            return nick
+
+
+# --- JOIN ----------------------------------------------------------------------------------------
+
+
+def _join(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        """JOIN <channel>{,<channel>} [<key>{,<key>}] | JOIN 0"""
+        node = _node(core, user)
+        if node is None or not user.registered or not msg.params or msg.params[0] == "0":
+            real(core, user, msg, out)
+            if node is not None:
+                node.after_command(user, msg)
+            return
+        names = [n for n in msg.params[0].split(",") if n[:1] == "#"]
+        missing = [n for n in names if irc_lower(n) not in core.channels]
+        feeds = [irc_lower(n) for n in names if irc_lower(n) not in node.feeds.subs]
+        history = node.history
+        replay = (
+            history is not None
+            and core.config.history.replay_lines > 0
+            and "draft/chathistory" not in user.caps
+        )
+        load = [k for k in feeds if replay and history is not None and not history.ready(k)]
+        if node.isolated or not (missing or feeds or load):
+            real(core, user, msg, out)
+            node.after_command(user, msg)
+            return
+
+        async def work() -> bool:
+            for name in missing[: core.config.limits.chanlimit]:
+                await node.sync.ensure_channel(irc_lower(name), name, user)
+            for chan_key in feeds:
+                await node.feeds.ensure(chan_key)
+            for chan_key in load:
+                assert history is not None
+                await history.refresh(chan_key)
+            return True
+
+        def then(replies: Replies) -> None:
+            real(core, user, msg, replies)
+            node.after_command(user, msg)
+            for chan_key in feeds:
+                node.feeds.check(chan_key)  # a refused JOIN leaves nothing to follow
+
+        _later(node, user, out, work, then)
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
+# --- CHATHISTORY ---------------------------------------------------------------------------------
+
+
+def _chathistory(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        """CHATHISTORY <subcommand> <target> <ref> [<ref>] <limit>"""
+        node = _node(core, user)
+        history = node.history if node is not None else None
+        if node is None or history is None or node.isolated or len(msg.params) < 2:
+            real(core, user, msg, out)
+            return
+        sub = msg.params[0].upper()
+        keys: list[str] = []
+        if sub == "TARGETS":
+            keys = list(user.channels)
+        else:
+            target = msg.params[1]
+            if target[:1] == "#":
+                keys = [irc_lower(target)] if irc_lower(target) in user.channels else []
+            elif user.nick != "*":
+                keys = [conversation_key(user.nick, target)]
+        stale = [k for k in keys if not history.ready(k)]
+        if not stale and sub != "TARGETS":
+            for key in keys:
+                history.touch(key)
+            real(core, user, msg, out)
+            return
+
+        async def work() -> bool:
+            wanted = list(stale)
+            if sub == "TARGETS":
+                wanted += await node.private_keys_of(user.key)
+            for key in wanted:
+                await history.refresh(key)
+            return True
+
+        _later(node, user, out, work, lambda replies: real(core, user, msg, replies))
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
+# --- KILL and RENAME -----------------------------------------------------------------------------
+
+
+def _kill(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        """KILL <nick> <reason>"""
+        node = _node(core, user)
+        target = core.find_user(msg.params[0]) if msg.params else None
+        if node is None or target is None or target.server is None or not user.is_oper:
+            real(core, user, msg, out)
+            return
+        peer = target.peer
+        assert isinstance(peer, RemotePeer)
+        reason = msg.param(1)
+        peer.link.request({"kill": peer.uid, "reason": f"Killed ({user.nick} ({reason}))"})
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
+def _rename(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        """RENAME <channel> <new name> [<reason>]"""
+        if _node(core, user) is None:
+            real(core, user, msg, out)
+            return
+        out.standard(
+            "FAIL",
+            "RENAME",
+            "CANNOT_RENAME",
+            msg.param(0),
+            msg.param(1),
+            text="Channels cannot be renamed on a clustered network",
+        )
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
+_SPECIAL: dict[str, Callable[[Handler], Handler]] = {
+    "NICK": _nick,
+    "JOIN": _join,
+    "CHATHISTORY": _chathistory,
+    "KILL": _kill,
+    "RENAME": _rename,
+}

@@ -1,0 +1,485 @@
+"""A node's NATS connection: JetStream set-up, ordered publishing with acknowledgements, and the
+durability barrier the server's flush waits on.
+
+Rules:
+1. One outbox per node, drained in order by one task: everything the node publishes (stream
+   messages, KV writes, bytes for other nodes) leaves in the order the core produced it.
+2. A JetStream publish carries a reply subject under the node's ack prefix; its acknowledgement
+   (or error) completes it. :meth:`Jet.stored_upto` is the highest publish number below which
+   everything is complete; the server's flush waits for it (:meth:`Jet.wait_stored`), so no byte
+   carrying a message leaves the node before JetStream has it.
+3. Nothing is buffered while disconnected (``pending_size=0``): a publish then fails at once
+   and is reported, so a message delivered locally meanwhile never arrives twice later.
+4. A publish not acknowledged within ``cluster.ack_timeout`` is failed; the barrier never waits
+   longer than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RePublish,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+
+from relaychat.cluster.names import Names
+from relaychat.config import Config
+from relaychat.errors import RelaychatError
+
+__all__ = ["Ack", "ClusterError", "Jet", "Stored"]
+
+log = logging.getLogger("relaychat.cluster")
+
+#: JetStream's error code for a failed compare-and-set (``Nats-Expected-Last-Subject-Sequence``).
+WRONG_LAST_SEQUENCE = 10071
+
+
+class ClusterError(RelaychatError):
+    """The cluster cannot be joined: NATS unreachable, refused, or JetStream unusable.
+
+    Attributes:
+        reason: what went wrong, for the operator.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cluster: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """How a JetStream publish ended.
+
+    Attributes:
+        seq: the stream sequence it was stored at (0 when it failed).
+        error: why it failed, or ``None``.
+        code: JetStream's error code (``WRONG_LAST_SEQUENCE`` for a failed compare-and-set).
+    """
+
+    seq: int
+    error: str | None = None
+    code: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The latest value of a KV key, read back.
+
+    Attributes:
+        revision: its revision (stream sequence).
+        value: its bytes; ``None`` when the key was deleted.
+    """
+
+    revision: int
+    value: bytes | None
+
+
+Done = Callable[[Ack], None]
+
+
+class _Item:
+    __slots__ = ("done", "headers", "ident", "issued", "payload", "subject")
+
+    def __init__(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+        ident: int,
+        done: Done | None,
+    ) -> None:
+        self.subject = subject
+        self.payload = payload
+        self.headers = headers
+        self.ident = ident  # 0: core NATS, no acknowledgement
+        self.done = done
+        self.issued = 0.0
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    cl = config.cluster
+    wants = (
+        cl.tls_ca or cl.tls_cert or any(u.strip().startswith("tls://") for u in cl.url.split(","))
+    )
+    if not wants:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=cl.tls_ca or None)
+        if cl.tls_cert:
+            ctx.load_cert_chain(cl.tls_cert, cl.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ClusterError(f"cannot load the NATS TLS files: {exc}") from None
+    return ctx
+
+
+class Jet:
+    """The node's NATS connection and JetStream context (see the module rules).
+
+    Args:
+        config: the server's configuration (``[cluster]``, and ``[history]`` for retention).
+        names: this network's and node's names.
+    """
+
+    def __init__(self, config: Config, names: Names) -> None:
+        self.config = config
+        self.names = names
+        self.nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._queue: deque[_Item] = deque()
+        self._draining = False
+        self._next = 0  # the last publish number handed out
+        self._waiting: dict[int, _Item] = {}  # published, acknowledgement not yet in
+        self._order: deque[int] = deque()  # JetStream publish numbers, in order
+        self._complete: set[int] = set()
+        self._stored_upto = 0
+        self._cond = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.Task[None] | None = None
+        #: Round trip of the last acknowledged publish, seconds (for status and heartbeats).
+        self.ack_latency = 0.0
+        #: Publishes that failed (disconnected, timed out, refused), for metrics and status.
+        self.failures = 0
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "connect() first"
+        return self._js
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    # --- connecting ----------------------------------------------------------------------------
+
+    async def connect(
+        self,
+        *,
+        disconnected: Callable[[], Awaitable[None]],
+        reconnected: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Connect to NATS and set up the streams and buckets.
+
+        Raises:
+            ClusterError: no server could be reached, authentication failed, or JetStream is
+                not enabled on the server.
+        """
+        cl = self.config.cluster
+        servers = [u.strip() for u in cl.url.split(",") if u.strip()]
+        self._loop = asyncio.get_running_loop()
+        options: dict[str, Any] = {
+            "servers": servers,
+            "name": f"relaychat {self.names.node}",
+            "connect_timeout": 2,
+            "reconnect_time_wait": 0.5,
+            "max_reconnect_attempts": -1,
+            "ping_interval": 2,
+            "max_outstanding_pings": 3,
+            "pending_size": 0,  # rule 3
+            "allow_reconnect": True,
+            "disconnected_cb": disconnected,
+            "reconnected_cb": reconnected,
+            "error_cb": self._error,
+            "tls": _tls_context(self.config),
+        }
+        if cl.creds:
+            options["user_credentials"] = cl.creds
+        if cl.user:
+            options["user"] = cl.user
+            options["password"] = cl.password
+        if cl.token:
+            options["token"] = cl.token
+        nc = NatsClient()
+        try:
+            # The first connection is tried once per server: a wrong URL must fail the start.
+            probe = {k: v for k, v in options.items() if not k.endswith("_cb")}
+            await nc.connect(**{**probe, "max_reconnect_attempts": 0, "allow_reconnect": False})
+        except Exception as exc:
+            with_reason = str(exc) or type(exc).__name__
+            raise ClusterError(f"cannot connect to NATS at {cl.url}: {with_reason}") from None
+        await nc.close()
+        nc = NatsClient()
+        try:
+            await nc.connect(**options)
+        except Exception as exc:  # pragma: no cover - it answered a moment ago
+            raise ClusterError(f"cannot connect to NATS at {cl.url}: {exc}") from None
+        self.nc = nc
+        self._js = nc.jetstream(timeout=max(2.0, cl.ack_timeout))
+        try:
+            await self._set_up()
+        except nats.errors.Error as exc:
+            await nc.close()
+            raise ClusterError(f"JetStream is not usable on {cl.url}: {exc}") from None
+        await nc.subscribe(f"{self.names.ack_prefix}.*", cb=self._on_ack)
+        await nc.flush()
+        self._timer = asyncio.get_running_loop().create_task(self._expire_loop())
+
+    async def _error(self, exc: Exception) -> None:
+        log.debug("NATS: %s", exc)
+
+    async def _set_up(self) -> None:
+        """Create (or update) the streams and buckets of this network."""
+        js, names, cl, hist = self.js, self.names, self.config.cluster, self.config.history
+        if hist.enabled:
+            max_age = hist.max_age_days * 86400 or None
+            per_subject = hist.max_per_target or -1
+        else:  # kept only for a moment: ordering and catch-up, not history
+            max_age, per_subject = 3600.0, 1000
+        for name, subjects, republish in (
+            (
+                names.channels_stream,
+                [f"{names.prefix}.c.>"],
+                RePublish(src=f"{names.prefix}.c.>", dest=f"{names.prefix}.r.>"),
+            ),
+            (names.private_stream, [f"{names.prefix}.p.>"], None),
+        ):
+            config = StreamConfig(
+                name=name,
+                subjects=subjects,
+                republish=republish,
+                allow_direct=True,
+                max_age=max_age,
+                max_msgs_per_subject=per_subject,
+                storage=StorageType.FILE,
+                num_replicas=cl.replicas,
+                discard=DiscardPolicy.OLD,
+            )
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await js.update_stream(config)  # retention settings changed
+        for bucket, ttl in (
+            (names.state_bucket, None),
+            (names.nodes_bucket, max(30.0, 3 * cl.node_timeout)),
+            (names.accounts_bucket, None),
+        ):
+            await js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket,
+                    history=1,
+                    ttl=ttl,
+                    storage=StorageType.FILE,
+                    replicas=cl.replicas,
+                    direct=True,
+                )
+            )
+
+    async def close(self) -> None:
+        """Wait briefly for what is queued, then close the connection."""
+        if self._timer is not None:
+            self._timer.cancel()
+        deadline = time.monotonic() + 2.0
+        while (self._queue or self._waiting) and time.monotonic() < deadline and self.connected:
+            await asyncio.sleep(0.01)
+        self._fail_all("closing")
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await asyncio.wait_for(self.nc.close(), 2.0)
+            except (TimeoutError, nats.errors.Error):  # pragma: no cover
+                pass
+
+    # --- publishing (rules 1-4) ----------------------------------------------------------------
+
+    def publish_js(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        done: Done | None = None,
+    ) -> None:
+        """Queue a JetStream publish; ``done(ack)`` is called on the loop when it ends.
+
+        Never blocks. The publish counts for the barrier until it ends (rule 2).
+        """
+        self._next += 1
+        item = _Item(subject, payload, headers, self._next, done)
+        if not self.connected:
+            self._order.append(item.ident)
+            self._finish(item, Ack(0, "not connected to NATS"))
+            return
+        self._order.append(item.ident)
+        self._queue.append(item)
+        self._kick()
+
+    def publish(self, subject: str, payload: bytes) -> None:
+        """Queue a core NATS publish (no acknowledgement), in order with the rest (rule 1)."""
+        if not self.connected:
+            return
+        self._queue.append(_Item(subject, payload, None, 0, None))
+        self._kick()
+
+    def kv_put(
+        self,
+        bucket: str,
+        key: str,
+        value: bytes,
+        *,
+        last: int | None = None,
+        done: Done | None = None,
+    ) -> None:
+        """Write ``value`` at ``key`` (only over revision ``last`` when given: 0 = create)."""
+        headers = None if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)}
+        self.publish_js(self.names.kv_subject(bucket, key), value, headers, done)
+
+    def kv_delete(
+        self, bucket: str, key: str, *, last: int | None = None, done: Done | None = None
+    ) -> None:
+        """Delete ``key`` (only at revision ``last`` when given)."""
+        headers = {"KV-Operation": "DEL"}
+        if last:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(last)
+        self.publish_js(self.names.kv_subject(bucket, key), b"", headers, done)
+
+    def _kick(self) -> None:
+        if not self._draining:
+            self._draining = True
+            assert self._loop is not None
+            self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        nc = self.nc
+        assert nc is not None
+        prefix = self.names.ack_prefix
+        try:
+            while self._queue:
+                item = self._queue.popleft()
+                try:
+                    if item.ident:
+                        item.issued = time.monotonic()
+                        self._waiting[item.ident] = item
+                        await nc.publish(
+                            item.subject,
+                            item.payload,
+                            reply=f"{prefix}.{item.ident}",
+                            headers=item.headers,
+                        )
+                    else:
+                        await nc.publish(item.subject, item.payload)
+                except Exception as exc:  # disconnected, too big...: this one fails, go on
+                    if item.ident:
+                        self._waiting.pop(item.ident, None)
+                        self._finish(item, Ack(0, str(exc) or type(exc).__name__))
+        finally:
+            self._draining = False
+
+    async def _on_ack(self, msg: Msg) -> None:
+        try:
+            ident = int(msg.subject.rsplit(".", 1)[1])
+        except ValueError:  # pragma: no cover - not ours
+            return
+        item = self._waiting.pop(ident, None)
+        if item is None:
+            return  # timed out already
+        self.ack_latency = time.monotonic() - item.issued
+        try:
+            data = json.loads(msg.data)
+            error = data.get("error")
+        except ValueError:
+            data, error = {}, {"description": "unreadable acknowledgement"}
+        if error:
+            ack = Ack(0, str(error.get("description", "error")), int(error.get("err_code", 0)))
+        else:
+            ack = Ack(int(data.get("seq", 0)))
+        self._finish(item, ack)
+
+    def _finish(self, item: _Item, ack: Ack) -> None:
+        if not ack.ok and ack.code != WRONG_LAST_SEQUENCE:
+            self.failures += 1
+        self._complete.add(item.ident)
+        order = self._order
+        advanced = False
+        while order and order[0] in self._complete:
+            self._complete.discard(order.popleft())
+            advanced = True
+        if advanced:
+            with self._cond:
+                self._stored_upto = order[0] - 1 if order else self._next
+                self._cond.notify_all()
+        if item.done is not None:
+            try:
+                item.done(ack)
+            except Exception:  # a callback's bug must not stop the others
+                log.exception("cluster: completion of a publish to %s failed", item.subject)
+
+    def _fail_all(self, reason: str) -> None:
+        queued = [i for i in self._queue if i.ident]
+        self._queue.clear()
+        waiting = sorted(self._waiting.values(), key=lambda i: i.ident)
+        self._waiting.clear()
+        for item in (*waiting, *queued):
+            self._finish(item, Ack(0, reason))
+
+    def disconnected(self) -> None:
+        """The connection dropped: everything in flight has failed (rule 3)."""
+        self._fail_all("disconnected from NATS")
+
+    async def _expire_loop(self) -> None:
+        timeout = self.config.cluster.ack_timeout
+        while True:
+            await asyncio.sleep(min(0.25, timeout / 4))
+            now = time.monotonic()
+            late = [i for i in self._waiting.values() if now - i.issued > timeout]
+            for item in sorted(late, key=lambda i: i.ident):
+                self._waiting.pop(item.ident, None)
+                self._finish(item, Ack(0, f"not acknowledged in {timeout:g} s"))
+
+    # --- the barrier (rule 2) ------------------------------------------------------------------
+
+    def pending(self) -> bool:
+        """Whether some JetStream publish has not ended yet."""
+        return bool(self._order)
+
+    def issued(self) -> int:
+        """The number of the last JetStream publish handed out."""
+        return self._next
+
+    def wait_stored(self, upto: int | None = None, timeout: float | None = None) -> bool:
+        """Block (in a worker thread) until every publish up to ``upto`` (default: all issued
+        so far) has ended. Returns whether they did before ``timeout``."""
+        target = self._next if upto is None else upto
+        limit = self.config.cluster.ack_timeout + 1.0 if timeout is None else timeout
+        with self._cond:
+            return self._cond.wait_for(lambda: self._stored_upto >= target, limit)
+
+    async def settled(self, timeout: float | None = None) -> bool:
+        """Wait (on the loop) until every JetStream publish issued so far has ended."""
+        target = self._next
+        deadline = time.monotonic() + (timeout or self.config.cluster.ack_timeout + 1.0)
+        while self._stored_upto < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return self._stored_upto >= target
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def kv_get(self, bucket: str, key: str) -> Stored | None:
+        """The latest value of ``key`` (``None``: never written, or purged)."""
+        try:
+            msg = await self.js.get_msg(
+                f"KV_{bucket}", subject=self.names.kv_subject(bucket, key), direct=True
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        op = (msg.headers or {}).get("KV-Operation")
+        return Stored(int(msg.seq or 0), None if op in ("DEL", "PURGE") else (msg.data or b""))

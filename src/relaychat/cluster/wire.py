@@ -1,0 +1,175 @@
+"""What the nodes write to NATS, as plain JSON-able values, and how records are merged.
+
+Pure functions, no I/O (tested in ``tests/unit/test_cluster_wire.py``):
+
+- a *user record* (``u.<node>.<uid>``) says who a user is: nick, user, host, realname,
+  account, away, user modes and capabilities (its tag profile shapes the bytes others send it);
+- a *channel record* (``c.<chan>``) holds a channel's state: modes, key, limit, topic, bans,
+  invites, and which members (``<node>/<uid>``) are operators or voiced;
+- a *delta* is what one node changed in a channel record; writes are compare-and-set, and a
+  node that lost the race applies its delta to the newer record and tries again, so two
+  changes made at once on two nodes both survive (:func:`diff` and :func:`apply`);
+- a *stored message* is a ``store.base.StoredMessage`` as JSON, the history in the streams.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from relaychat.server.state import Channel, User
+from relaychat.store.base import StoredMessage
+
+__all__ = [
+    "apply",
+    "channel_record",
+    "diff",
+    "dumps",
+    "stored_from_json",
+    "stored_to_json",
+    "user_record",
+]
+
+Record = dict[str, Any]
+
+#: Channel fields replaced whole when they differ.
+_SCALARS = ("name", "created", "modes", "key", "limit", "topic", "topic_by", "topic_time")
+#: Channel fields that are sets: a delta holds what was added and what was removed.
+_SETS = ("invites", "ops", "voices")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def user_record(user: User, server: str, incarnation: str) -> Record:
+    """What other nodes need to know of a local user."""
+    return {
+        "nick": user.nick,
+        "user": user.username,
+        "host": user.host,
+        "real": user.realname,
+        "acct": user.account,
+        "away": user.away,
+        "modes": "".join(sorted(user.modes)),
+        "caps": sorted(user.caps),
+        "srv": server,
+        "inc": incarnation,
+        "t": int(user.connected_at),
+    }
+
+
+def channel_record(channel: Channel, ident: Callable[[User], str]) -> Record:
+    """A channel's shared state; ``ident`` names a member (``<node>/<uid>``)."""
+    ops: list[str] = []
+    voices: list[str] = []
+    for member, ms in channel.members.items():
+        if ms.op:
+            ops.append(ident(member))
+        if ms.voice:
+            voices.append(ident(member))
+    return {
+        "name": channel.name,
+        "created": channel.created,
+        "modes": "".join(sorted(channel.modes)),
+        "key": channel.password,
+        "limit": channel.limit,
+        "topic": channel.topic,
+        "topic_by": channel.topic_by,
+        "topic_time": channel.topic_time,
+        "bans": [list(b) for b in channel.bans],
+        "invites": sorted(channel.invites),
+        "ops": sorted(ops),
+        "voices": sorted(voices),
+    }
+
+
+def diff(base: Record, now: Record) -> Record:
+    """What changed from ``base`` to ``now`` (empty when nothing did)."""
+    delta: Record = {}
+    for name in _SCALARS:
+        if base.get(name) != now.get(name):
+            delta[name] = now.get(name)
+    for name in _SETS:
+        old, new = set(base.get(name) or ()), set(now.get(name) or ())
+        if old != new:
+            delta[name] = [sorted(new - old), sorted(old - new)]
+    old_bans = {b[0]: b for b in base.get("bans") or ()}
+    new_bans = {b[0]: b for b in now.get("bans") or ()}
+    if old_bans.keys() != new_bans.keys():
+        added = [b for m, b in new_bans.items() if m not in old_bans]
+        removed = [m for m in old_bans if m not in new_bans]
+        delta["bans"] = [added, removed]
+    return delta
+
+
+def apply(record: Record, delta: Record) -> Record:
+    """``record`` with ``delta`` applied (a new dict)."""
+    out = dict(record)
+    for name in _SCALARS:
+        if name in delta:
+            out[name] = delta[name]
+    for name in _SETS:
+        if name in delta:
+            added, removed = delta[name]
+            out[name] = sorted((set(out.get(name) or ()) | set(added)) - set(removed))
+    if "bans" in delta:
+        added, removed = delta["bans"]
+        gone = set(removed)
+        bans = [b for b in out.get("bans") or () if b[0] not in gone]
+        have = {b[0] for b in bans}
+        bans.extend(b for b in added if b[0] not in have)
+        out["bans"] = bans
+    return out
+
+
+def stored_to_json(m: StoredMessage) -> Record:
+    """A history record as JSON."""
+    out: Record = {
+        "i": m.msgid,
+        "t": m.time,
+        "k": m.key,
+        "s": m.source,
+        "c": m.command,
+        "g": m.target,
+        "x": m.text,
+    }
+    if m.account:
+        out["a"] = m.account
+    if m.tags:
+        out["tg"] = m.tags
+    if m.to_account:
+        out["ta"] = m.to_account
+    if m.multiline is not None:
+        out["ml"] = list(m.multiline)
+    if m.redacts is not None:
+        out["rd"] = m.redacts
+    if m.redacted:
+        out["rdd"] = True
+    return out
+
+
+def stored_from_json(d: Record) -> StoredMessage:
+    """The inverse of :func:`stored_to_json`.
+
+    Raises:
+        KeyError, TypeError, ValueError: ``d`` is not such a record.
+    """
+    ml = d.get("ml")
+    return StoredMessage(
+        msgid=str(d["i"]),
+        time=float(d["t"]),
+        key=str(d["k"]),
+        source=str(d["s"]),
+        account=d.get("a"),
+        command=str(d["c"]),
+        target=str(d["g"]),
+        text=str(d["x"]),
+        tags=dict(d.get("tg") or {}),
+        to_account=d.get("ta"),
+        multiline=tuple(bool(x) for x in ml) if ml is not None else None,
+        redacts=d.get("rd"),
+        redacted=bool(d.get("rdd", False)),
+    )
