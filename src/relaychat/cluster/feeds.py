@@ -106,7 +106,7 @@ class Feeds:
 
     def _kicked(self, line: bytes) -> list[Any] | None:
         try:
-            msg = parse_bytes(line)
+            msg = parse_bytes(line.rstrip(b"\r\n"))
         except Exception:
             return None
         if msg.command != "KICK" or len(msg.params) < 2:
