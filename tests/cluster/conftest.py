@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -20,22 +20,44 @@ def nats_server() -> Iterator[NatsServer]:
     server.cleanup()
 
 
-@pytest.fixture
-async def network(nats_server: NatsServer) -> AsyncIterator[Callable[..., Any]]:
-    """``await network(3)``: that many nodes (``Server``) of one new network, started."""
-    started: list[Server] = []
-    prefix = new_prefix()
+class Network:
+    """Nodes of one new network on a NATS server: ``await network(3)`` starts three."""
 
-    async def make(count: int = 1, **kwargs: Any) -> list[Server]:
+    def __init__(self, nats: NatsServer) -> None:
+        self.nats = nats
+        self.prefix = new_prefix()
+        self.started: list[Server] = []
+        self.count = 0
+
+    def name(self) -> str:
+        self.count += 1
+        return f"n{self.count}"
+
+    async def __call__(self, count: int = 1, **kwargs: Any) -> list[Server]:
         nodes = []
         for _ in range(count):
-            name = f"n{len(started) + 1}"
-            srv = Server(node_config(nats_server.url, prefix, name, **kwargs))
+            srv = Server(node_config(self.nats.url, self.prefix, self.name(), **kwargs))
             await srv.start()
-            started.append(srv)
+            self.started.append(srv)
             nodes.append(srv)
         return nodes
 
-    yield make
-    for srv in reversed(started):
-        await srv.stop()
+    async def stop(self) -> None:
+        for srv in reversed(self.started):
+            await srv.stop()
+
+
+@pytest.fixture
+async def network(nats_server: NatsServer) -> AsyncIterator[Network]:
+    """Nodes of a new network on the module's NATS server."""
+    net = Network(nats_server)
+    yield net
+    await net.stop()
+
+
+@pytest.fixture
+async def own_nats() -> AsyncIterator[NatsServer]:
+    """A NATS server for one test (which may stop and restart it)."""
+    server = NatsServer().start()
+    yield server
+    server.cleanup()

@@ -63,6 +63,10 @@ class Mirror:
         self.pending: dict[tuple[str, int], set[str]] = {}
         #: Every state key known per node (what a dead node's clean-up deletes).
         self.keys_of: dict[str, set[str]] = {}
+        #: This node's own user and membership keys as the bucket has them, with their values
+        #: (a reassertion rewrites only what differs: rewriting equal values would hide them
+        #: from another node's resynchronisation running at the same moment).
+        self.own: dict[str, bytes] = {}
         #: Called with a key of this node that someone else deleted.
         self.on_lost: Callable[[str], None] = lambda key: None
         self._next_id = -1
@@ -88,6 +92,13 @@ class Mirror:
         except (ValueError, KeyError, TypeError):
             log.warning("cluster: ignoring a malformed state entry %s", key, exc_info=True)
 
+    def _own(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            if self.own.pop(key, None) is not None:
+                self.on_lost(key)
+        else:
+            self.own[key] = value
+
     def _track(self, node: str, key: str, present: bool) -> None:
         keys = self.keys_of.setdefault(node, set())
         if present:
@@ -100,8 +111,7 @@ class Mirror:
         uid = int(uid_text)
         self._track(node, key, value is not None)
         if node == self.node.name:
-            if value is None:
-                self.on_lost(key)
+            self._own(key, value)
             return
         user = self.remote.get((node, uid))
         if value is None:
@@ -269,8 +279,7 @@ class Mirror:
         chan_key = unhex(chan_hex)
         self._track(node, key, value is not None)
         if node == self.node.name:
-            if value is None:
-                self.on_lost(key)
+            self._own(key, value)
             return
         user = self.remote.get((node, uid))
         if value is None:
@@ -319,6 +328,8 @@ class Mirror:
         fresh_users: dict[tuple[str, int], Record] = {}
         fresh_members: dict[tuple[str, int], set[str]] = {}
         others: list[tuple[str, bytes | None, int]] = []
+        own: dict[str, bytes] = {}
+        self.keys_of.clear()
         for key, value, revision in entries:
             if value is None:
                 continue
@@ -327,15 +338,20 @@ class Mirror:
                 node, _, uid = rest.partition(".")
                 if node != self.node.name:
                     fresh_users[(node, int(uid))] = json.loads(value)
+                else:
+                    own[key] = value
                 self._track(node, key, True)
             elif kind == "m":
                 chan_hex, node, uid = rest.split(".")
                 if node != self.node.name:
                     fresh_members.setdefault((node, int(uid)), set()).add(unhex(chan_hex))
+                else:
+                    own[key] = value
                 self._track(node, key, True)
             else:
                 others.append((key, value, revision))
         self.claims.clear()
+        self.own = own
         for key, value, revision in others:
             if key.startswith("c."):
                 self.base.pop(unhex(key[2:]), None)  # re-read whole, newer or not

@@ -48,7 +48,7 @@ from relaychat.cluster.mirror import SPLIT_REASON, Mirror
 from relaychat.cluster.names import Names, hexname, unhex
 from relaychat.cluster.peer import Link, decode_batch
 from relaychat.cluster.sync import Sync
-from relaychat.cluster.wire import dumps
+from relaychat.cluster.wire import dumps, user_record
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
@@ -117,6 +117,7 @@ class ClusterNode:
         self._watchers: list[KeyValue.KeyWatcher] = []
         self._watch_tasks: list[asyncio.Task[None]] = []
         self._recovering: asyncio.Task[None] | None = None
+        self._reassert_wanted = False
         self._closing = False
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -360,6 +361,16 @@ class ClusterNode:
         ]
 
     async def _follow(self, watcher: KeyValue.KeyWatcher, *, nodes: bool) -> None:
+        try:
+            await self._follow_entries(watcher, nodes=nodes)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("cluster: the %s watch stopped", "nodes" if nodes else "state")
+        else:
+            log.debug("cluster: the %s watch ended", "nodes" if nodes else "state")
+
+    async def _follow_entries(self, watcher: KeyValue.KeyWatcher, *, nodes: bool) -> None:
         async for entry in watcher:
             if entry is None:
                 continue
@@ -381,15 +392,43 @@ class ClusterNode:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         self._watchers = []
 
+    def _wanted(self, key: str) -> bool:
+        """Whether this node's state needs ``key`` (one of its user, claim or member keys)."""
+        core = self.core
+        kind, _, rest = key.partition(".")
+        try:
+            if kind == "n":
+                nick_key = unhex(rest)
+                return any(c[0] == nick_key for c in self.sync.claims.values())
+            if kind == "u":
+                user = core.connections.get(int(rest.rsplit(".", 1)[1]))
+                return user is not None and user.registered and not user.quitting
+            if kind == "m":
+                chan_hex, _, uid = rest.split(".")
+                user = core.connections.get(int(uid))
+                return user is not None and not user.quitting and unhex(chan_hex) in user.channels
+        except (ValueError, IndexError):
+            return False
+        return False
+
     def _lost(self, key: str) -> None:
-        """Someone deleted one of this node's keys: it thought this node dead. Reassert."""
-        if not self._closing and not self.isolated and self._recovering is None:
+        """Someone deleted a key this node needs: it thought this node dead. Reassert."""
+        if self._wanted(key):
+            self._schedule_reassert()
+
+    def _schedule_reassert(self) -> None:
+        if self._closing or self.isolated:
+            return
+        self._reassert_wanted = True
+        if self._recovering is None:
             self._recovering = asyncio.get_running_loop().create_task(self._reassert_soon())
 
     async def _reassert_soon(self) -> None:
         try:
-            await asyncio.sleep(0.05)  # let the rest of the clean-up arrive first
-            await self._reassert()
+            while self._reassert_wanted and not self.isolated:
+                self._reassert_wanted = False
+                await asyncio.sleep(0.05)  # let the rest of the clean-up arrive first
+                await self._reassert()
         finally:
             self._recovering = None
 
@@ -423,7 +462,7 @@ class ClusterNode:
                 if record.get("dead") and record.get("inc") == self.incarnation:
                     log.warning("cluster: another node declared this one dead; reasserting")
                     self.heartbeat()
-                    self._lost(name)
+                    self._schedule_reassert()
             return
         if value is None:
             if name in self.nodes:
@@ -545,16 +584,23 @@ class ClusterNode:
                     await asyncio.sleep(0.5)
             self.isolated = False
             self.heartbeat()
+            self._reassert_wanted = False
             await self._reassert()
-            if self._split_off or self._isolated_at:
-                self.notice_all("*** This server is back in touch with the network")
+            self.notice_all("*** This server is back in touch with the network")
+            while self._reassert_wanted and not self.isolated:  # lost keys meanwhile
+                self._reassert_wanted = False
+                await asyncio.sleep(0.05)
+                await self._reassert()
         finally:
             self._recovering = None
 
     async def _reassert(self) -> None:
-        """Make the state bucket say what this node's users are (rule 3)."""
+        """Make the state bucket say what this node's users are (rule 3).
+
+        Only what the bucket lacks or has wrong is written (``Mirror.own``); memberships it
+        lacked are announced to the other nodes as JOINs (they had shown the users leaving).
+        """
         core, sync, mirror = self.core, self.sync, self.mirror
-        own = mirror.keys_of.get(self.name, set())
         names = self.names
         keep: set[str] = set()
         announce: list[tuple[User, str]] = []
@@ -570,19 +616,22 @@ class ClusterNode:
                 sync.claims[user.id] = (user.key, revision)
             else:
                 sync.claims[user.id] = (user.key, holder[1])
-            keep.add(names.nick_key(user.key))
-            keep.add(names.user_key(self.name, user.id))
-            sync.user(user, force=True)
+            user_key = names.user_key(self.name, user.id)
+            keep.add(user_key)
+            record = user_record(user, core.name, self.incarnation)
+            sync.users[user.id] = record
+            if mirror.own.get(user_key) != dumps(record):
+                self.jet.kv_put(names.state_bucket, user_key, dumps(record))
             for chan_key in user.channels:
                 member = names.member_key(chan_key, self.name, user.id)
                 keep.add(member)
-                if member not in own:
+                if member not in mirror.own:
+                    self.jet.kv_put(names.state_bucket, member, b"1")
                     announce.append((user, chan_key))
-            sync.memberships(user, force=True)
+            sync.members[user.id] = set(user.channels)
         for chan_key, channel in list(core.channels.items()):
             if any(m.server is None for m in channel.members):
-                if chan_key not in mirror.base:
-                    sync.channel_changed(chan_key)
+                sync.channel_changed(chan_key)  # writes it only if the bucket differs
                 with contextlib.suppress(nats.errors.Error, TimeoutError):
                     await self.feeds.ensure(chan_key)
         for user, chan_key in announce:
@@ -596,11 +645,11 @@ class ClusterNode:
                 ext_params=(joined.name, user.account or "*", user.realname),
             )
             self.feeds.publish(joined, event, user, others_only=True)
-        for key in own - keep:
-            if key.startswith(("u.", "m.")):
-                self.jet.kv_delete(names.state_bucket, key)
+        for key in set(mirror.own) - keep:
+            self.jet.kv_delete(names.state_bucket, key)
         for nick_key, (holder_text, revision) in list(mirror.claims.items()):
-            if holder_text.startswith(self.name + "/") and names.nick_key(nick_key) not in keep:
+            held = any(c[0] == nick_key for c in sync.claims.values())
+            if holder_text.startswith(self.name + "/") and not held:
                 self.jet.kv_delete(names.state_bucket, names.nick_key(nick_key), last=revision)
 
     async def _rename(self, user: User) -> None:
