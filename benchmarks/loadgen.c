@@ -24,6 +24,12 @@
  * (--port is then the HTTP port, path /ws): each line goes as one masked text frame (mask key 0),
  * each frame the server sends is one line; server pings get pongs.
  *
+ * --port2 PORT spreads the clients over two servers (nodes of one relaychat cluster): every
+ * odd-numbered client connects there. In w3 the members and the senders are then split evenly;
+ * in w4 every pair has one client on each. --extra-pid PID (up to 4 times) adds processes
+ * whose CPU time over the measured window is reported too ("extra_cpu_s"), such as the second
+ * node and the NATS server.
+ *
  * --quickack makes every client ACK what it reads at once (TCP_QUICKACK after each read). Without
  * it the kernel delays ACKs, and a server that leaves Nagle's algorithm on (no TCP_NODELAY) then
  * holds back each write while earlier bytes are unacknowledged: on a fan-out that caps it far
@@ -113,6 +119,9 @@ static struct {
     const char *channel;
     const char *nick_prefix;
     int server_pid;
+    int port2;
+    int extra_pids[4];
+    int n_extra;
     uint32_t src_first, src_last;
     int senders;
     int retries;
@@ -128,7 +137,7 @@ static struct {
 static client_t *clients;
 static int nclients;
 static int epfd;
-static struct sockaddr_in target;
+static struct sockaddr_in target, target2;
 static volatile sig_atomic_t stop_flag;
 static char rbuf[TAIL_MAX + READ_CHUNK + 1];
 
@@ -169,12 +178,16 @@ static double cpu_self_s(void) {
            ru.ru_stime.tv_usec / 1e6;
 }
 
+static double cpu_pid_s(int pid, double *sys);
+
 /* The server's utime+stime in seconds from /proc/<pid>/stat, or -1; its stime goes in *sys. */
-static double cpu_server_s(double *sys) {
+static double cpu_server_s(double *sys) { return cpu_pid_s(cfg.server_pid, sys); }
+
+static double cpu_pid_s(int pid, double *sys) {
     *sys = -1.0;
-    if (cfg.server_pid <= 0) return -1.0;
+    if (pid <= 0) return -1.0;
     char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", cfg.server_pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1.0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -401,7 +414,8 @@ static void start_connect(int i) {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
     epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
     c->want_out = 1;
-    int r = connect(fd, (struct sockaddr *)&target, sizeof target);
+    struct sockaddr_in *to = (cfg.port2 && (i % 2)) ? &target2 : &target;
+    int r = connect(fd, (struct sockaddr *)to, sizeof *to);
     if (r < 0 && errno != EINPROGRESS) kill_client(i, strerror(errno));
 }
 
@@ -816,14 +830,22 @@ static void json_errors(void) {
 
 static double srv_sys_window = -1.0; /* the server's system (kernel) CPU over the window */
 
+static double extra_cpu[4];
+
 static void measure_window(double *gen_cpu, double *srv_cpu, double *wall) {
-    static double g0, s0, k0;
+    static double g0, s0, k0, x0[4];
     static int64_t w0;
+    double ignored;
     if (gen_cpu == NULL) {
         g0 = cpu_self_s();
         s0 = cpu_server_s(&k0);
+        for (int k = 0; k < cfg.n_extra; k++) x0[k] = cpu_pid_s(cfg.extra_pids[k], &ignored);
         w0 = now_ns();
         return;
+    }
+    for (int k = 0; k < cfg.n_extra; k++) {
+        double x1 = cpu_pid_s(cfg.extra_pids[k], &ignored);
+        extra_cpu[k] = (x0[k] >= 0 && x1 >= 0) ? x1 - x0[k] : -1.0;
     }
     *gen_cpu = cpu_self_s() - g0;
     double k1;
@@ -841,6 +863,9 @@ static void print_common(double gen_cpu, double srv_cpu, double wall) {
            wall >= 0.05 ? 100.0 * gen_cpu / wall : -1.0, srv_cpu,
            (wall >= 0.05 && srv_cpu >= 0) ? 100.0 * srv_cpu / wall : -1.0,
            (wall >= 0.05 && srv_sys_window >= 0) ? 100.0 * srv_sys_window / wall : -1.0);
+    printf("\"extra_cpu_s\": [");
+    for (int k = 0; k < cfg.n_extra; k++) printf("%s%.3f", k ? ", " : "", extra_cpu[k]);
+    printf("], ");
 }
 
 static int run_w1(void) {
@@ -1086,7 +1111,8 @@ static void usage(void) {
             "  [--clients N] [--duration S] [--rate MSGS_PER_S] [--window N] [--senders N]\n"
             "  [--concurrency N] [--setup-timeout S] [--drain S] [--settle S]\n"
             "  [--sources FIRST-LAST] [--oper NAME:PASS] [--umode +F] [--channel #NAME]\n"
-            "  [--nick-prefix P] [--server-pid PID] [--retries N] [--quickack] [--ws] [--verbose]\n");
+            "  [--nick-prefix P] [--server-pid PID] [--retries N] [--quickack] [--ws] [--verbose]\n"
+            "  [--port2 PORT] [--extra-pid PID]...\n");
     exit(2);
 }
 
@@ -1099,7 +1125,7 @@ int main(int argc, char **argv) {
         {"sources", 1, 0, 's'}, {"oper", 1, 0, 'o'}, {"umode", 1, 0, 'u'},
         {"channel", 1, 0, 'C'}, {"nick-prefix", 1, 0, 'N'}, {"server-pid", 1, 0, 'P'},
         {"retries", 1, 0, 'R'}, {"quickack", 0, 0, 'Q'}, {"verbose", 0, 0, 'v'},
-        {"ws", 0, 0, 'X'},
+        {"ws", 0, 0, 'X'}, {"port2", 1, 0, 'q'}, {"extra-pid", 1, 0, 'x'},
         {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1143,6 +1169,11 @@ int main(int argc, char **argv) {
         case 'R': cfg.retries = atoi(optarg); break;
         case 'Q': cfg.quickack = 1; break;
         case 'X': cfg.ws = 1; break;
+        case 'q': cfg.port2 = atoi(optarg); break;
+        case 'x':
+            if (cfg.n_extra >= 4) usage();
+            cfg.extra_pids[cfg.n_extra++] = atoi(optarg);
+            break;
         case 'v': cfg.verbose = 1; break;
         default: usage();
         }
@@ -1185,6 +1216,8 @@ int main(int argc, char **argv) {
     target.sin_family = AF_INET;
     target.sin_port = htons((uint16_t)cfg.port);
     target.sin_addr.s_addr = htonl(host);
+    target2 = target;
+    target2.sin_port = htons((uint16_t)(cfg.port2 ? cfg.port2 : cfg.port));
     nclients = cfg.clients;
     clients = calloc((size_t)nclients, sizeof(client_t));
     if (!clients) { perror("calloc"); return 2; }

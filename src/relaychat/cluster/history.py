@@ -2,7 +2,9 @@
 
 Rules (on top of ``store/base.py``):
 1. The streams are the history: a channel message is published (with its delivery) by the
-   node it was said on, to ``P.c.<chan>.m``; a private message to ``P.p.<a>.<b>``. The stream
+   node it was said on, to ``P.c.<chan>.m``; a private message to ``P.p.<a>.<b>.<node>``, with
+   the bytes for its recipient when that one is on another node (``<node>``), which JetStream
+   republishes to that node once stored (one message: stored, then delivered). The stream
    sequence is the message's ``seq``; its time is the one the sender's node gave it, raised to
    the previous message's time of the same conversation when clocks disagree, so positions sort
    in stream order on every node alike.
@@ -11,8 +13,10 @@ Rules (on top of ``store/base.py``):
    (``node.py`` holds the command meanwhile, :meth:`ClusterHistory.refresh`). So every node gives
    the same answer, whoever said what where.
 3. ``append`` of a channel message only stashes it: the channel event that follows carries it
-   (``take``). A record no event took (a REDACT) is published on its own when the server's flush
-   asks ``has_pending`` (before the barrier, so it is covered by it).
+   (``take``); so does ``append`` of a private message for a user of another node: the bytes
+   the core sends that user next carry it (``take_private``). A record nothing took (a REDACT)
+   is published on its own when the server's flush asks ``has_pending`` (before the barrier, so
+   it is covered by it).
 4. The durability barrier is the node's (``Jet.wait_stored``): ``commit_pending`` returns when
    JetStream has acknowledged everything published so far, or raises after ``ack_timeout``.
 5. The index is bounded: retention (``history.*``) is applied to it as to the streams, and a
@@ -25,6 +29,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import nats.errors
@@ -58,12 +63,22 @@ class ClusterHistory(MemoryHistory):
         names: the network's names.
     """
 
-    def __init__(self, config: Config, jet: Jet, names: Names) -> None:
+    def __init__(
+        self,
+        config: Config,
+        jet: Jet,
+        names: Names,
+        locate: Callable[[str], tuple[str, int] | None] = lambda nick: None,
+    ) -> None:
         hist = config.history
         super().__init__(max_age_days=hist.max_age_days, max_per_target=hist.max_per_target)
         self._jet = jet
         self._names = names
         self._stash: dict[str, StoredMessage] = {}
+        #: Where a nick's user is, when on another node: (node, uid).
+        self._locate = locate
+        #: A private message waiting for the bytes of its remote recipient: (message, node, uid).
+        self._private: tuple[StoredMessage, str, int] | None = None
         #: Per conversation key: the last stream sequence the index holds (it is complete up
         #: to there). A key absent was never loaded.
         self._loaded: dict[str, int] = {}
@@ -74,26 +89,48 @@ class ClusterHistory(MemoryHistory):
     # --- writing (rules 3 and 4) ---------------------------------------------------------------
 
     def append(self, message: StoredMessage) -> None:
-        """Publish a private message; stash a channel message for its event (rule 3)."""
-        if is_private(message.key):
-            payload = dumps({"h": stored_to_json(message)})
-            self._jet.publish_js(self._names.private_subject(message.key), payload)
-        else:
+        """Stash a channel message for its event, a private one for its recipient's bytes, or
+        publish a private one at once (recipient here, or none) (rule 3)."""
+        if not is_private(message.key):
             self._stash[message.msgid] = message
+            return
+        if self._private is not None:
+            self._publish_private()
+        where = self._locate(message.target)
+        if where is None:
+            payload = dumps({"h": stored_to_json(message)})
+            self._jet.publish_js(self._names.private_subject(message.key, "_"), payload)
+        else:
+            self._private = (message, where[0], where[1])
 
     def take(self, msgid: str) -> StoredMessage | None:
         """The stashed channel message ``msgid`` (its event carries it), if any."""
         return self._stash.pop(msgid, None) if self._stash else None
+
+    def take_private(self, node: str, uid: int) -> StoredMessage | None:
+        """The private message stashed for user ``uid`` of ``node``, if any."""
+        private = self._private
+        if private is None or private[1] != node or private[2] != uid:
+            return None
+        self._private = None
+        return private[0]
+
+    def _publish_private(self) -> None:
+        private, self._private = self._private, None
+        if private is not None:
+            payload = dumps({"h": stored_to_json(private[0])})
+            self._jet.publish_js(self._names.private_subject(private[0].key, "_"), payload)
 
     def _publish_leftovers(self) -> None:
         stash, self._stash = self._stash, {}
         for message in stash.values():
             subject = self._names.channel_subject(message.key, "m")
             self._jet.publish_js(subject, dumps({"h": stored_to_json(message)}))
+        self._publish_private()
 
     def has_pending(self) -> bool:
         """Whether publishes wait for JetStream (publishing stashed records first, rule 3)."""
-        if self._stash:
+        if self._stash or self._private is not None:
             self._publish_leftovers()
         return self._jet.pending()
 
@@ -108,6 +145,10 @@ class ClusterHistory(MemoryHistory):
             raise TimeoutError("JetStream did not acknowledge in time")
         if self._jet.failures != failures:
             raise RuntimeError("JetStream refused or lost some messages (see the log)")
+
+    def commit_soon(self) -> asyncio.Future[None]:
+        """:meth:`commit_pending` without a thread: the server's flush waits on this future."""
+        return self._jet.stored_future()
 
     def close(self) -> None:
         """Nothing to release: the streams are JetStream's."""
@@ -170,6 +211,7 @@ class ClusterHistory(MemoryHistory):
         async with lock:
             if is_private(key):
                 stream, subject = self._names.private_stream, self._names.private_subject(key)
+                # (the subject names every recipient node: P.p.<a>.<b>.*)
             else:
                 stream, subject = (
                     self._names.channels_stream,

@@ -158,6 +158,8 @@ class Jet:
         self._cond = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.Task[None] | None = None
+        #: Futures waiting for the barrier: (publish number, failures when asked, future).
+        self._barrier: deque[tuple[int, int, asyncio.Future[None]]] = deque()
         #: Round trip of the last acknowledged publish, seconds (for status and heartbeats).
         self.ack_latency = 0.0
         #: Publishes that failed (disconnected, timed out, refused), for metrics and status.
@@ -229,8 +231,10 @@ class Jet:
         self._js = nc.jetstream(timeout=max(2.0, cl.ack_timeout))
         try:
             await self._set_up()
-        except nats.errors.Error as exc:
+        except (nats.errors.Error, ClusterError) as exc:
             await nc.close()
+            if isinstance(exc, ClusterError):
+                raise
             raise ClusterError(f"JetStream is not usable on {cl.url}: {exc}") from None
         await nc.subscribe(f"{self.names.ack_prefix}.*", cb=self._on_ack)
         await nc.flush()
@@ -253,7 +257,11 @@ class Jet:
                 [f"{names.prefix}.c.>"],
                 RePublish(src=f"{names.prefix}.c.>", dest=f"{names.prefix}.r.>"),
             ),
-            (names.private_stream, [f"{names.prefix}.p.>"], None),
+            (
+                names.private_stream,
+                [f"{names.prefix}.p.>"],
+                RePublish(src=f"{names.prefix}.p.>", dest=f"{names.prefix}.q.>"),
+            ),
         ):
             config = StreamConfig(
                 name=name,
@@ -269,7 +277,14 @@ class Jet:
             try:
                 await js.add_stream(config)
             except nats.js.errors.BadRequestError:
-                await js.update_stream(config)  # retention settings changed
+                try:
+                    await js.update_stream(config)  # retention settings changed
+                except nats.errors.Error as exc:
+                    raise ClusterError(
+                        f"stream {name} exists with a layout this relaychat cannot use or "
+                        f"change ({exc}); remove it (nats stream rm {name}) or choose another "
+                        "cluster.prefix"
+                    ) from None
         for bucket, ttl in (
             (names.state_bucket, None),
             (names.nodes_bucket, max(30.0, 3 * cl.node_timeout)),
@@ -417,6 +432,15 @@ class Jet:
             with self._cond:
                 self._stored_upto = order[0] - 1 if order else self._next
                 self._cond.notify_all()
+            barrier = self._barrier
+            while barrier and barrier[0][0] <= self._stored_upto:
+                _, failures, future = barrier.popleft()
+                if future.done():
+                    continue
+                if self.failures != failures:
+                    future.set_exception(RuntimeError("JetStream refused or lost some messages"))
+                else:
+                    future.set_result(None)
         if item.done is not None:
             try:
                 item.done(ack)
@@ -462,6 +486,17 @@ class Jet:
         limit = self.config.cluster.ack_timeout + 1.0 if timeout is None else timeout
         with self._cond:
             return self._cond.wait_for(lambda: self._stored_upto >= target, limit)
+
+    def stored_future(self) -> asyncio.Future[None]:
+        """A future done once every JetStream publish issued so far has ended (on the loop,
+        no thread); it fails when one of them failed."""
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        if self._stored_upto >= self._next:
+            future.set_result(None)
+        else:
+            self._barrier.append((self._next, self.failures, future))
+        return future
 
     async def settled(self, timeout: float | None = None) -> bool:
         """Wait (on the loop) until every JetStream publish issued so far has ended."""

@@ -131,7 +131,14 @@ class Mirror:
         """Make the user ``uid`` of ``node`` known here (rule 1)."""
         core = self.core
         link = self.node.link(node, str(record.get("inc", "")))
-        peer = RemotePeer(node, str(record.get("inc", "")), uid, link, self.node.is_quiet)
+        peer = RemotePeer(
+            node,
+            str(record.get("inc", "")),
+            uid,
+            link,
+            self.node.is_quiet,
+            self.node.send_private,
+        )
         user = User(self._next_id, peer, "", float(record.get("t", core.now)))
         self._next_id -= 1
         user.ip = f"{node}/{uid}"  # never a local address: per-IP counts stay local

@@ -11,7 +11,8 @@ Layout (``P`` is the prefix)::
 
     stream P-channels   P.c.<chan>.m  messages kept as history     republished (after storage)
                         P.c.<chan>.e  other channel events          to P.r.<chan>.m|e
-    stream P-private    P.p.<nick a>.<nick b>   private messages (a < b), history only
+    stream P-private    P.p.<nick a>.<nick b>.<node>  private messages (a < b) for a user of
+                        <node> ("_": none)     that node, republished to P.q.<a>.<b>.<node>
     KV P-state          u.<node>.<uid>          a user (its record)
                         n.<nick>                who holds a nick: "<node>/<incarnation>/<uid>"
                         c.<chan>                a channel: modes, topic, bans, key, limit, ops
@@ -66,10 +67,15 @@ class Names:
         """What a node subscribes to for a channel's traffic, after storage: ``P.r.<chan>.*``."""
         return f"{self.prefix}.r.{hexname(chan_key)}.*"
 
-    def private_subject(self, conv_key: str) -> str:
-        """``P.p.<a>.<b>`` for a private conversation key (``store.base.conversation_key``)."""
+    def private_subject(self, conv_key: str, node: str = "*") -> str:
+        """``P.p.<a>.<b>.<node>`` for a private conversation key (``store.base.conversation_key``)
+        and the node its recipient is on (``"_"``: none; ``"*"``: any, to read it all)."""
         a, _, b = conv_key.partition(" ")
-        return f"{self.prefix}.p.{hexname(a)}.{hexname(b)}"
+        return f"{self.prefix}.p.{hexname(a)}.{hexname(b)}.{node}"
+
+    def private_feed(self) -> str:
+        """What this node subscribes to for its users' private messages, after storage."""
+        return f"{self.prefix}.q.*.*.{self.node}"
 
     def node_subject(self, node: str, incarnation: str) -> str:
         """The subject one node process listens on."""

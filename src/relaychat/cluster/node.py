@@ -46,9 +46,9 @@ from relaychat.cluster.history import ClusterHistory
 from relaychat.cluster.jet import ClusterError, Jet
 from relaychat.cluster.mirror import SPLIT_REASON, Mirror
 from relaychat.cluster.names import Names, hexname, unhex
-from relaychat.cluster.peer import Link, decode_batch
+from relaychat.cluster.peer import Link, RemotePeer, decode_batch
 from relaychat.cluster.sync import Sync
-from relaychat.cluster.wire import dumps, user_record
+from relaychat.cluster.wire import dumps, stored_to_json, user_record
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
@@ -98,7 +98,7 @@ class ClusterNode:
         self.names = Names(cl.prefix, self.name, self.incarnation)
         self.jet = Jet(self.config, self.names)
         self.history = (
-            ClusterHistory(self.config, self.jet, self.names)
+            ClusterHistory(self.config, self.jet, self.names, self._locate)
             if self.config.history.enabled
             else None
         )
@@ -136,6 +136,7 @@ class ClusterNode:
             await nc.subscribe(
                 self.names.node_subject(self.name, self.incarnation), cb=self._on_link
             )
+            await nc.subscribe(self.names.private_feed(), cb=self._on_private)
             self.mirror.on_lost = self._lost
             await self._watch()
             for key in list(self.mirror.keys_of.get(self.name, ())):
@@ -143,9 +144,11 @@ class ClusterNode:
             self.mirror.keys_of.pop(self.name, None)
             await self.jet.settled()
         except ClusterError:
+            self._closing = True
             await self.jet.close()
             raise
         except (nats.errors.Error, TimeoutError) as exc:
+            self._closing = True
             await self.jet.close()
             raise ClusterError(f"cannot read the cluster state: {exc}") from None
         core = self.core
@@ -303,13 +306,50 @@ class ClusterNode:
         names = self.names
         me = hexname(nick_key)
         keys: set[str] = set()
-        for pattern in (f"{names.prefix}.p.{me}.*", f"{names.prefix}.p.*.{me}"):
+        for pattern in (f"{names.prefix}.p.{me}.*.*", f"{names.prefix}.p.*.{me}.*"):
             info = await self.jet.js.stream_info(names.private_stream, subjects_filter=pattern)
             for subject in (info.state.subjects or {}) if info.state else {}:
                 parts = subject.split(".")
                 with contextlib.suppress(ValueError, IndexError):
-                    keys.add(f"{unhex(parts[-2])} {unhex(parts[-1])}")
+                    keys.add(f"{unhex(parts[-3])} {unhex(parts[-2])}")
         return sorted(keys)
+
+    # --- private messages ----------------------------------------------------------------------
+
+    def _locate(self, nick: str) -> tuple[str, int] | None:
+        """(node, uid) of the user holding ``nick`` when it is on another node."""
+        user = self.core.users.get(irc_lower(nick))
+        peer = user.peer if user is not None else None
+        return (peer.node, peer.uid) if isinstance(peer, RemotePeer) else None
+
+    def send_private(self, peer: RemotePeer, data: bytes) -> bool:
+        """Send ``data`` with the private message stashed for ``peer``'s user, if any: one
+        publish, stored, then republished to its node (``history.py`` rule 3)."""
+        history = self.history
+        message = history.take_private(peer.node, peer.uid) if history is not None else None
+        if message is None:
+            return False
+        payload = {
+            "h": stored_to_json(message),
+            "u": peer.uid,
+            "g": peer.incarnation,
+            "b": data.decode("utf-8", "replace"),
+        }
+        subject = self.names.private_subject(message.key, peer.node)
+        self.jet.publish_js(subject, dumps(payload))
+        return True
+
+    async def _on_private(self, msg: Msg) -> None:
+        try:
+            data = json.loads(msg.data)
+            if data.get("g") != self.incarnation:
+                return  # for an earlier process of this node
+            user = self.core.connections.get(int(data["u"]))
+            text = str(data["b"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if user is not None and not user.quitting:
+            user.send(text.encode("utf-8"))
 
     # --- bytes from other nodes ----------------------------------------------------------------
 

@@ -101,18 +101,28 @@ class RemotePeer:
         link: where its bytes go.
         quiet: a callable telling whether forwarding is off (while this node replays the
             network's own events locally, each node tells its own users).
+        private: sends the bytes with the private message stashed for this user, if any
+            (``history.py`` rule 3).
     """
 
-    __slots__ = ("incarnation", "link", "node", "quiet", "uid")
+    __slots__ = ("incarnation", "link", "node", "private", "quiet", "uid")
 
     def __init__(
-        self, node: str, incarnation: str, uid: int, link: Link, quiet: Callable[[], bool]
+        self,
+        node: str,
+        incarnation: str,
+        uid: int,
+        link: Link,
+        quiet: Callable[[], bool],
+        private: Callable[[RemotePeer, bytes], bool] | None = None,
     ) -> None:
         self.node = node
         self.incarnation = incarnation
         self.uid = uid
         self.link = link
         self.quiet = quiet
+        #: Sends ``bytes`` with a private message waiting for them, if there is one.
+        self.private = private
 
     @property
     def ident(self) -> str:
@@ -120,8 +130,12 @@ class RemotePeer:
         return f"{self.node}/{self.uid}"
 
     def send(self, data: bytes) -> None:
-        if not self.quiet():
-            self.link.add(self.uid, data)
+        if self.quiet():
+            return
+        private = self.private
+        if private is not None and private(self, data):
+            return  # it went with its private message, through the private stream
+        self.link.add(self.uid, data)
 
     def close(self, error: str) -> None:
         """Nothing to close here: the user's own node closes its connection."""

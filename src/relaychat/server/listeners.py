@@ -241,7 +241,14 @@ class Server:
             self._committing = True
             assert self._loop is not None
             started = time.perf_counter()
-            future = self._loop.run_in_executor(self._executor, history.commit_pending)
+            # A store that commits without blocking (the cluster's: JetStream acknowledgements
+            # arrive on this loop) hands back the future itself; others commit in the thread.
+            commit_soon = getattr(history, "commit_soon", None)
+            future = (
+                commit_soon()
+                if commit_soon is not None
+                else self._loop.run_in_executor(self._executor, history.commit_pending)
+            )
             future.add_done_callback(lambda f: self._committed(f, held, started))
             return
         dirty, self._dirty = self._dirty, []
