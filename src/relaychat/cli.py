@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from relaychat import __version__, cli_client, discovery, doctor
+from relaychat.cluster import status as cluster_status
 from relaychat.config import SECTIONS, Config, load_config, scalar_fields
 from relaychat.errors import ConfigError, RelaychatError
 from relaychat.web import hooks_cli
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_parser(sub)
     cli_client.add_client_commands(sub)  # chat, send, tail
     hooks_cli.add_parser(sub)  # incoming webhooks of the HTTP port
+    cluster_status.add_parser(sub)  # relaychat cluster status
     return parser
 
 

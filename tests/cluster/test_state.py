@@ -91,7 +91,9 @@ async def test_modes_topic_ops_bans_and_kicks_apply_everywhere(
     await bob.send("MODE #ops +b carol!*@*")
     await carol.expect(r"^:bob!\S+ MODE #ops \+b carol!\*@\*$")
     await until(
-        lambda: asks(carol, "PRIVMSG #ops :banned?\r\nPING :ban", r" 404 carol #ops ", r"PONG .*ban"),
+        lambda: asks(
+            carol, "PRIVMSG #ops :banned?\r\nPING :ban", r" 404 carol #ops ", r"PONG .*ban"
+        ),
         "the ban holds on node 3",
     )
     # A kick from node 1 of a user of node 3: everyone sees it, the channel no longer has it.

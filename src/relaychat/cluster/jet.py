@@ -188,6 +188,33 @@ class Jet:
             ClusterError: no server could be reached, authentication failed, or JetStream is
                 not enabled on the server.
         """
+        await self.connect_only(disconnected=disconnected, reconnected=reconnected)
+        nc = self.nc
+        assert nc is not None
+        try:
+            await self._set_up()
+        except (nats.errors.Error, ClusterError) as exc:
+            await nc.close()
+            if isinstance(exc, ClusterError):
+                raise
+            raise ClusterError(
+                f"JetStream is not usable on {self.config.cluster.url}: {exc}"
+            ) from None
+        await nc.subscribe(f"{self.names.ack_prefix}.*", cb=self._on_ack)
+        await nc.flush()
+        self._timer = asyncio.get_running_loop().create_task(self._expire_loop())
+
+    async def connect_only(
+        self,
+        *,
+        disconnected: Callable[[], Awaitable[None]],
+        reconnected: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Connect to NATS, nothing more (``relaychat cluster status`` reads with it).
+
+        Raises:
+            ClusterError: no server could be reached, or authentication failed.
+        """
         cl = self.config.cluster
         servers = [u.strip() for u in cl.url.split(",") if u.strip()]
         self._loop = asyncio.get_running_loop()
@@ -214,13 +241,25 @@ class Jet:
         if cl.token:
             options["token"] = cl.token
         nc = NatsClient()
+        seen: list[Exception] = []
+
+        async def note(exc: Exception) -> None:
+            seen.append(exc)
+
         try:
             # The first connection is tried once per server: a wrong URL must fail the start.
+            # (nats-py tries each server max_reconnect_attempts + 1 times; 0 would mean for ever)
             probe = {k: v for k, v in options.items() if not k.endswith("_cb")}
-            await nc.connect(**{**probe, "max_reconnect_attempts": 0, "allow_reconnect": False})
+            probe.update(error_cb=note, max_reconnect_attempts=1, allow_reconnect=False)
+            await nc.connect(**probe)
         except Exception as exc:
-            with_reason = str(exc) or type(exc).__name__
-            raise ClusterError(f"cannot connect to NATS at {cl.url}: {with_reason}") from None
+            cause = seen[-1] if seen and isinstance(exc, nats.errors.NoServersError) else exc
+            reason = (
+                cause.strerror
+                if isinstance(cause, OSError) and cause.strerror
+                else str(cause) or type(cause).__name__
+            )
+            raise ClusterError(f"cannot connect to NATS at {cl.url}: {reason}") from None
         await nc.close()
         nc = NatsClient()
         try:
@@ -229,16 +268,6 @@ class Jet:
             raise ClusterError(f"cannot connect to NATS at {cl.url}: {exc}") from None
         self.nc = nc
         self._js = nc.jetstream(timeout=max(2.0, cl.ack_timeout))
-        try:
-            await self._set_up()
-        except (nats.errors.Error, ClusterError) as exc:
-            await nc.close()
-            if isinstance(exc, ClusterError):
-                raise
-            raise ClusterError(f"JetStream is not usable on {cl.url}: {exc}") from None
-        await nc.subscribe(f"{self.names.ack_prefix}.*", cb=self._on_ack)
-        await nc.flush()
-        self._timer = asyncio.get_running_loop().create_task(self._expire_loop())
 
     async def _error(self, exc: Exception) -> None:
         log.debug("NATS: %s", exc)

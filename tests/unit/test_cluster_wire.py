@@ -1,0 +1,129 @@
+"""The cluster's pure parts: record merging, history records, link batches, names, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from relaychat.cluster.names import Names, hexname, unhex
+from relaychat.cluster.peer import Link, decode_batch
+from relaychat.cluster.wire import apply, diff, stored_from_json, stored_to_json
+from relaychat.config import load_config
+from relaychat.errors import ConfigError
+from relaychat.store.base import StoredMessage
+
+
+def record(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": "#a",
+        "created": 1,
+        "modes": "nt",
+        "key": None,
+        "limit": None,
+        "topic": "",
+        "topic_by": "",
+        "topic_time": 0,
+        "bans": [],
+        "invites": [],
+        "ops": ["n1/1"],
+        "voices": [],
+    }
+    base.update(changes)
+    return base
+
+
+def test_two_changes_made_at_once_both_survive_the_compare_and_set() -> None:
+    base = record()
+    mine = diff(base, record(modes="mnt", ops=["n1/1", "n2/7"]))
+    theirs = record(topic="hello", topic_by="bob", topic_time=5, bans=[["x!*@*", "bob", 5]])
+    merged = apply(theirs, mine)  # we lost the race: our delta goes on top of theirs
+    assert merged["modes"] == "mnt"
+    assert merged["ops"] == ["n1/1", "n2/7"]
+    assert merged["topic"] == "hello" and merged["bans"] == [["x!*@*", "bob", 5]]
+
+
+def test_set_deltas_add_and_remove_without_clobbering() -> None:
+    base = record(ops=["a/1", "b/2"], bans=[["m1", "x", 1], ["m2", "x", 1]], invites=["bob"])
+    now = record(ops=["a/1", "c/3"], bans=[["m2", "x", 1], ["m3", "y", 2]], invites=[])
+    delta = diff(base, now)
+    assert delta["ops"] == [["c/3"], ["b/2"]]
+    assert delta["invites"] == [[], ["bob"]]
+    other = record(ops=["a/1", "b/2", "d/4"], bans=[["m1", "x", 1], ["m2", "x", 1], ["m9", "z", 3]])
+    out = apply(other, delta)
+    assert out["ops"] == ["a/1", "c/3", "d/4"]
+    assert [b[0] for b in out["bans"]] == ["m2", "m9", "m3"]
+    assert diff(now, now) == {}
+
+
+def test_stored_messages_round_trip() -> None:
+    m = StoredMessage(
+        msgid="abc",
+        time=12.5,
+        key="alice bob",
+        source="alice!~a@h",
+        account="alice",
+        command="PRIVMSG",
+        target="bob",
+        text="hi\nthere",
+        tags={"+draft/react": "x"},
+        to_account="bob",
+        multiline=(False, True),
+        redacts=None,
+        redacted=False,
+    )
+    assert stored_from_json(stored_to_json(m)) == m
+
+
+def test_link_batches_carry_bytes_per_user_in_order() -> None:
+    sent: list[tuple[str, bytes]] = []
+    dirty: list[Link] = []
+    link = Link("p.n.n2.x", lambda s, b: sent.append((s, b)), dirty.append)
+    link.add(3, b":a PRIVMSG b :1\r\n")
+    link.add(4, b":a PRIVMSG c :2\r\n")
+    link.request({"kill": 3})
+    assert dirty == [link]  # marked once
+    link.flush(2)  # what the commit covered
+    assert list(decode_batch(sent[0][1])) == [
+        (3, b":a PRIVMSG b :1\r\n"),
+        (4, b":a PRIVMSG c :2\r\n"),
+    ]
+    link.flush()
+    assert list(decode_batch(sent[1][1])) == [(0, b'{"kill":3}')]
+    assert list(decode_batch(sent[1][1][:-1])) == []  # a cut record is not delivered
+
+
+def test_names_are_tokens() -> None:
+    names = Names("rc", "n1", "abcd")
+    assert unhex(hexname("#héllo.world*>")) == "#héllo.world*>"
+    assert names.channel_subject("#a.b", "m") == "rc.c.23612e62.m"
+    assert (
+        names.private_subject("alice bob", "n2") == f"rc.p.{hexname('alice')}.{hexname('bob')}.n2"
+    )
+    assert names.private_feed() == "rc.q.*.*.n1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"cluster.url": "http://x"}, "cluster.url"),
+        ({"cluster.node_name": "a b"}, "cluster.node_name"),
+        ({"cluster.prefix": "a.b"}, "cluster.prefix"),
+        ({"cluster.replicas": 0}, "cluster.replicas"),
+        ({"cluster.heartbeat": 5, "cluster.node_timeout": 6}, "cluster.node_timeout"),
+        ({"cluster.tls_cert": "c.pem"}, "cluster.tls_key"),
+    ],
+)
+def test_bad_cluster_settings_name_their_key(overrides: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={}, overrides=overrides)
+    assert info.value.key == key
+
+
+def test_cluster_settings_from_the_environment() -> None:
+    config = load_config(
+        environ={
+            "RELAYCHAT_CLUSTER__URL": "nats://a:4222,nats://b:4222",
+            "RELAYCHAT_CLUSTER__NODE_NAME": "node-1",
+        }
+    )
+    assert config.cluster.url == "nats://a:4222,nats://b:4222"
+    assert config.cluster.node_name == "node-1"
