@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -36,3 +38,49 @@ async def test_channel_and_private_chat_across_nodes(network: Callable[..., Any]
     await bob.send("QUIT :bye")
     await alice.expect(r"^:bob!~bob@127\.0\.0\.1 QUIT :Quit: bye$")
     await alice.close()
+
+
+def plain(account: str, password: str) -> str:
+    return base64.b64encode(f"\0{account}\0{password}".encode()).decode()
+
+
+async def test_an_account_registered_on_one_node_logs_in_on_another(
+    network: Callable[..., Any],
+) -> None:
+    n1, n2, n3 = await network(3)
+    password = "correct-horse-battery"
+    alice = await client(n1, "alice")
+    await alice.send(f"REGISTER * * {password}")
+    await alice.expect(r"REGISTER SUCCESS alice ")
+    await alice.send("QUIT")
+    await alice.closed()
+    host, port = n2.addresses[0]
+    again = await LineClient.open(host, port)
+    await again.send("CAP REQ :sasl\r\nNICK alice\r\nUSER alice 0 * :alice")
+    await again.expect(r" ACK :?sasl")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:  # the account reaches node 2 through the bucket's watch
+        await again.send("AUTHENTICATE PLAIN")
+        await again.expect(r"^AUTHENTICATE \+$")
+        await again.send(f"AUTHENTICATE {plain('alice', password)}")
+        m = await again.expect(r" (903|904) ")
+        if m.group(1) == "903" or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert m.group(1) == "903"
+    await again.send("CAP END")
+    await again.expect(r" 001 alice ")
+    # Node 3 sees the login, and refuses the name to someone else.
+    carol = await client(n3, "carol")
+    for _ in range(50):
+        await carol.send("WHOIS alice")
+        m = await carol.expect(r" (330 carol alice alice|318 carol alice) ")
+        if m.group(1).startswith("330"):
+            break
+        await asyncio.sleep(0.1)
+    assert m.group(1).startswith("330")
+    await carol.send(f"REGISTER alice * {password}")
+    await carol.expect(r"FAIL REGISTER ACCOUNT_EXISTS alice ")
+    await again.close()
+    await carol.close()

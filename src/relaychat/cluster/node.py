@@ -41,6 +41,7 @@ from nats.js.kv import KeyValue
 
 from relaychat import __version__
 from relaychat.cluster import commands
+from relaychat.cluster.accounts import ClusterAccounts
 from relaychat.cluster.feeds import Feeds
 from relaychat.cluster.history import ClusterHistory
 from relaychat.cluster.jet import ClusterError, Jet
@@ -57,6 +58,7 @@ from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
 
 if TYPE_CHECKING:
+    from relaychat.accounts.service import AccountService
     from relaychat.server.connection import Hub
 
 __all__ = ["ClusterNode", "default_node_name"]
@@ -103,6 +105,7 @@ class ClusterNode:
             else None
         )
         self.mirror = Mirror(self)
+        self.accounts = ClusterAccounts(self)
         self.sync = Sync(self)
         self.feeds = Feeds(self)
         self.links: dict[tuple[str, str], Link] = {}
@@ -182,6 +185,12 @@ class ClusterNode:
                 f"node name {self.name} is in use by a running node (heard {age:.0f} s ago); "
                 "give each node its own cluster.node_name"
             )
+
+    def use_accounts(self, service: AccountService | None) -> None:
+        """Make the accounts service read and write the network's accounts, not a local file."""
+        if service is not None:
+            service.store.close()
+            service.store = self.accounts
 
     def leave(self) -> None:
         """Stopping: tell the others now (rule 4). Call before the core shuts down."""
@@ -386,6 +395,12 @@ class ClusterNode:
             if entry is None:
                 break
             self._node_entry(entry.key, _value(entry), first=True)
+        accounts_kv = await js.key_value(self.names.accounts_bucket)
+        accounts_w = await accounts_kv.watch(">")
+        async for entry in accounts_w:
+            if entry is None:
+                break
+            self.accounts.apply(entry.key, _value(entry), int(entry.revision or 0))
         state_w = await state_kv.watch(">")
         initial: list[tuple[str, bytes | None, int]] = []
         async for entry in state_w:
@@ -393,35 +408,38 @@ class ClusterNode:
                 break
             initial.append((entry.key, _value(entry), int(entry.revision or 0)))
         self.mirror.resync(initial)
-        self._watchers = [nodes_w, state_w]
+        self._watchers = [nodes_w, accounts_w, state_w]
         loop = asyncio.get_running_loop()
         self._watch_tasks = [
-            loop.create_task(self._follow(nodes_w, nodes=True)),
-            loop.create_task(self._follow(state_w, nodes=False)),
+            loop.create_task(self._follow(nodes_w, "nodes")),
+            loop.create_task(self._follow(accounts_w, "accounts")),
+            loop.create_task(self._follow(state_w, "state")),
         ]
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher, *, nodes: bool) -> None:
+    async def _follow(self, watcher: KeyValue.KeyWatcher, bucket: str) -> None:
         try:
-            await self._follow_entries(watcher, nodes=nodes)
+            await self._follow_entries(watcher, bucket)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("cluster: the %s watch stopped", "nodes" if nodes else "state")
+            log.exception("cluster: the %s watch stopped", bucket)
         else:
-            log.debug("cluster: the %s watch ended", "nodes" if nodes else "state")
+            log.debug("cluster: the %s watch ended", bucket)
 
-    async def _follow_entries(self, watcher: KeyValue.KeyWatcher, *, nodes: bool) -> None:
+    async def _follow_entries(self, watcher: KeyValue.KeyWatcher, bucket: str) -> None:
         async for entry in watcher:
             if entry is None:
                 continue
             try:
-                if nodes:
+                if bucket == "nodes":
                     self._node_entry(entry.key, _value(entry))
+                elif bucket == "accounts":
+                    self.accounts.apply(entry.key, _value(entry), int(entry.revision or 0))
                 else:
                     self.core.now = time.time()
                     self.mirror.apply(entry.key, _value(entry), int(entry.revision or 0))
             except Exception:
-                log.exception("cluster: state entry %s could not be applied", entry.key)
+                log.exception("cluster: %s entry %s could not be applied", bucket, entry.key)
 
     async def _stop_watchers(self) -> None:
         for task in self._watch_tasks:

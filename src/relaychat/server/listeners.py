@@ -182,6 +182,8 @@ class Server:
             await self.cluster.start()
         if service_of(self.core) is None:
             AccountService.open(self.core, ThreadWorker(loop), external=client_certs)
+        if self.cluster is not None:  # the network's accounts, shared by every node
+            self.cluster.use_accounts(service_of(self.core))
         try:
             await self._listen("irc", cfg.port, lambda: Connection(self))
         except ListenError:
