@@ -56,7 +56,7 @@ async def test_an_account_registered_on_one_node_logs_in_on_another(
     await alice.closed()
     host, port = n2.addresses[0]
     again = await LineClient.open(host, port)
-    await again.send("CAP REQ :sasl\r\nNICK alice\r\nUSER alice 0 * :alice")
+    await again.send("CAP REQ :sasl\r\nNICK ally\r\nUSER ally 0 * :ally")
     await again.expect(r" ACK :?sasl")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
@@ -70,12 +70,12 @@ async def test_an_account_registered_on_one_node_logs_in_on_another(
         await asyncio.sleep(0.1)
     assert m.group(1) == "903"
     await again.send("CAP END")
-    await again.expect(r" 001 alice ")
+    await again.expect(r" 001 ally ")
     # Node 3 sees the login, and refuses the name to someone else.
     carol = await client(n3, "carol")
     for _ in range(50):
-        await carol.send("WHOIS alice")
-        m = await carol.expect(r" (330 carol alice alice|318 carol alice) ")
+        await carol.send("WHOIS ally")
+        m = await carol.expect(r" (330 carol ally alice|318 carol ally) ")
         if m.group(1).startswith("330"):
             break
         await asyncio.sleep(0.1)
