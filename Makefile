@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-web clean venv soak-delivery screenshots bench-uploads
+.PHONY: run test lint typecheck unit bench bench-web bench-cluster clean venv soak-delivery \
+	screenshots bench-uploads
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,7 @@ bench: $(BENCH_STAMP) $(LOADGEN)
 	@command -v taskset >/dev/null 2>&1 || { echo "bench: taskset is needed (util-linux)"; exit 2; }
 	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/web_bench.py $(WEB_BENCH_ARGS)
+	$(MAKE) bench-cluster
 
 # IRC over WebSocket against relaychat's own TCP (W3 fan-out, W2 idle RSS); part of `make bench`.
 WEB_BENCH_ARGS ?=
@@ -97,3 +99,19 @@ screenshots: $(STAMP)
 UPLOAD_BENCH_ARGS ?= --size 200 --repeat 3
 bench-uploads: $(STAMP)
 	$(BIN)/python benchmarks/upload_rates.py $(UPLOAD_BENCH_ARGS)
+
+# One process against two cluster nodes on NATS JetStream (docs/cluster.md); part of `make bench`.
+# Installs Debian's nats-server when missing.
+CLUSTER_BENCH_ARGS ?=
+bench-cluster: $(BENCH_STAMP) $(LOADGEN)
+	@if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then \
+		echo "bench: installing nats-server (Debian package) ..."; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nats-server >/dev/null || \
+		echo "bench: could not install nats-server"; \
+		if command -v systemctl >/dev/null 2>&1; then \
+			$$SUDO systemctl disable --now nats-server >/dev/null 2>&1 || true; \
+		fi; \
+	fi
+	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/cluster_bench.py $(CLUSTER_BENCH_ARGS)

@@ -116,7 +116,9 @@ class Mirror:
         user = self.remote.get((node, uid))
         if value is None:
             if user is not None:
-                self.drop(user, SPLIT_REASON, show=False)
+                # Its node said the QUIT itself, unless it stopped answering: then another node
+                # is cleaning up after it, and this node shows the split (rule 2).
+                self.drop(user, SPLIT_REASON, show=self.node.silent(node))
             return
         record = json.loads(value)
         known = self.node.incarnation_of(node)

@@ -265,6 +265,13 @@ class ClusterNode:
         inc = state.record.get("inc") if state is not None else None
         return str(inc) if inc is not None else None
 
+    def silent(self, node: str) -> bool:
+        """Whether ``node`` missed its last two heartbeats (or is not known alive)."""
+        state = self.nodes.get(node)
+        if state is None:
+            return True
+        return time.monotonic() - state.seen > 2 * self.config.cluster.heartbeat
+
     def is_quiet(self) -> bool:
         """Whether bytes for remote users are dropped (replaying locally, or cut off)."""
         return self._quiet > 0 or self.isolated
@@ -634,11 +641,12 @@ class ClusterNode:
                 state.seen = time.monotonic()
             self._since = time.monotonic()
             await self._stop_watchers()
-            for _ in range(20):
+            for attempt in range(1, 61):
                 try:
                     await self._watch()
                     break
-                except (nats.errors.Error, TimeoutError):
+                except (nats.errors.Error, TimeoutError) as exc:  # JetStream electing leaders
+                    log.info("cluster: state not readable yet (attempt %d): %s", attempt, exc)
                     await asyncio.sleep(0.5)
             self.isolated = False
             self.heartbeat()
