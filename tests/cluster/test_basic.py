@@ -84,3 +84,18 @@ async def test_an_account_registered_on_one_node_logs_in_on_another(
     await carol.expect(r"FAIL REGISTER ACCOUNT_EXISTS alice ")
     await again.close()
     await carol.close()
+
+
+async def test_monitor_sees_users_of_other_nodes(network: Callable[..., Any]) -> None:
+    n1, n2 = await network(2)
+    alice = await client(n1, "alice")
+    await alice.send("MONITOR + bob,bobby")
+    await alice.expect(r" 731 alice :?bob,bobby")
+    bob = await client(n2, "bob")
+    await alice.expect(r" 730 alice :?bob!")
+    await bob.send("NICK bobby")
+    await alice.expect(r" 731 alice :?bob$")
+    await alice.expect(r" 730 alice :?bobby!")
+    await bob.send("QUIT")
+    await alice.expect(r" 731 alice :?bobby$")
+    await alice.close()

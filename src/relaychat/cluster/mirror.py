@@ -28,6 +28,7 @@ from relaychat.cluster.names import unhex
 from relaychat.cluster.peer import RemotePeer
 from relaychat.cluster.wire import apply, channel_record, diff
 from relaychat.server.caps import profile_of
+from relaychat.server.commands import monitor
 from relaychat.server.state import Channel, User, WhowasEntry
 
 if TYPE_CHECKING:
@@ -151,6 +152,8 @@ class Mirror:
         self.update_user(user, record, new=True)
         for chan_key in self.pending.pop((node, uid), ()):
             self._join(chan_key, user)
+        if core.users.get(user.key) is user:
+            monitor.announce_online(core, user)  # this node's MONITOR lists (730)
         return user
 
     def update_user(self, user: User, record: Record, *, new: bool = False) -> None:
@@ -174,7 +177,7 @@ class Mirror:
                 if core.users.get(user.key) is user:
                     del core.users[user.key]
                 core.whowas.appendleft(WhowasEntry(user, core.now))
-                old_key = user.key
+                old_key, old_nick = user.key, user.nick
             user.set_nick(nick)
             holder = core.users.get(user.key)
             if holder is None or holder.server is not None:
@@ -186,6 +189,7 @@ class Mirror:
                     if old_key in channel.invites:
                         channel.invites.discard(old_key)
                         channel.invites.add(user.key)
+                monitor.nick_changed(core, user, old_key, old_nick)
         else:
             user.update_prefix()
 
@@ -199,6 +203,8 @@ class Mirror:
         core = self.core
         user.modes.clear()  # remote users count in neither the operator nor invisible totals
         core.registered_count += 1  # disconnect() takes one off; remote users never counted
+        if not show and core.users.get(user.key) is user:
+            core.monitor_offline(user, user.key, user.nick)  # the QUIT came from its node
         with self.node.quietly():
             core.disconnect(user, reason, broadcast=show)
 
