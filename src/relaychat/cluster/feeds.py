@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from relaychat.cluster.peer import RemotePeer
-from relaychat.cluster.wire import dumps, stored_from_json, stored_to_json
+from relaychat.cluster.wire import dumps, stored_to_json
 from relaychat.protocol.message import parse_bytes
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
@@ -239,12 +239,12 @@ class Feeds:
         return last
 
     def _handle(self, chan_key: str, seq: int, prev: int, payload: bytes) -> None:
-        data = json.loads(payload)
+        data = json.loads(payload.decode("utf-8"))
         node = self.node
         mine = data.get("n") == node.name and data.get("g") == node.incarnation
         record = data.get("h")
         if record is not None and node.history is not None:
-            node.history.feed(chan_key, seq, prev, stored_from_json(record))
+            node.history.feed(chan_key, seq, prev, record)
         core = self.core
         channel = core.channels.get(chan_key)
         if channel is None or (mine and data.get("ro")):

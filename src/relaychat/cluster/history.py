@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -178,8 +178,9 @@ class ClusterHistory(MemoryHistory):
         self.insert(Entry(ms, seq, message))
         self._loaded[key] = seq
 
-    def feed(self, key: str, seq: int, last: int, message: StoredMessage | None) -> None:
-        """A channel message arrived live (``last``: the previous sequence of its subject).
+    def feed(self, key: str, seq: int, last: int, record: dict[str, Any]) -> None:
+        """A channel message arrived live (``last``: the previous sequence of its subject;
+        ``record``: its history record as JSON, parsed only when the index takes it).
 
         The index takes it only when it follows what it holds; otherwise the next
         :meth:`refresh` loads the gap.
@@ -187,10 +188,12 @@ class ClusterHistory(MemoryHistory):
         self._live.add(key)
         if self._loaded.get(key) != last:
             return
-        if message is not None:
-            self._ingest(key, seq, message)
-        else:
+        try:
+            message = stored_from_json(record)
+        except (KeyError, TypeError, ValueError):
             self._loaded[key] = seq
+            return
+        self._ingest(key, seq, message)
 
     def unfeed(self, key: str) -> None:
         """The channel's live feed stopped: the index may fall behind from now on."""

@@ -437,16 +437,21 @@ class Jet:
         if item is None:
             return  # timed out already
         self.ack_latency = time.monotonic() - item.issued
+        raw = msg.data
+        at = raw.find(b'"seq":') if b'"error"' not in raw else -1
+        if at >= 0:  # the common case, without a JSON parse: {"stream":"...","seq":N...}
+            end = at + 6
+            while end < len(raw) and raw[end : end + 1].isdigit():
+                end += 1
+            self._finish(item, Ack(int(raw[at + 6 : end] or b"0")))
+            return
         try:
-            data = json.loads(msg.data)
-            error = data.get("error")
-        except ValueError:
-            data, error = {}, {"description": "unreadable acknowledgement"}
-        if error:
-            ack = Ack(0, str(error.get("description", "error")), int(error.get("err_code", 0)))
-        else:
-            ack = Ack(int(data.get("seq", 0)))
-        self._finish(item, ack)
+            error = json.loads(raw).get("error") or {"description": "no sequence"}
+        except (ValueError, AttributeError):
+            error = {"description": "unreadable acknowledgement"}
+        self._finish(
+            item, Ack(0, str(error.get("description", "error")), int(error.get("err_code", 0)))
+        )
 
     def _finish(self, item: _Item, ack: Ack) -> None:
         if not ack.ok and ack.code != WRONG_LAST_SEQUENCE:
