@@ -126,7 +126,7 @@ async def _healed(nodes: list[Server]) -> None:
     deadline = loop.time() + 6 * TIMEOUT
     while loop.time() < deadline:
         if all(s.cluster is not None and not s.cluster.isolated for s in nodes) and all(
-            s.cluster is not None and s.cluster._recovering is None for s in nodes
+            s.cluster is not None and s.cluster.recovery.task is None for s in nodes
         ):
             return
         await asyncio.sleep(0.05)
