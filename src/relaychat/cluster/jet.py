@@ -150,12 +150,15 @@ class Jet:
         self._js: JetStreamContext | None = None
         self._queue: deque[_Item] = deque()
         self._draining = False
+        self._wake = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
         self._next = 0  # the last publish number handed out
         self._waiting: dict[int, _Item] = {}  # published, acknowledgement not yet in
         self._order: deque[int] = deque()  # JetStream publish numbers, in order
         self._complete: set[int] = set()
         self._stored_upto = 0
         self._cond = threading.Condition()
+        self._thread_waiters = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.Task[None] | None = None
         #: Futures waiting for the barrier: (publish number, failures when asked, future).
@@ -268,6 +271,7 @@ class Jet:
             raise ClusterError(f"cannot connect to NATS at {cl.url}: {exc}") from None
         self.nc = nc
         self._js = nc.jetstream(timeout=max(2.0, cl.ack_timeout))
+        self._drainer = asyncio.get_running_loop().create_task(self._drain_loop())
 
     async def _error(self, exc: Exception) -> None:
         log.debug("NATS: %s", exc)
@@ -338,6 +342,8 @@ class Jet:
         while (self._queue or self._waiting) and time.monotonic() < deadline and self.connected:
             await asyncio.sleep(0.01)
         self._fail_all("closing")
+        if self._drainer is not None:
+            self._drainer.cancel()
         if self.nc is not None and not self.nc.is_closed:
             try:
                 await asyncio.wait_for(self.nc.close(), 2.0)
@@ -397,36 +403,44 @@ class Jet:
         self.publish_js(self.names.kv_subject(bucket, key), b"", headers, done)
 
     def _kick(self) -> None:
+        """Wake the drain task (one task for the node's life: no task made per loop turn)."""
         if not self._draining:
             self._draining = True
-            assert self._loop is not None
-            self._loop.create_task(self._drain())
+            self._wake.set()
+
+    async def _drain_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._drain()
+            finally:
+                self._draining = False
+                if self._queue:  # queued while the last publish was being written
+                    self._kick()
 
     async def _drain(self) -> None:
         nc = self.nc
         assert nc is not None
         prefix = self.names.ack_prefix
-        try:
-            while self._queue:
-                item = self._queue.popleft()
-                try:
-                    if item.ident:
-                        item.issued = time.monotonic()
-                        self._waiting[item.ident] = item
-                        await nc.publish(
-                            item.subject,
-                            item.payload,
-                            reply=f"{prefix}.{item.ident}",
-                            headers=item.headers,
-                        )
-                    else:
-                        await nc.publish(item.subject, item.payload)
-                except Exception as exc:  # disconnected, too big...: this one fails, go on
-                    if item.ident:
-                        self._waiting.pop(item.ident, None)
-                        self._finish(item, Ack(0, str(exc) or type(exc).__name__))
-        finally:
-            self._draining = False
+        while self._queue:
+            item = self._queue.popleft()
+            try:
+                if item.ident:
+                    item.issued = time.monotonic()
+                    self._waiting[item.ident] = item
+                    await nc.publish(
+                        item.subject,
+                        item.payload,
+                        reply=f"{prefix}.{item.ident}",
+                        headers=item.headers,
+                    )
+                else:
+                    await nc.publish(item.subject, item.payload)
+            except Exception as exc:  # disconnected, too big...: this one fails, go on
+                if item.ident:
+                    self._waiting.pop(item.ident, None)
+                    self._finish(item, Ack(0, str(exc) or type(exc).__name__))
 
     async def _on_ack(self, msg: Msg) -> None:
         try:
@@ -463,9 +477,10 @@ class Jet:
             self._complete.discard(order.popleft())
             advanced = True
         if advanced:
-            with self._cond:
-                self._stored_upto = order[0] - 1 if order else self._next
-                self._cond.notify_all()
+            self._stored_upto = order[0] - 1 if order else self._next
+            if self._thread_waiters:
+                with self._cond:
+                    self._cond.notify_all()
             barrier = self._barrier
             while barrier and barrier[0][0] <= self._stored_upto:
                 _, failures, future = barrier.popleft()
@@ -518,8 +533,16 @@ class Jet:
         so far) has ended. Returns whether they did before ``timeout``."""
         target = self._next if upto is None else upto
         limit = self.config.cluster.ack_timeout + 1.0 if timeout is None else timeout
+        deadline = time.monotonic() + limit
         with self._cond:
-            return self._cond.wait_for(lambda: self._stored_upto >= target, limit)
+            self._thread_waiters += 1
+            try:
+                # Short waits: the loop notifies without the lock, and may miss one.
+                while self._stored_upto < target and time.monotonic() < deadline:
+                    self._cond.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+                return self._stored_upto >= target
+            finally:
+                self._thread_waiters -= 1
 
     def stored_future(self) -> asyncio.Future[None]:
         """A future done once every JetStream publish issued so far has ended (on the loop,
