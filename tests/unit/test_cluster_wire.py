@@ -6,7 +6,14 @@ import pytest
 
 from relaychat.cluster.names import Names, hexname, unhex
 from relaychat.cluster.peer import Link, decode_batch
-from relaychat.cluster.wire import apply, diff, stored_from_json, stored_to_json
+from relaychat.cluster.wire import (
+    apply,
+    diff,
+    private_payload,
+    read_private,
+    stored_from_json,
+    stored_to_json,
+)
 from relaychat.config import load_config
 from relaychat.errors import ConfigError
 from relaychat.store.base import StoredMessage
@@ -127,3 +134,13 @@ def test_cluster_settings_from_the_environment() -> None:
     )
     assert config.cluster.url == "nats://a:4222,nats://b:4222"
     assert config.cluster.node_name == "node-1"
+
+
+def test_private_payloads_carry_bytes_ahead_of_the_record() -> None:
+    record = {"i": "m1", "t": 1.0, "k": "a b", "s": "a!u@h", "c": "PRIVMSG", "g": "b", "x": "é"}
+    data = b":a!u@h PRIVMSG b :\xc3\xa9 with\nnewline-free bytes\r\n"
+    payload = private_payload(7, "beef", data, record)
+    assert read_private(payload) == (7, "beef", data, record)
+    assert read_private(b'{"h": {"i": "m2"}}') == (0, "", None, {"i": "m2"})
+    with pytest.raises(ValueError):
+        read_private(payload[:30])

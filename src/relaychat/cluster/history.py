@@ -26,7 +26,6 @@ Rules (on top of ``store/base.py``):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from relaychat.cluster.names import Names
-from relaychat.cluster.wire import dumps, stored_from_json, stored_to_json
+from relaychat.cluster.wire import dumps, read_private, stored_from_json, stored_to_json
 from relaychat.config import Config
 from relaychat.store.base import Entry, StoredMessage, is_private
 from relaychat.store.memory import MemoryHistory
@@ -52,6 +51,8 @@ log = logging.getLogger("relaychat.cluster")
 IDLE_EVICT = 600.0
 #: Messages fetched per request when the index loads a conversation.
 FETCH_BATCH = 500
+#: Live records kept unparsed per conversation before the index takes them in anyway.
+RAW_LIMIT = 1000
 
 
 class ClusterHistory(MemoryHistory):
@@ -83,6 +84,8 @@ class ClusterHistory(MemoryHistory):
         #: to there). A key absent was never loaded.
         self._loaded: dict[str, int] = {}
         self._live: set[str] = set()  # keys fed live by a channel subscription
+        #: Live records not parsed yet, per key: (sequence, record) (see :meth:`feed`).
+        self._raw: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._used: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -180,27 +183,41 @@ class ClusterHistory(MemoryHistory):
 
     def feed(self, key: str, seq: int, last: int, record: dict[str, Any]) -> None:
         """A channel message arrived live (``last``: the previous sequence of its subject;
-        ``record``: its history record as JSON, parsed only when the index takes it).
+        ``record``: its history record as JSON).
 
-        The index takes it only when it follows what it holds; otherwise the next
-        :meth:`refresh` loads the gap.
+        The index takes it only when it follows what it holds (otherwise the next
+        :meth:`refresh` loads the gap), and parses it only when the conversation is read
+        (:meth:`ready`): most live messages are never asked for.
         """
         self._live.add(key)
         if self._loaded.get(key) != last:
             return
-        try:
-            message = stored_from_json(record)
-        except (KeyError, TypeError, ValueError):
-            self._loaded[key] = seq
-            return
-        self._ingest(key, seq, message)
+        raw = self._raw.setdefault(key, [])
+        raw.append((seq, record))
+        self._loaded[key] = seq
+        if len(raw) >= RAW_LIMIT:
+            self._materialize(key)
+
+    def _materialize(self, key: str) -> None:
+        """Parse the records :meth:`feed` kept raw for ``key`` into the index."""
+        for seq, record in self._raw.pop(key, ()):
+            try:
+                message = stored_from_json(record)
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._ingest(key, seq, message)
 
     def unfeed(self, key: str) -> None:
         """The channel's live feed stopped: the index may fall behind from now on."""
         self._live.discard(key)
 
     def ready(self, key: str) -> bool:
-        """Whether the index can answer for ``key`` without a refresh (fed live, loaded)."""
+        """Whether the index can answer for ``key`` without a refresh (fed live, loaded).
+
+        Call it before reading ``key``: it also parses what was fed raw.
+        """
+        if key in self._raw:
+            self._materialize(key)
         return key in self._live and key in self._loaded
 
     async def refresh(self, key: str) -> None:
@@ -212,6 +229,8 @@ class ClusterHistory(MemoryHistory):
         self._used[key] = time.monotonic()
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
+            if key in self._raw:
+                self._materialize(key)
             if is_private(key):
                 stream, subject = self._names.private_stream, self._names.private_subject(key)
                 # (the subject names every recipient node: P.p.<a>.<b>.*)
@@ -245,7 +264,7 @@ class ClusterHistory(MemoryHistory):
                         if seq <= self._loaded.get(key, 0):
                             continue
                         try:
-                            message = stored_from_json(json.loads(msg.data)["h"])
+                            message = stored_from_json(read_private(msg.data)[3])
                         except (KeyError, TypeError, ValueError):
                             self._loaded[key] = seq
                             continue
@@ -279,6 +298,7 @@ class ClusterHistory(MemoryHistory):
             k for k, used in self._used.items() if now - used > IDLE_EVICT and k not in self._live
         ]
         for key in gone:
+            self._raw.pop(key, None)
             self.forget(key)
             self._loaded.pop(key, None)
             self._used.pop(key, None)

@@ -41,7 +41,7 @@ from relaychat.cluster.names import Names, hexname, unhex
 from relaychat.cluster.peer import Link, RemotePeer, decode_batch
 from relaychat.cluster.recovery import Recovery
 from relaychat.cluster.sync import Sync
-from relaychat.cluster.wire import dumps, stored_to_json
+from relaychat.cluster.wire import private_payload, stored_to_json
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
@@ -311,27 +311,25 @@ class ClusterNode:
         message = history.take_private(peer.node, peer.uid) if history is not None else None
         if message is None:
             return False
-        payload = {
-            "h": stored_to_json(message),
-            "u": peer.uid,
-            "g": peer.incarnation,
-            "b": data.decode("utf-8", "replace"),
-        }
-        subject = self.names.private_subject(message.key, peer.node)
-        self.jet.publish_js(subject, dumps(payload))
+        payload = private_payload(peer.uid, peer.incarnation, data, stored_to_json(message))
+        self.jet.publish_js(self.names.private_subject(message.key, peer.node), payload)
         return True
 
     async def _on_private(self, msg: Msg) -> None:
-        try:
-            data = json.loads(msg.data)
-            if data.get("g") != self.incarnation:
-                return  # for an earlier process of this node
-            user = self.core.connections.get(int(data["u"]))
-            text = str(data["b"])
-        except (ValueError, KeyError, TypeError):
+        raw = msg.data
+        if raw[:3] != b"P1 ":
             return
+        try:
+            head = raw[3 : raw.index(b"\n")].split(b" ")
+            uid, incarnation, size = int(head[0]), head[1].decode(), int(head[2])
+        except (ValueError, IndexError):
+            return
+        if incarnation != self.incarnation:
+            return  # for an earlier process of this node
+        user = self.core.connections.get(uid)
         if user is not None and not user.quitting:
-            user.send(text.encode("utf-8"))
+            start = raw.index(b"\n") + 1
+            user.send(raw[start : start + size])
 
     # --- bytes from other nodes ----------------------------------------------------------------
 

@@ -9,7 +9,11 @@ Pure functions, no I/O (tested in ``tests/unit/test_cluster_wire.py``):
 - a *delta* is what one node changed in a channel record; writes are compare-and-set, and a
   node that lost the race applies its delta to the newer record and tries again, so two
   changes made at once on two nodes both survive (:func:`diff` and :func:`apply`);
-- a *stored message* is a ``store.base.StoredMessage`` as JSON, the history in the streams.
+- a *stored message* is a ``store.base.StoredMessage`` as JSON, the history in the streams;
+- a *private payload* (the private stream) carries the bytes for the recipient in front of the
+  record, so the recipient's node reads them without parsing any JSON:
+  ``P1 <uid> <incarnation> <length>\n<bytes><record JSON>``; a record alone is
+  ``{"h": <record>}`` (a private message whose recipient is on the sender's node, or none).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ __all__ = [
     "channel_record",
     "diff",
     "dumps",
+    "private_payload",
+    "read_private",
     "stored_from_json",
     "stored_to_json",
     "user_record",
@@ -173,3 +179,26 @@ def stored_from_json(d: Record) -> StoredMessage:
         redacts=d.get("rd"),
         redacted=bool(d.get("rdd", False)),
     )
+
+
+def private_payload(uid: int, incarnation: str, data: bytes, record: Record) -> bytes:
+    """A private message for user ``uid`` of a node (see the module docstring)."""
+    return b"P1 %d %s %d\n" % (uid, incarnation.encode(), len(data)) + data + dumps(record)
+
+
+def read_private(payload: bytes) -> tuple[int, str, bytes | None, Record]:
+    """``(uid, incarnation, bytes, record)`` of a private payload (uid 0 and ``None`` when it
+    is a record alone).
+
+    Raises:
+        ValueError, KeyError: ``payload`` is neither form.
+    """
+    if payload[:3] != b"P1 ":
+        return 0, "", None, dict(json.loads(payload)["h"])
+    end = payload.index(b"\n")
+    uid_text, incarnation, size_text = payload[3:end].split(b" ")
+    size = int(size_text)
+    data = payload[end + 1 : end + 1 + size]
+    if len(data) != size:
+        raise ValueError("truncated private payload")
+    return int(uid_text), incarnation.decode(), data, dict(json.loads(payload[end + 1 + size :]))
