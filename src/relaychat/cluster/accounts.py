@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from relaychat.accounts.scram import ScramCredentials
-from relaychat.accounts.store import Account, AccountStore
+from relaychat.accounts.store import Account, AccountStore, AccountStoreError
 from relaychat.cluster.jet import WRONG_LAST_SEQUENCE, Ack
 from relaychat.cluster.names import hexname
 from relaychat.cluster.wire import dumps
@@ -122,6 +123,10 @@ class ClusterAccounts(AccountStore):
 
     def close(self) -> None:
         """Nothing to close: the bucket is JetStream's."""
+
+    def _connect(self) -> sqlite3.Connection:
+        """Never: a cluster keeps its accounts in JetStream, not in a file."""
+        raise AccountStoreError(self.path, "a cluster keeps its accounts in JetStream")
 
     def __len__(self) -> int:
         return len(self._records)
