@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit bench bench-web bench-cluster clean venv soak-delivery \
-	screenshots bench-uploads
+	screenshots bench-uploads fuzz soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ run: $(STAMP)
 	$(BIN)/relaychat serve $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests fuzz
+	$(BIN)/ruff format --check src tests fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -115,3 +115,19 @@ bench-cluster: $(BENCH_STAMP) $(LOADGEN)
 		fi; \
 	fi
 	ulimit -n $$(ulimit -Hn) && $(BIN)/python benchmarks/cluster_bench.py $(CLUSTER_BENCH_ARGS)
+
+# --- fuzzing (docs/fuzzing.md) -----------------------------------------------------------------
+# `make fuzz FUZZ_TIME=600` runs the atheris (libFuzzer) targets: the parser for a quarter of the
+# time, then the whole core. The corpus grows in $(FUZZ_DIR) (seeded from fuzz/corpus), and a
+# finding is saved there as crash-* (replay: PYTHONPATH=. .venv/bin/python -m fuzz.fuzz_core FILE).
+FUZZ_TIME ?= 60
+FUZZ_DIR  ?= .fuzz
+FUZZ_ARGS ?=
+
+fuzz: $(STAMP)
+	@$(BIN)/python -c 'import atheris' 2>/dev/null || { echo "fuzz: atheris is not installed (pip install atheris)"; exit 2; }
+	mkdir -p $(FUZZ_DIR)/core $(FUZZ_DIR)/parser
+	PYTHONPATH=. $(BIN)/python -m fuzz.fuzz_parser -max_total_time=$$(( $(FUZZ_TIME) / 4 + 1 )) \
+		-artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_ARGS) $(FUZZ_DIR)/parser fuzz/corpus/parser
+	PYTHONPATH=. $(BIN)/python -m fuzz.fuzz_core -max_total_time=$(FUZZ_TIME) -max_len=4096 \
+		-artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_ARGS) $(FUZZ_DIR)/core fuzz/corpus/core

@@ -138,7 +138,10 @@ class Replies:
     def numeric(self, numeric: N.Numeric, *params: str, text: str | None = None) -> None:
         """Add a numeric reply addressed to the sender."""
         msg = N.reply(self.core.name, self.user.nick, numeric, *params, text=text)
-        self.items.append(msg.to_bytes())
+        data = msg.to_bytes()
+        if len(data) > MAX_REPLY_BYTES:
+            data = _shortened(msg)
+        self.items.append(data)
 
     def add(self, msg: Message) -> None:
         """Add any message for the sender."""
@@ -157,7 +160,10 @@ class Replies:
         msg = Message(
             kind, (command, code, *(N.safe_param(c) for c in context), text), self.core.name
         )
-        self.items.append(msg.to_bytes())
+        data = msg.to_bytes()
+        if len(data) > MAX_REPLY_BYTES:
+            data = _shortened(msg)
+        self.items.append(data)
 
     def flush(self) -> None:
         """Send everything collected, in one write."""
@@ -182,6 +188,36 @@ class Replies:
         batch_tag = b"batch=" + ref
         end = b":%s BATCH -%s\r\n" % (self.core.name.encode(), ref)
         return [start, *(add_tag(item, batch_tag) for item in items), end]
+
+
+#: RFC 1459 §2.3: a line is at most 512 bytes, CR-LF included.
+MAX_REPLY_BYTES = 512
+
+
+def _clip(text: str, size: int) -> str:
+    """``text`` cut to at most ``size`` bytes of UTF-8, on a character boundary."""
+    return text.encode("utf-8", "replace")[: max(size, 1)].decode("utf-8", "ignore") or "*"
+
+
+def _shortened(msg: Message) -> bytes:
+    """A numeric that echoes long client input (a 500-byte unknown verb, nick or channel), cut
+    to fit 512 bytes: the trailing text first, then the longest echoed parameters."""
+    params = list(msg.params)
+    excess = len(msg.to_bytes()) - MAX_REPLY_BYTES
+    if len(params) > 1:  # the trailing text (never the recipient's nick)
+        last = params[-1].encode("utf-8", "replace")
+        cut = min(excess, max(len(last) - 1, 0))
+        if cut > 0:
+            params[-1] = _clip(params[-1], len(last) - cut)
+            excess -= cut
+    while excess > 0:
+        i = max(range(1, len(params)), key=lambda k: len(params[k].encode()), default=0)
+        size = len(params[i].encode("utf-8", "replace"))
+        if i == 0 or size <= 1:
+            break
+        params[i] = _clip(params[i], max(size - excess, 1))
+        excess = len(Message(msg.command, tuple(params), msg.source).to_bytes()) - MAX_REPLY_BYTES
+    return Message(msg.command, tuple(params), msg.source).to_bytes()
 
 
 def add_tag(line: bytes, tag: bytes) -> bytes:
