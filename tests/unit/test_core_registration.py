@@ -62,7 +62,7 @@ class TestRegistration:
             f":{SERVER} 001 alice :Welcome to the relaychat IRC Network alice!~alice@127.0.0.1",
             f":{SERVER} 002 alice :Your host is {SERVER}, running version relaychat-{VERSION}",
             f":{SERVER} 003 alice :This server was created 1970-01-12 13:46:40 UTC",
-            f":{SERVER} 004 alice {SERVER} relaychat-{VERSION} Biow biklmnostv bklov",
+            f":{SERVER} 004 alice {SERVER} relaychat-{VERSION} Biosw Ibeiklmnoqstv Ibeklovq",
         ]
         assert lines[-5:] == [
             f":{SERVER} 251 alice :There are 1 users and 0 invisible on 1 servers",
@@ -81,7 +81,7 @@ class TestRegistration:
             "CASEMAPPING": "rfc1459",
             "CHANTYPES": "#",
             "PREFIX": "(ov)@+",
-            "CHANMODES": "b,k,l,imnst",
+            "CHANMODES": "beIq,k,l,imnst",
             "CHANLIMIT": "#:50",
             "NICKLEN": "30",
             "CHANNELLEN": "64",
@@ -92,7 +92,9 @@ class TestRegistration:
             "MODES": "4",
             "NETWORK": "relaychat",
             "STATUSMSG": "@+",
-            "MAXLIST": "b:100",
+            "MAXLIST": "beIq:100",
+            "EXCEPTS": "e",
+            "INVEX": "I",
         }
         assert {k: tokens.get(k) for k in expected} == expected
 

@@ -23,6 +23,7 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from relaychat import __version__
 from relaychat.config import Config
@@ -33,6 +34,7 @@ from relaychat.protocol.message import MAX_CLIENT_TAGS_BYTES, Message
 from relaychat.protocol.servertime import format_server_time
 from relaychat.protocol.tags import escape_value
 from relaychat.server.backplane import Backplane
+from relaychat.server.bans import BanList
 from relaychat.server.caps import MSGTAGS, offered, profile_of
 from relaychat.server.effects import Peer
 from relaychat.server.idempotency import CAP as IDEMPOTENCY_CAP
@@ -277,6 +279,12 @@ class ServerCore:
         self._msgid_counter = 0
         self._batch_counter = 0
         self._time_cache = (-1.0, "")
+        #: K-lines and D-lines (server/bans.py); the edge loads them and saves on change.
+        self.bans = BanList()
+        #: Where audit records go (server/audit.py); the edge appends them to audit.log.
+        self.audit_sink: Callable[[dict[str, Any]], None] | None = None
+        #: Re-reads the configuration (the edge's; server/reload.py): returns an error or None.
+        self.rehash_hook: Callable[[], str | None] | None = None
 
     # --- IRCv3 helpers -------------------------------------------------------------------------
 
@@ -384,6 +392,11 @@ class ServerCore:
         if lim.max_per_ip and count >= lim.max_per_ip:
             log.warning("refused %s: %d connections from that address", ip, count)
             peer.close("Closing Link: %s (Too many connections from your IP address)" % ip)
+            return None
+        dline = self.bans.dline_for(ip, now) if self.bans.dlines else None
+        if dline is not None:
+            log.info("refused %s: D-lined (%s)", ip, dline.mask)
+            peer.close(f"Banned: {dline.reason}")
             return None
         self.per_ip[ip] = count + 1
         user = User(self._next_id, peer, ip, now)
@@ -589,6 +602,8 @@ class ServerCore:
                 user.send(ping)
         for user, reason in expired:
             self.disconnect(user, reason)
+        if self.bans:
+            self.bans.expire(now)
         for hook in self.tick_hooks:
             try:
                 hook(now)

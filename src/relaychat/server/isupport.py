@@ -11,10 +11,11 @@ __all__ = ["BOT_MODE", "CHANMODES", "PREFIX", "USER_MODES", "isupport_tokens"]
 
 #: Channel modes by ISUPPORT class:
 #: A (list), B (always a parameter), C (parameter when set), D (flag).
-CHANMODES = ("b", "k", "l", "imnst")
+CHANMODES = ("beIq", "k", "l", "imnst")
 PREFIX = "(ov)@+"
-#: User modes: B (bot, IRCv3 bot-mode), i (invisible), o (operator), w (receives WALLOPS).
-USER_MODES = "Biow"
+#: User modes: B (bot, IRCv3 bot-mode), i (invisible), o (operator), s (server notices, for
+#: opers: server/audit.py), w (receives WALLOPS).
+USER_MODES = "Biosw"
 #: The bot user mode, announced as ``BOT=B`` (https://ircv3.net/specs/extensions/bot-mode).
 BOT_MODE = "B"
 
@@ -31,7 +32,10 @@ def isupport_tokens(config: Config) -> list[str]:
         "CHANNELLEN=%d" % lim.channellen,
         "CHANTYPES=#",
         "KICKLEN=%d" % lim.kicklen,
-        "MAXLIST=b:%d" % lim.maxbans,
+        # One bound for every list mode (server/chanlists.py).
+        "MAXLIST=beIq:%d" % lim.maxbans,
+        "EXCEPTS=e",
+        "INVEX=I",
         "MAXTARGETS=%d" % lim.maxtargets,
         "MODES=%d" % lim.modes,
         "MONITOR=%d" % lim.monitor,

@@ -94,6 +94,7 @@ class User:
         "send",
         "server",
         "typing",
+        "snomask",
         "username",
         "waiting",
         "who_fields",
@@ -152,6 +153,7 @@ class User:
         #: Commands held while an earlier one waits for an answer from outside the core
         #: (:meth:`ServerCore.hold`); ``None``: not held.
         self.waiting: list[Message] | None = None
+        self.snomask = ""  # server notice mask letters, with user mode +s (server/audit.py)
 
     def set_nick(self, nick: str) -> None:
         """Set the nick and everything derived from it."""
@@ -229,6 +231,8 @@ class Channel:
         "_fanout",
         "bans",
         "created",
+        "excepts",
+        "invexes",
         "invites",
         "key",
         "limit",
@@ -237,6 +241,7 @@ class Channel:
         "modes",
         "name",
         "password",
+        "quiets",
         "topic",
         "topic_by",
         "topic_time",
@@ -251,6 +256,10 @@ class Channel:
         self.limit: int | None = None  # +l
         self.bans: list[tuple[str, str, int]] = []  # (mask, set by, set at)
         self.invites: set[str] = set()  # folded nicks invited (see User.invited)
+        # The other list modes, shaped like ``bans`` (server/chanlists.py): +e, +I, +q.
+        self.excepts: list[tuple[str, str, int]] = []
+        self.invexes: list[tuple[str, str, int]] = []
+        self.quiets: list[tuple[str, str, int]] = []
         self.topic = ""
         self.topic_by = ""
         self.topic_time = 0

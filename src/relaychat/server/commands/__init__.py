@@ -2,6 +2,7 @@
 
 from relaychat.server.commands import (
     accounts,
+    bans,
     channels,
     history,
     idempotency,
@@ -24,6 +25,7 @@ from relaychat.server.commands import (
 
 __all__ = [
     "accounts",
+    "bans",
     "channels",
     "history",
     "idempotency",

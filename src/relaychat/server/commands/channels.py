@@ -8,6 +8,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands import metadata
+from relaychat.server.chanlists import is_excepted, is_invexed, is_quieted
 from relaychat.server.commands.history import replay_on_join
 from relaychat.server.commands.markread import send_on_join as send_read_marker
 from relaychat.server.commands.params import fit
@@ -27,10 +28,12 @@ def valid_channel(name: str, channellen: int) -> bool:
 
 
 def is_banned(channel: Channel, user: User) -> bool:
-    """Whether a ban mask of ``channel`` matches ``user``."""
+    """Whether a ban mask of ``channel`` matches ``user`` and no exception (``+e``) does."""
     if not channel.bans:
         return False
-    return any(match_mask(mask, user.prefix) for mask, _, _ in channel.bans)
+    if not any(match_mask(mask, user.prefix) for mask, _, _ in channel.bans):
+        return False
+    return not is_excepted(channel, user)
 
 
 def refusal(channel: Channel, user: User) -> str | None:
@@ -45,6 +48,8 @@ def refusal(channel: Channel, user: User) -> str | None:
         return "Cannot send to channel (+m)"
     if channel.bans and is_banned(channel, user):
         return "Cannot send to channel (you are banned)"
+    if channel.quiets and is_quieted(channel, user):  # +q (server/chanlists.py)
+        return "Cannot send to channel (you are quieted)"
     return None
 
 
@@ -141,7 +146,7 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             if is_banned(channel, user) and not invited:
                 out.numeric(N.ERR_BANNEDFROMCHAN, channel.name)
                 continue
-            if "i" in channel.modes and not invited:
+            if "i" in channel.modes and not invited and not is_invexed(channel, user):
                 out.numeric(N.ERR_INVITEONLYCHAN, channel.name)
                 continue
             if channel.password is not None and key != channel.password:

@@ -6,6 +6,8 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.protocol.numerics import safe_param
+from relaychat.server.audit import audit, set_snomask
+from relaychat.server.chanlists import EXTRA_LISTS, apply_list, list_entries, send_list
 from relaychat.server.commands.params import number
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.isupport import USER_MODES
@@ -53,6 +55,12 @@ def _user_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None
             core.set_oper(user, False)
             user.oper_name = None
             applied.append(change)
+            if "s" in user.modes:  # server notices are for opers only
+                user.modes.discard("s")
+                user.snomask = ""
+                applied.append(ModeChange(False, "s"))
+        elif change.mode == "s" and set_snomask(core, user, change.adding, msg.param(2), out):
+            applied.append(change)  # server notices, with a snomask (server/audit.py)
         elif change.mode in "Bw" and change.adding != (change.mode in user.modes):
             # +B: a bot (IRCv3 bot-mode); +w: receives WALLOPS (core.wallops).
             if change.adding:
@@ -107,16 +115,23 @@ def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> N
         )
     applied: list[ModeChange] = []
     denied = False
+    override = False
     with_param = 0
     for change in changes:
+        if change.mode in EXTRA_LISTS and change.param is None:  # +e +I +q (chanlists.py)
+            send_list(core, channel, change.mode, out)
+            continue
         if change.mode == "b" and change.param is None:
             for mask, setter, when in channel.bans:
                 out.numeric(N.RPL_BANLIST, channel.name, mask, setter, str(when))
             out.numeric(N.RPL_ENDOFBANLIST, channel.name)
             continue
         if member is None or not member.op:
-            denied = True
-            continue
+            if not user.is_oper:
+                denied = True
+                continue
+            override = True  # an IRC operator acting without channel privileges: audited
+
         if change.param is not None:
             with_param += 1
             if with_param > core.config.limits.modes:
@@ -132,6 +147,8 @@ def _channel_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> N
         event = core.event(user, "MODE", channel.name, text, *params)
         core.broadcast(channel, event, skip=user)
         out.relay(event)
+        if override:
+            audit(core, user, "MODE", "o", target=channel.name, override=" ".join((text, *params)))
 
 
 def _apply(
@@ -198,6 +215,8 @@ def _apply(
             return None
         channel.limit = limit
         return ModeChange(True, "l", str(channel.limit))
+    if m in EXTRA_LISTS:
+        return apply_list(core, channel, user, change, out)
     if m == "b":
         assert param is not None
         if safe_param(param) != param:
@@ -210,7 +229,7 @@ def _apply(
         if adding:
             if index is not None:
                 return None
-            if len(channel.bans) >= core.config.limits.maxbans:
+            if list_entries(channel) >= core.config.limits.maxbans:  # MAXLIST=beIq
                 out.numeric(N.ERR_BANLISTFULL, channel.name, mask)
                 return None
             channel.bans.append((mask, user.prefix, int(core.now)))

@@ -6,6 +6,7 @@ from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
 from relaychat.server.commands.params import fit
+from relaychat.server.audit import audit
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.masks import match_mask
 from relaychat.server.state import User
@@ -27,8 +28,11 @@ def oper(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
                 core.set_oper(user, True)
                 user.oper_name = name
                 out.add(Message("MODE", (user.nick, "+o"), user.prefix))
+                audit(core, user, "OPER", "o", target=name)
             return
     out.numeric(N.ERR_PASSWDMISMATCH)
+    # Never the password: only who tried which name (server/audit.py).
+    audit(core, user, "OPER-FAILED", "o", target=name)
 
 
 @command("KILL", min_params=2, oper=True)
@@ -46,6 +50,7 @@ def kill(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             out.numeric(N.ERR_NOSUCHNICK, nick)
         return
     out.flush()
+    audit(core, user, "KILL", "k", target=target.prefix, reason=reason)
     core.disconnect(target, f"Killed ({user.nick} ({reason}))")
 
 

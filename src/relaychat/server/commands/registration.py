@@ -16,6 +16,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands import metadata, monitor
+from relaychat.server.commands.bans import refuse_banned
 from relaychat.server.commands.info import send_lusers, send_motd
 from relaychat.server.commands.params import valid_nick
 from relaychat.server.core import Replies, ServerCore, command
@@ -124,6 +125,8 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
     accounts = service_of(core)
     if accounts is not None and accounts.hold_registration(user, out, try_register):
         return
+    if core.bans.klines and refuse_banned(core, user, out):  # server/bans.py
+        return
     user.registered = True
     core.registered_count += 1
     core.max_users = max(core.max_users, core.registered_count)
@@ -140,7 +143,7 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
         core.version_string(),
         USER_MODES,
         "".join(sorted("".join(CHANMODES) + "ov")),
-        "bklov",
+        "Ibeklovq",
     )
     tokens = core.isupport(user)
     for i in range(0, len(tokens), 13):
