@@ -8,13 +8,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
-import logging
 import sys
 import typing
 from collections.abc import Sequence
 from typing import Any
 
-from relaychat import __version__, cli_client, discovery, doctor
+from relaychat import __version__, admin_cli, cli_client, discovery, doctor
 from relaychat.cluster import status as cluster_status
 from relaychat.config import SECTIONS, Config, load_config, scalar_fields
 from relaychat.errors import ConfigError, RelaychatError
@@ -117,11 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     cli_client.add_client_commands(sub)  # chat, send, tail
     hooks_cli.add_parser(sub)  # incoming webhooks of the HTTP port
     cluster_status.add_parser(sub)  # relaychat cluster status
+    admin_cli.add_parsers(sub)  # admin, reload
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from relaychat.logs import configure as configure_logging
     from relaychat.server.listeners import run
+    from relaychat.server.reload import ConfigSource
 
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     try:
@@ -129,12 +131,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"relaychat: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format)
     try:
-        run(config)
+        run(config, source=ConfigSource(args.config, overrides))
     except RelaychatError as exc:
         print(f"relaychat: {exc}", file=sys.stderr)
         return 2

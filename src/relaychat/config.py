@@ -256,6 +256,7 @@ class Config:
     registration_timeout: float = _opt(60.0, "seconds a connection may take to register")
     shutdown_timeout: float = _opt(5.0, "seconds to flush clients on shutdown before closing")
     log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
+    log_format: str = _opt("text", "log lines as text, or json (one object per line)")
     data_dir: str = _opt("", "where history and accounts are kept (default: the user data dir)")
     tls_port: int = _opt(0, "TLS port on every host (0 = no TLS listener; 6697 is usual)")
     tls_cert: str = _opt("", "TLS certificate chain file (PEM)")
@@ -543,6 +544,8 @@ def validate(config: Config) -> None:
         raise ConfigError("idempotency.window", "must be greater than 0")
     if idem.max_keys < 1:
         raise ConfigError("idempotency.max_keys", "must be at least 1")
+    if config.log_format not in ("text", "json"):
+        raise ConfigError("log_format", f"{config.log_format!r} is not text or json")
     if config.announce not in ("auto", "on", "off"):
         raise ConfigError("announce", f"{config.announce!r} is not auto, on or off")
     if not 0 <= config.plain_port <= 65535:

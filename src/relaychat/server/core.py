@@ -283,8 +283,9 @@ class ServerCore:
         self.bans = BanList()
         #: Where audit records go (server/audit.py); the edge appends them to audit.log.
         self.audit_sink: Callable[[dict[str, Any]], None] | None = None
-        #: Re-reads the configuration (the edge's; server/reload.py): returns an error or None.
-        self.rehash_hook: Callable[[], str | None] | None = None
+        #: Re-reads the configuration (the edge's; server/reload.py): returns what was read and
+        #: ``None``, or the one-line reason it was refused.
+        self.rehash_hook: Callable[[], tuple[str, str | None]] | None = None
 
     # --- IRCv3 helpers -------------------------------------------------------------------------
 

@@ -25,8 +25,10 @@ from relaychat.discovery import Announcer, start_announcing
 from relaychat.errors import RelaychatError
 from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
+from relaychat.server.operations import Operations
 from relaychat.server.plain import PlainConnection
 from relaychat.server.stats import EdgeStats
+from relaychat.server.reload import ConfigSource
 from relaychat.server.tls import server_context
 
 if TYPE_CHECKING:
@@ -58,8 +60,11 @@ class Server:
     (or SIGINT/SIGTERM under :func:`run`) shuts it down gracefully.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, source: ConfigSource | None = None) -> None:
         self.config = config
+        # Operations (server/operations.py): pid file, bans, audit log, admin socket, reload.
+        self.ops = Operations(self, source or ConfigSource(fixed=config))
+        self.tls_context: ssl.SSLContext | None = None
         self.core = ServerCore(config, time.time())
         self.connections: set[Connection] = set()
         self.stats = EdgeStats()  # counters for /metrics (server/stats.py)
@@ -178,12 +183,14 @@ class Server:
 
             self.web = WebApp(self)
             web_tls = self.web.tls_context()
+        self.tls_context = tls
         if self.cluster is not None:  # join the network before anyone can connect
             await self.cluster.start()
         if service_of(self.core) is None:
             AccountService.open(self.core, ThreadWorker(loop), external=client_certs)
         if self.cluster is not None:  # the network's accounts, shared by every node
             self.cluster.use_accounts(service_of(self.core))
+        self.ops.prepare()  # bans loaded before anyone connects; a second server refused
         try:
             await self._listen("irc", cfg.port, lambda: Connection(self))
         except ListenError:
@@ -203,6 +210,7 @@ class Server:
                 log.info("listening on %s port %d (%s)", host, port, kind)
         self._announcer = start_announcing(cfg, self.addresses)  # mDNS, per `announce`
         self._tick_task = loop.create_task(self._tick_loop())
+        await self.ops.open()
 
     def request_flush(self) -> None:
         """Make sure a flush (and so a history commit) follows this loop turn.
@@ -300,6 +308,7 @@ class Server:
         if self.cluster is not None:  # the other nodes show this node's users leaving now
             self.cluster.leave()
         self.core.shutdown()
+        await self.ops.close()
         self._flush()
         if self._announcer is not None:  # withdraw the mDNS announcement (goodbye packets)
             await self._announcer.stop()
@@ -372,7 +381,7 @@ def raise_fd_limit(wanted: int) -> int:
     return int(soft)
 
 
-def run(config: Config) -> None:
+def run(config: Config, *, source: ConfigSource | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks.
 
     Raises:
@@ -392,7 +401,7 @@ def run(config: Config) -> None:
         )
 
     async def main() -> None:
-        server = Server(config)
+        server = Server(config, source=source)
         await server.start()
         log.info(
             "relaychat %s ready (%s event loop)",
@@ -400,6 +409,10 @@ def run(config: Config) -> None:
             "uvloop" if uv else "asyncio",
         )
         loop = asyncio.get_running_loop()
+        # SIGHUP: read the configuration again (server/reload.py); nobody is disconnected.
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: server.ops.reloader and server.ops.reloader.reload("SIGHUP")
+        )
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
         await server.wait_closed()

@@ -68,3 +68,24 @@ def wallops(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     line = Message("WALLOPS", (fit(text, overhead),), user.prefix).to_bytes()
     for other in core.wallops:
         other.send(line)
+
+
+@command("REHASH", oper=True)
+def rehash(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+    """REHASH"""
+    hook = core.rehash_hook
+    if hook is None:
+        out.standard("FAIL", "REHASH", "CANNOT_RELOAD", text="This server cannot reload")
+        return
+    name, error = hook()
+    audit(core, user, "REHASH", "r", target=name, result="refused" if error else "ok")
+    if error is not None:
+        # One clear line; the running configuration stays.
+        out.standard(
+            "FAIL",
+            "REHASH",
+            "INVALID_CONFIG",
+            text=f"Reload refused, the running configuration stays: {error}",
+        )
+        return
+    out.numeric(N.RPL_REHASHING, name, text="Rehashing")
