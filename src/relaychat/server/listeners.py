@@ -205,12 +205,12 @@ class Server:
         if self.web is not None:
             await self._listen("http", cfg.http.port, self.web.connection, ssl_context=web_tls)
             self.web.start()
+        await self.ops.open()  # admin socket and pid file, before "listening" is logged
         for kind in ("irc", "plain", "tls", "http"):
             for host, port in self.addresses_of(kind):
                 log.info("listening on %s port %d (%s)", host, port, kind)
         self._announcer = start_announcing(cfg, self.addresses)  # mDNS, per `announce`
         self._tick_task = loop.create_task(self._tick_loop())
-        await self.ops.open()
 
     def request_flush(self) -> None:
         """Make sure a flush (and so a history commit) follows this loop turn.

@@ -62,7 +62,9 @@ def apply_config(core: ServerCore, new: Config) -> tuple[list[str], list[str]]:
     core.config = new
     core.motd = new.motd_lines()
     if new.limits.whowas != old.limits.whowas:
-        core.whowas = deque(core.whowas, maxlen=new.limits.whowas)
+        # Newest first (appendleft): keep the newest entries.
+        keep = list(core.whowas)[: new.limits.whowas]
+        core.whowas = deque(keep, maxlen=new.limits.whowas)
     # Account registration is offered as a capability only while it is allowed.
     if new.accounts.registration != old.accounts.registration or new.password != old.password:
         if new.accounts.registration and "sasl" in core.extra_caps:
