@@ -210,7 +210,7 @@ async def test_listeners_added_and_removed_existing_connections_stay(tmp_path: P
         assert server.ops.reloader.reload("test") == (str(conf), None)
         await server.ops.reloader.pending
         assert server.addresses_of("plain") == [("127.0.0.1", plain_port)]
-        reader, writer = await asyncio.open_connection("127.0.0.1", plain_port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", plain_port)
         await irc.expect(r"JOIN #lobby")  # the plain guest arrived
         write_toml(conf, plain_port=0)
         server.ops.reloader.reload("test")
