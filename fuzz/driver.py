@@ -33,7 +33,9 @@ from relaychat.errors import InputTooLong, ProtocolError
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import MAX_BODY_BYTES, MAX_LINE_BYTES, parse_bytes
+from relaychat.server.chanlists import list_entries
 from relaychat.server.core import COMMANDS, ServerCore
+from relaychat.server.rehash import apply_config
 from relaychat.server.state import User
 from relaychat.store.memory import MemoryHistory
 
@@ -219,6 +221,19 @@ def fuzz_config() -> Config:
 
 
 _CONFIG = fuzz_config()
+#: Configurations a rehash may switch to: the MOTD, bounds, opers and account registration
+#: change (so CAP NEW/DEL and the WHOWAS bound are exercised).
+_VARIANTS = (
+    _CONFIG,
+    replace(
+        _CONFIG,
+        motd="",
+        opers=(),
+        accounts=replace(_CONFIG.accounts, registration=False),
+        limits=replace(_CONFIG.limits, whowas=1, maxbans=1, chanlimit=1, nicklen=9),
+    ),
+    replace(_CONFIG, password="sekrit", limits=replace(_CONFIG.limits, max_per_ip=1)),
+)
 _VERBS = [*sorted(COMMANDS), "FOO", "", "001"]
 
 
@@ -240,6 +255,8 @@ class World:
         self.peers: dict[int, FuzzPeer] = {}
         self.buffers: dict[int, LineBuffer] = {}
         self.steps: list[str] = []
+        self.chanlimit = self.config.limits.chanlimit
+        self.maxbans = self.config.limits.maxbans
         self._saved: dict[str, Any] = {}
         _cheap_hashing(True, self._saved)
         _ERRORS.records.clear()
@@ -248,7 +265,7 @@ class World:
     # --- the actions -------------------------------------------------------------------------
 
     def step(self, r: Reader) -> None:
-        action = r.byte() % 16
+        action = r.byte() % 17
         if action == 0 or not self.users:
             self.open(r.pick(IPS), r.byte())
         elif action <= 9:
@@ -273,9 +290,17 @@ class World:
             self.steps.append("history: commit")
             assert self.core.history is not None
             self.core.history.commit_pending()
-        else:
+        elif action == 15:
             user = r.pick(self.users)
             self.register(user, r.pick(NICKS) or "zed")
+        else:
+            variant = r.pick(_VARIANTS)
+            self.steps.append(f"rehash to variant {_VARIANTS.index(variant)}")
+            self.core.now = self.now
+            apply_config(self.core, variant)
+            # A smaller bound applies to what comes next: what is already there may exceed it.
+            self.chanlimit = max(self.chanlimit, variant.limits.chanlimit)
+            self.maxbans = max(self.maxbans, variant.limits.maxbans)
         self.users = [u for u in self.users if not u.quitting]
 
     def open(self, ip: str, certfp: int) -> None:
@@ -359,20 +384,28 @@ class World:
         for peer in self.peers.values():
             problems += peer.problems
         problems += _ERRORS.records
-        problems += check_core(self.core)
+        problems += check_core(self.core, chanlimit=self.chanlimit, maxbans=self.maxbans)
         if problems:
             trail = "\n  ".join(self.steps[-25:])
             raise Finding("; ".join(problems[:5]) + f"\nlast steps:\n  {trail}")
 
 
-def check_core(core: ServerCore) -> list[str]:
+def check_core(
+    core: ServerCore, *, chanlimit: int | None = None, maxbans: int | None = None
+) -> list[str]:
     """Recount the core's state and compare it with its indexes and counters.
+
+    Args:
+        chanlimit, maxbans: the largest bounds in force since the start (a rehash may lower
+            them; what exists already may exceed the new ones). Default: the current ones.
 
     Returns:
         Every inconsistency found, as text (empty when the state is consistent).
     """
     bad: list[str] = []
     conns = core.connections
+    chanlimit = chanlimit or core.config.limits.chanlimit
+    maxbans = maxbans or core.config.limits.maxbans
     for uid, user in conns.items():
         if user.id != uid:
             bad.append(f"connections[{uid}] holds {user!r}")
@@ -382,7 +415,7 @@ def check_core(core: ServerCore) -> list[str]:
             bad.append(f"registered {user!r} is not in the nick index under {user.key!r}")
         if user.key != irc_lower(user.nick) and user.nick != "*":
             bad.append(f"{user!r} has key {user.key!r}")
-        if len(user.channels) > core.config.limits.chanlimit:
+        if len(user.channels) > chanlimit:
             bad.append(f"{user!r} is in {len(user.channels)} channels")
         for key, channel in user.channels.items():
             if core.channels.get(key) is not channel:
@@ -401,8 +434,8 @@ def check_core(core: ServerCore) -> list[str]:
             bad.append(f"channel index {key!r} holds {channel!r}")
         if not channel.members:
             bad.append(f"{channel!r} exists with no members")
-        if len(channel.bans) > core.config.limits.maxbans:
-            bad.append(f"{channel!r} has {len(channel.bans)} bans")
+        if list_entries(channel) > maxbans:
+            bad.append(f"{channel!r} has {list_entries(channel)} list entries (b, e, I, q)")
         for member in channel.members:
             if conns.get(member.id) is not member:
                 bad.append(f"{channel!r} has member {member!r}, which is not connected")

@@ -26,7 +26,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _SECRETS = re.compile(
     r"(?i)\b(PASS|OPER\s+\S+|AUTHENTICATE|REGISTER\s+\S+\s+\S+|VERIFY\s+\S+)\s+(:?\S+)"
-    r"|(\$argon2[a-z]*\$[^\s\"',]+)"
+    r"|(\$argon2[a-z]*\$[^\s\"']+)"
     r"|\b(password|passwd|secret|token)(\s*[=:]\s*)([^\s,;\"']+)"
 )
 
