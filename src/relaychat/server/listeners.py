@@ -27,8 +27,8 @@ from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
 from relaychat.server.operations import Operations
 from relaychat.server.plain import PlainConnection
-from relaychat.server.stats import EdgeStats
 from relaychat.server.reload import ConfigSource
+from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import server_context
 
 if TYPE_CHECKING:
