@@ -66,8 +66,10 @@ class TestApplyConfig:
             Config(data_dir="/b", server_name="b.example", motd="x"),
             history=replace(old.history, enabled=False),
         )
+        new = replace(new, http=replace(new.http, port=9999))
         merged, kept = keep_restart_only(old, new)
-        assert kept == ["data_dir", "server_name", "history.enabled"]
+        assert kept == ["data_dir", "server_name", "history.enabled", "http.port"]
+        assert merged.http.port == old.http.port
         assert (merged.data_dir, merged.server_name, merged.history.enabled) == (
             "/a",
             "a.example",

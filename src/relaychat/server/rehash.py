@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from relaychat.config import Config
 from relaychat.protocol.message import Message
@@ -26,28 +26,31 @@ if TYPE_CHECKING:
 
 __all__ = ["RESTART_ONLY", "apply_config", "keep_restart_only"]
 
-#: Settings a running server keeps until it restarts (where data lives, what it is called, and
-#: whether a history store is open).
-RESTART_ONLY = ("data_dir", "server_name", "history.enabled")
+#: Settings a running server keeps until it restarts (where data lives, what it is called,
+#: whether a history store is open, and the HTTP port, which ``server/reload.py`` does not move).
+RESTART_ONLY = ("data_dir", "server_name", "history.enabled", "http.port", "http.tls")
 
 
 def keep_restart_only(old: Config, new: Config) -> tuple[Config, list[str]]:
     """``new`` with the :data:`RESTART_ONLY` settings of ``old``; and the keys that differed."""
     kept: list[str] = []
     top: dict[str, object] = {}
-    history = new.history
+    sections: dict[str, Any] = {}
     for key in RESTART_ONLY:
         section, _, name = key.rpartition(".")
+        if section and not hasattr(old, section):
+            continue  # a section this build does not have
         if section:
-            before, after = getattr(old, section), getattr(new, section)
+            before = getattr(old, section)
+            after = sections.get(section, getattr(new, section))
             if getattr(before, name) != getattr(after, name):
                 kept.append(key)
-                history = dataclasses.replace(history, **{name: getattr(before, name)})
+                sections[section] = dataclasses.replace(after, **{name: getattr(before, name)})
         elif getattr(old, key) != getattr(new, key):
             kept.append(key)
             top[key] = getattr(old, key)
     if kept:
-        new = dataclasses.replace(new, history=history, **top)  # type: ignore[arg-type]
+        new = dataclasses.replace(new, **top, **sections)  # type: ignore[arg-type]
     return new, kept
 
 

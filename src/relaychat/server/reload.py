@@ -14,8 +14,8 @@ to the log and to whoever asked; the running configuration stays. Otherwise:
   connections accepted by a listener that closes stay connected;
 - the log level and format follow.
 
-``data_dir``, ``server_name`` and ``history.enabled`` change at a restart only (the running values
-are kept, and the log says so).
+``data_dir``, ``server_name``, ``history.enabled`` and the HTTP port change at a restart only (the
+running values are kept, and the log says so).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from relaychat.config import Config, load_config
 from relaychat.errors import ConfigError
 from relaychat.server.audit import snotice
+from relaychat.server.connection import Connection
 from relaychat.server.rehash import apply_config, keep_restart_only
 from relaychat.server.tls import TLSSetupError, self_signed_certificate, server_context
 
@@ -121,6 +122,8 @@ class Reloader:
                 live.load_cert_chain(cert, key)
         lim = new.limits
         for conn in list(server.connections):
+            if not isinstance(conn, Connection):
+                continue
             conn.sendq, conn.recvq = lim.sendq, lim.recvq
             conn.rate, conn.burst = lim.flood_rate, float(lim.flood_burst)
         logging.getLogger().setLevel(new.log_level.upper())
@@ -145,7 +148,6 @@ class Reloader:
 
     async def _listeners(self, cfg: Config) -> None:
         """Open the listeners ``cfg`` asks for that are not open; close those it dropped."""
-        from relaychat.server.connection import Connection
         from relaychat.server.plain import PlainConnection
 
         server = self.server
