@@ -189,7 +189,10 @@ class Soak:
         elif verb == "JOIN" and source[1:].split("!", 1)[0] == s.nick:
             channel = parts[2].lstrip(":")
             interval = Interval(channel, now)
-            s.joined[channel] = interval
+            if s.leaving:  # a JOIN answered after our QUIT was sent: a membership of no length
+                interval.t_leave = now
+            else:
+                s.joined[channel] = interval
             s.intervals.append(interval)
         elif verb == "PING":
             s.writer.write(f"PONG {parts[2]}\r\n".encode())
