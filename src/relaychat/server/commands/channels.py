@@ -7,8 +7,8 @@ import re
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
-from relaychat.server.commands import metadata
 from relaychat.server.chanlists import is_excepted, is_invexed, is_quieted
+from relaychat.server.commands import metadata
 from relaychat.server.commands.history import replay_on_join
 from relaychat.server.commands.markread import send_on_join as send_read_marker
 from relaychat.server.commands.params import fit

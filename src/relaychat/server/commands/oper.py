@@ -5,8 +5,8 @@ from __future__ import annotations
 from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
-from relaychat.server.commands.params import fit
 from relaychat.server.audit import audit
+from relaychat.server.commands.params import fit
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.masks import match_mask
 from relaychat.server.state import User
