@@ -109,23 +109,24 @@ class Soak:
             str(self.args.clients * 2 + 100),
             "--max-per-ip",
             "0",
-            "--log-level",
-            "WARNING",
+            "--http-port",
+            "0",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
         assert self.proc.stderr is not None
-        # WARNING level hides "listening on": find the port through /proc instead.
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            port = _listening_port(self.proc.pid)
-            if port:
-                self.port = port
+        rx = re.compile(r"listening on (\S+) port (\d+) \(irc\)")
+        while True:
+            raw = await asyncio.wait_for(self.proc.stderr.readline(), 30)
+            if not raw:
+                raise SystemExit(f"soak: the server exited: {self.server_log[-3:]}")
+            self.server_log.append(raw.decode(errors="replace").rstrip())
+            m = rx.search(self.server_log[-1])
+            if m:
+                self.port = int(m.group(2))
                 break
-        else:
-            raise SystemExit("soak: the server did not start listening")
         asyncio.get_running_loop().create_task(self._read_log())
 
     async def _read_log(self) -> None:
@@ -386,24 +387,6 @@ def _usage(pid: int) -> tuple[int, int]:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def _listening_port(pid: int) -> int:
-    """The TCP port ``pid`` listens on (from /proc/net/tcp and its socket inodes), or 0."""
-    try:
-        inodes = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            m = re.match(r"socket:\[(\d+)\]", target)
-            if m:
-                inodes.add(m.group(1))
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
-                return int(cols[1].split(":")[1], 16)
-    except OSError:
-        return 0
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
