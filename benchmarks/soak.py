@@ -111,6 +111,7 @@ class Soak:
             "0",
             "--http-port",
             "0",
+            *self.args.server_arg,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -150,8 +151,9 @@ class Soak:
         self.sessions.append(session)
         asyncio.get_running_loop().create_task(self.read_loop(session))
         writer.write(
-            # draft/chathistory: no replay of recent lines on JOIN (they would count twice).
-            f"CAP LS 302\r\nCAP REQ :echo-message draft/chathistory\r\nNICK {nick}\r\n"
+            # draft/chathistory: no replay of recent lines on JOIN (they would count twice); asked
+            # apart, as a server without history refuses it.
+            f"CAP LS 302\r\nCAP REQ :echo-message\r\nCAP REQ :draft/chathistory\r\nNICK {nick}\r\n"
             f"USER {nick} 0 * :soak\r\n"
             "CAP END\r\n".encode()
         )
@@ -291,6 +293,8 @@ class Soak:
         report["unexpected_closes"] = self.unexpected_closes[:20]
         report["unexpected_close_count"] = len(self.unexpected_closes)
         report["server_errors"] = [line for line in self.server_log if " ERROR " in line][:20]
+        report["server_args"] = self.args.server_arg
+        report["rss_fd_samples"] = [(round(t, 1), rss, fds) for t, rss, fds in self.samples]
         for s in self.sessions:
             s.leaving = True
             if not s.writer.is_closing():
@@ -401,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-slack", type=float, default=0.10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="soak-result.json")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="one more argument for relaychat serve (repeat): --server-arg=--no-history-enabled",
+    )
     args = parser.parse_args(argv)
     if not 10 <= args.duration <= 4 * 3600:
         parser.error("--duration must be between 10 s and 4 h")
@@ -417,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(Soak(args).run())
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     for key, value in report.items():
-        print(f"{key:28} {value}")
+        if key != "rss_fd_samples":
+            print(f"{key:28} {value}")
     print("soak:", "PASS" if report["ok"] else "FAIL", f"(details in {args.out})")
     return 0 if report["ok"] else 1
 
