@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris entry point: the whole sans-I/O core under random command sequences from many users.
 
 Run ``make fuzz FUZZ_TIME=60`` (or ``python -m fuzz.fuzz_core -max_total_time=60 CORPUS_DIR``);

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris entry point: the parser (``protocol/``) on arbitrary bytes.
 
 Invariants: ``parse_bytes`` either returns a message or raises a ``ProtocolError`` (never anything
