@@ -265,7 +265,7 @@ class World:
     # --- the actions -------------------------------------------------------------------------
 
     def step(self, r: Reader) -> None:
-        action = r.byte() % 17
+        action = r.byte() % 18
         if action == 0 or not self.users:
             self.open(r.pick(IPS), r.byte())
         elif action <= 9:
@@ -293,6 +293,9 @@ class World:
         elif action == 15:
             user = r.pick(self.users)
             self.register(user, r.pick(NICKS) or "zed")
+        elif action == 16:  # the oper's commands (bans, STATS, REHASH, overrides) need one
+            user = r.pick(self.users)
+            self.send(user, b"OPER root hunter2")
         else:
             variant = r.pick(_VARIANTS)
             self.steps.append(f"rehash to variant {_VARIANTS.index(variant)}")
