@@ -196,7 +196,12 @@ async def test_a_broken_file_changes_nothing(tmp_path: Path) -> None:
 async def test_listeners_added_and_removed_existing_connections_stay(tmp_path: Path) -> None:
     conf = tmp_path / "relaychat.toml"
     write_toml(conf, plain_port=0)
-    overrides = {"host": "127.0.0.1", "port": 0, "data_dir": str(tmp_path / "data")}
+    overrides = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": str(tmp_path / "data"),
+        "http.port": 0,
+    }
     source = ConfigSource(file=str(conf), overrides=overrides)
     server = Server(source.load(), source=source)
     await server.start()
@@ -361,7 +366,8 @@ async def test_admin_socket_refuses_other_users() -> None:
     data.chmod(0o711)
     source = ConfigSource(
         fixed=load_config(
-            environ={}, overrides={"host": "127.0.0.1", "port": 0, "data_dir": str(data)}
+            environ={},
+            overrides={"host": "127.0.0.1", "port": 0, "data_dir": str(data), "http.port": 0},
         )
     )
     server = Server(source.load(), source=source)
