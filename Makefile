@@ -139,3 +139,8 @@ SOAK_ARGS ?=
 
 soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
+# The attack workload of issue 17 alone (relaychat with its default limits; no C generator
+# needed): `make bench-attack BENCH_ARGS='--attacks oper,list --duration 5'`.
+.PHONY: bench-attack
+bench-attack: $(STAMP)
+	$(BIN)/python benchmarks/attack_bench.py $(BENCH_ARGS)

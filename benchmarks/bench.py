@@ -7,6 +7,7 @@ Usage (from the repository root, with the virtualenv's python):
     .venv/bin/python benchmarks/bench.py --workloads w3,w4 --servers relaychat,ngircd
     .venv/bin/python benchmarks/bench.py --server 'ergo=ergo run --conf {dir}/ircd.yaml' ...
     .venv/bin/python benchmarks/bench.py --profile benchmarks/results/profile --servers relaychat
+    .venv/bin/python benchmarks/bench.py --workloads attack --servers relaychat   # issue 17 only
 
 Rules:
 1. Every server is started fresh for every workload, pinned to one core; the C generator
@@ -37,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import attack_bench
 import report
 import servers
 from profile_summary import summarize
@@ -62,6 +64,9 @@ class Workload:
     gen: str = ""  # the generator's workload, when it differs from the key
     # Clients send messages fast: lift the server's flood limits first (OPER + umode for ngircd).
     flood: bool = True
+    # "loadgen" (the C generator, every server) or "attack" (attack_bench.py, relaychat only,
+    # with its default limits): full/quick are then seconds per attack.
+    driver: str = "loadgen"
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -106,6 +111,14 @@ WORKLOADS: dict[str, Workload] = {
             "pairs: private-message ping-pong, one in flight per pair",
             "--clients 1000 --duration 10",
             "--clients 200 --duration 2",
+        ),
+        Workload(
+            "attack",
+            "issue 17: an idle bystander's PING while one attacker works inside the default "
+            "limits (relaychat only; attack_bench.py)",
+            "10",
+            "3",
+            driver="attack",
         ),
     ]
 }
@@ -440,6 +453,19 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, Any]] = {s.name: {} for s in specs}
     started = time.monotonic()
+    attack: list[dict[str, Any]] | None = None
+    if "attack" in keys:
+        keys = [k for k in keys if k != "attack"]
+        if any(s.name == "relaychat" for s in specs):
+            wl = WORKLOADS["attack"]
+            attack = attack_bench.run_attacks(
+                list(attack_bench.ATTACKS),
+                seconds=float(wl.quick if args.quick else wl.full),
+                server_cpu=args.server_cpu,
+                client_cpu=args.gen_cpu,
+            )
+        else:
+            print("bench: the attack workload runs against relaychat only", file=sys.stderr)
     for key in keys:
         wl = WORKLOADS[key]
         for spec in specs:
@@ -471,13 +497,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     doc["ratios"] = report.ratios(results, names, keys)
     doc["targets"] = report.targets(results, keys, baseline=args.baseline, quick=args.quick)
-    print()
-    print(report.table(doc, names, keys))
-    print()
-    print(report.health_table(doc, names, keys))
-    print()
-    print(report.targets_text(doc["targets"]))
-    print()
+    if keys:
+        print()
+        print(report.table(doc, names, keys))
+        print()
+        print(report.health_table(doc, names, keys))
+        print()
+        print(report.targets_text(doc["targets"]))
+        print()
+    if attack is not None:
+        doc["attack"] = attack
+        print("Attack workload (issue 17): the bystander's PING while one attacker works")
+        print(attack_bench.table(attack))
+        print()
     print("JSON:")
     text = json.dumps(doc, indent=1, sort_keys=False)
     print(text)

@@ -84,6 +84,9 @@ class CoreHarness:
         self.core = ServerCore(self.config, now)
         self.peers: dict[str, MemoryPeer] = {}
         self.users: dict[str, User] = {}
+        #: Play a client that reads everything at once: a streamed answer (a long LIST) is
+        #: carried on to its end after each line sent (``False``: the test calls ``drain``).
+        self.pump = True
 
     def open(self, name: str, ip: str = "127.0.0.1") -> User | None:
         """A new unregistered connection called ``name`` (only a test label)."""
@@ -114,6 +117,21 @@ class CoreHarness:
             self.core.protocol_error(user, exc, self.now)
             return
         self.core.handle(user, msg, self.now)
+        if self.pump:
+            while self.drain(name):
+                pass
+
+    def drain(self, name: str) -> bool:
+        """``name``'s output was read: send the next part of its streamed answer, if any.
+
+        Returns:
+            Whether a part was pending.
+        """
+        user = self.users[name]
+        if user.stream is None or user.quitting:
+            return False
+        self.core.writable(user, self.now)
+        return True
 
     def lines(self, name: str) -> list[str]:
         """Everything sent to ``name`` since the last call."""

@@ -39,6 +39,7 @@ __all__ = [
     "Limits",
     "Metadata",
     "Oper",
+    "Throttle",
     "Uploads",
     "load_config",
 ]
@@ -106,6 +107,71 @@ class Accounts:
 
     registration: bool = _opt(True, "let users create accounts with REGISTER")
     nick_grace: float = _opt(30.0, "seconds a stranger may hold a registered nick before renaming")
+    min_password_length: int = _opt(8, "shortest password REGISTER accepts, in characters")
+    register_before_connect: bool = _opt(
+        True, "allow REGISTER before the connection has registered (never with a server password)"
+    )
+    email_verification: bool = _opt(
+        False,
+        "REGISTER needs an e-mail address and a code sent to it (VERIFY); needs mail_command",
+    )
+    mail_command: str = _opt(
+        "",
+        "command that sends a verification code; {email}, {account} and {code} are filled in",
+    )
+    unconfirmed_expiry_days: float = _opt(
+        3.0,
+        "days after which an account never verified nor logged in to again is deleted (0 = keep)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """Defences against one user slowing everyone else (see docs/security.md)."""
+
+    ipv4_prefix: int = _opt(32, "IPv4 addresses count as one for per-IP limits by this prefix")
+    ipv6_prefix: int = _opt(64, "IPv6 addresses count as one for per-IP limits by this prefix")
+    tls_handshake_timeout: float = _opt(10.0, "seconds a TLS client has to finish its handshake")
+    max_handshaking: int = _opt(
+        256, "most TLS connections still in their handshake at once; more are closed"
+    )
+    nick_hold: float = _opt(
+        10.0, "seconds an unregistered connection keeps its nick against another who wants it"
+    )
+    hash_threads: int = _opt(2, "password hashes (argon2) checked at once, in worker threads")
+    hash_queue: int = _opt(64, "password checks waiting for a thread, in all")
+    hash_queue_per_key: int = _opt(
+        4, "password checks one address group may have waiting; more are told to retry"
+    )
+    login_failures: int = _opt(
+        10, "failed logins or server passwords from one address before it is locked out"
+    )
+    account_failures: int = _opt(
+        5, "failed logins to one account from one address before that address is locked out of it"
+    )
+    account_failures_total: int = _opt(
+        50, "failed logins to one account from all addresses before it is locked out for all"
+    )
+    oper_failures: int = _opt(3, "failed OPER attempts per connection or address before lock-out")
+    lockout: float = _opt(2.0, "seconds of the first lock-out; each further failure doubles it")
+    lockout_max: float = _opt(600.0, "longest lock-out, in seconds")
+    tarpit: float = _opt(
+        5.0, "seconds a locked-out attempt waits for its refusal (the connection waits too)"
+    )
+    failure_memory: float = _opt(
+        900.0, "seconds after its last failure that an address or account starts afresh"
+    )
+    register_ip_burst: int = _opt(3, "accounts one address may register at once")
+    register_ip_interval: float = _opt(
+        600.0, "seconds before one address may register one more account (0 = no limit)"
+    )
+    register_burst: int = _opt(20, "accounts the whole server registers at once")
+    register_interval: float = _opt(
+        3.0, "seconds before the server accepts one more registration (0 = no limit)"
+    )
+    log_interval: float = _opt(
+        10.0, "seconds between log lines of one repeated cause (the rest are counted)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +346,7 @@ class Config:
     idempotency: Idempotency = field(default_factory=Idempotency)
     uploads: Uploads = field(default_factory=Uploads)
     cluster: Cluster = field(default_factory=Cluster)
+    throttle: Throttle = field(default_factory=Throttle)
     opers: tuple[Oper, ...] = ()
 
     def data_path(self) -> Path:
@@ -400,6 +467,7 @@ SECTIONS: dict[str, type[Any]] = {
     "idempotency": Idempotency,
     "uploads": Uploads,
     "cluster": Cluster,
+    "throttle": Throttle,
 }
 
 
@@ -528,7 +596,7 @@ def validate(config: Config) -> None:
     for section in ("history", "accounts", "metadata"):
         for f in dataclasses.fields(SECTIONS[section]):
             value = getattr(getattr(config, section), f.name)
-            if not isinstance(value, bool) and value < 0:
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{section}.{f.name}", "must not be negative")
     meta = config.metadata
     # A value must fit in one line: ":server 761 <nick> <target> <key> * :<value>".
@@ -546,6 +614,7 @@ def validate(config: Config) -> None:
         raise ConfigError("idempotency.max_keys", "must be at least 1")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format", f"{config.log_format!r} is not text or json")
+    _validate_throttle(config)
     if config.announce not in ("auto", "on", "off"):
         raise ConfigError("announce", f"{config.announce!r} is not auto, on or off")
     if not 0 <= config.plain_port <= 65535:
@@ -655,3 +724,34 @@ def _validate_cluster(config: Config) -> None:
             "cluster.tls_cert" if not cl.tls_cert else "cluster.tls_key",
             "cluster.tls_cert and cluster.tls_key go together",
         )
+
+
+def _validate_throttle(config: Config) -> None:
+    """The ``[throttle]`` section and the account settings that go with it.
+
+    Raises:
+        ConfigError: the first wrong value, by key path.
+    """
+    thr = config.throttle
+    for f in dataclasses.fields(Throttle):
+        if getattr(thr, f.name) < 0:
+            raise ConfigError(f"throttle.{f.name}", "must not be negative")
+    if not 8 <= thr.ipv4_prefix <= 32:
+        raise ConfigError("throttle.ipv4_prefix", "must be 8 to 32")
+    if not 16 <= thr.ipv6_prefix <= 128:
+        raise ConfigError("throttle.ipv6_prefix", "must be 16 to 128")
+    for key in ("tls_handshake_timeout", "log_interval"):
+        if getattr(thr, key) <= 0:
+            raise ConfigError(f"throttle.{key}", "must be greater than 0")
+    for key in ("max_handshaking", "hash_threads", "hash_queue_per_key", "lockout_max"):
+        if getattr(thr, key) < 1:
+            raise ConfigError(f"throttle.{key}", "must be at least 1")
+    for key in ("login_failures", "account_failures", "account_failures_total", "oper_failures"):
+        if getattr(thr, key) < 1:
+            raise ConfigError(f"throttle.{key}", "must be at least 1")
+    for key in ("register_ip_burst", "register_burst"):
+        if getattr(thr, key) < 1:
+            raise ConfigError(f"throttle.{key}", "must be at least 1")
+    acc = config.accounts
+    if not 1 <= acc.min_password_length <= 300:
+        raise ConfigError("accounts.min_password_length", "must be 1 to 300")

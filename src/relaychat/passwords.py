@@ -7,7 +7,7 @@ import hmac
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-__all__ = ["hash_password", "verify_password"]
+__all__ = ["hash_password", "verify_nothing", "verify_password"]
 
 _hasher = PasswordHasher()
 
@@ -28,3 +28,19 @@ def verify_password(stored: str, given: str) -> bool:
         except (VerificationError, InvalidHashError):
             return False
     return hmac.compare_digest(stored.encode(), given.encode())
+
+
+_dummy_hash: str | None = None
+
+
+def verify_nothing(given: str) -> bool:
+    """Take as long as :func:`verify_password` against an argon2 hash, and fail.
+
+    For a login to an account that does not exist, so that it cannot be told from a wrong
+    password by the time the answer takes. Never raises; always ``False``.
+    """
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("relaychat: no such account")
+    verify_password(_dummy_hash, given + "\0")
+    return False

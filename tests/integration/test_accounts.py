@@ -83,7 +83,7 @@ async def test_pass_login_failure_is_explained(make_server: MakeServer, tmp_path
     c = await connect(host, port, "nobody", password="ghost:whatever")
     try:
         assert any(
-            "Login failed: there is no account named ghost; you are connected without an account"
+            "Login failed: invalid account name or password; you are connected without an account"
             in line
             for line in c.seen
         )

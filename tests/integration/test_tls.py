@@ -231,7 +231,9 @@ class TestSaslOverTls:
             await c.send("AUTHENTICATE PLAIN")
             await c.expect(r"^AUTHENTICATE \+$")
             await c.send(f"AUTHENTICATE {plain('frank', 'wrong-password')}")
-            await c.expect(r" 904 frank :SASL authentication failed: wrong password$")
+            await c.expect(
+                r" 904 frank :SASL authentication failed: invalid account name or password$"
+            )
             await c.send("AUTHENTICATE PLAIN")
             await c.send("AUTHENTICATE " + "A" * 401)
             await c.expect(r" 905 frank :SASL message too long: .*400 bytes")

@@ -12,10 +12,10 @@ import hmac
 from typing import Any
 
 from relaychat.accounts.scram import ScramCredentials, derive_credentials
-from relaychat.accounts.service import AccountService
 from relaychat.accounts.store import Account, AccountStore
 from relaychat.accounts.worker import InlineWorker, QueueWorker, Worker
 from relaychat.passwords import hash_password
+from relaychat.server.accounts import AccountService
 from tests.harness import CoreHarness, free_config
 
 __all__ = [

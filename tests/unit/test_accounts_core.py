@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from relaychat.accounts.service import AccountService
 from relaychat.config import Accounts
 from relaychat.protocol.message import parse
+from relaychat.server.accounts import AccountService
 from tests.harness import CoreHarness
 from tests.unit.accounts_support import FP, PASSWORD, add_account, harness, plain, queue_harness
 from tests.unit.core_support import SERVER
@@ -211,19 +211,17 @@ class TestPassLogin:
         assert codes(lines)[:2] == ["900", "001"]
         assert not notices(lines)  # its own nick: not protected from it
 
-    def test_wrong_password(self) -> None:
+    def test_wrong_password_and_no_such_account_look_the_same(self) -> None:
+        """Issue 17 item 10: the reply must not tell which accounts exist."""
         h, svc = harness()
         add_account(svc, "alice")
-        lines = self.connect_with_pass(h, "al", "alice:nope")
-        assert notices(lines)[0] == (
-            "Login failed for account alice: wrong password; you are connected without an account"
+        wrong = notices(self.connect_with_pass(h, "al", "alice:nope"))
+        ghost = notices(self.connect_with_pass(h, "gh", "ghost:whatever"))
+        text = (
+            "Login failed: invalid account name or password; you are connected without an account"
         )
-        assert h.users["al"].account is None
-
-    def test_no_such_account(self) -> None:
-        h, _ = harness()
-        lines = self.connect_with_pass(h, "al", "ghost:whatever")
-        assert notices(lines)[0].startswith("Login failed: there is no account named ghost")
+        assert wrong[0] == ghost[0] == text
+        assert h.users["al"].account is None and h.users["gh"].account is None
 
     def test_server_password_is_not_a_login(self) -> None:
         h, svc = harness(password="letmein")

@@ -112,7 +112,7 @@ class TestRegistration:
         assert tokens["CHANNELLEN"] == "20"
         assert tokens["MAXTARGETS"] == "7"
         assert tokens["MODES"] == "3"
-        assert tokens["TARGMAX"] == "JOIN:,KICK:7,NAMES:7,NOTICE:7,PART:,PRIVMSG:7,WHOIS:1"
+        assert tokens["TARGMAX"] == "JOIN:,KICK:7,LIST:7,NAMES:7,NOTICE:7,PART:,PRIVMSG:7,WHOIS:1"
 
     def test_nick_needed_before_registration(self, h: CoreHarness) -> None:
         h.open("c")

@@ -10,6 +10,7 @@ from relaychat.accounts.sasl import (
     CHUNK,
     ChunkBuffer,
     SaslDataError,
+    SaslResponseTooLong,
     SaslTooLong,
     encode_chunks,
     parse_plain,
@@ -56,8 +57,10 @@ class TestChunkBuffer:
         buf = ChunkBuffer(limit=800)
         assert buf.feed("A" * 400) is None
         assert buf.feed("A" * 400) is None
-        with pytest.raises(SaslTooLong, match="800"):
+        # Each chunk was fine: the exchange failed (904), not a chunk (905; issue 11 fix 9).
+        with pytest.raises(SaslResponseTooLong, match="800") as caught:
             buf.feed("AAAA")
+        assert not isinstance(caught.value, SaslTooLong)
         assert buf.feed(b64(b"fresh")) == b"fresh"  # reset after the error
 
     @pytest.mark.parametrize("bad", ["!!!!", "abc", "a b"])

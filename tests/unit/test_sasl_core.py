@@ -86,8 +86,9 @@ class TestPlain:
     @pytest.mark.parametrize(
         ("response", "reason"),
         [
-            (plain("alice", "wrong password"), "wrong password"),
-            (plain("nobody"), "there is no account named nobody"),
+            # The same reason for both: nothing tells which accounts exist (issue 17 item 10).
+            (plain("alice", "wrong password"), "invalid account name or password"),
+            (plain("nobody"), "invalid account name or password"),
             (plain("alice", authzid="bob"), "you may only log in as yourself"),
             (b64(b"alice\0secret"), "authzid NUL authcid NUL password"),
             ("not-base64!", "not valid base64"),
@@ -121,7 +122,7 @@ class TestPlain:
         assert len(response) > 800
         for i in range(0, len(response), 400):
             h.send("c", f"AUTHENTICATE {response[i : i + 400]}")
-        assert text_of(h.lines("c"), "904").endswith("wrong password")
+        assert text_of(h.lines("c"), "904").endswith("invalid account name or password")
 
     def test_exactly_400_bytes_then_plus(self) -> None:
         h, svc = harness()
@@ -135,7 +136,8 @@ class TestPlain:
         h.send("c", f"AUTHENTICATE {response}")
         assert h.lines("c") == []  # waiting for the rest
         h.send("c", "AUTHENTICATE +")
-        assert text_of(h.lines("c"), "904").endswith("wrong password")  # trailing spaces count
+        # trailing spaces count
+        assert text_of(h.lines("c"), "904").endswith("invalid account name or password")
 
     def test_chunk_over_400_bytes_is_905(self) -> None:
         h, _ = harness()
@@ -230,11 +232,12 @@ class TestWhileChecking:
         h.send("c", "CAP END")
         assert codes(h.lines("c")) == ["AUTHENTICATE"]
         assert not h.users["c"].registered
-        h.send("c", "AUTHENTICATE PLAIN")  # one login at a time
-        assert "still being checked" in text_of(h.lines("c"), "904")
+        h.send("c", "PING :after")  # held: answered after the login, in order (issue 11 fix 8)
+        assert h.lines("c") == []
         assert worker.run_pending() == 1
         got = codes(h.lines("c"))
         assert got[:3] == ["900", "903", "001"]
+        assert got[-1] == "PONG"
         assert h.users["c"].registered and h.users["c"].account == "alice"
 
     def test_cap_end_during_an_exchange_aborts_it(self) -> None:
@@ -279,6 +282,7 @@ class TestWhileChecking:
         sasl_client(h, "c")
         h.send("c", "AUTHENTICATE PLAIN")
         h.send("c", f"AUTHENTICATE {plain('alice')}")
+        h.advance(1)  # the refusal waits as long as it asks the client to wait
         assert "busy" in text_of(h.lines("c"), "904")
 
 
@@ -315,14 +319,23 @@ class TestScram:
         final, _ = scram_client_final("not the password", bare, first)
         h.send("c", f"AUTHENTICATE {b64(final.encode())}")
         lines = h.lines("c")
-        assert text_of(lines, "904") == "SASL authentication failed: wrong password"
+        assert (
+            text_of(lines, "904") == "SASL authentication failed: invalid account name or password"
+        )
 
-    def test_unknown_account(self) -> None:
+    def test_unknown_account_looks_like_a_wrong_password(self) -> None:
+        """Issue 17 item 10: decoy credentials; the exchange fails at the proof, the same way."""
         h, _ = harness()
-        sasl_client(h, "c")
-        h.send("c", "AUTHENTICATE SCRAM-SHA-256")
-        h.send("c", f"AUTHENTICATE {b64(b'n,,n=ghost,r=abc')}")
-        assert text_of(h.lines("c"), "904").endswith("there is no account named ghost")
+        bare = "n=ghost,r=abcdefgh"
+        again = self.start(h, bare)
+        first = self.start(h, bare)  # a new connection, asking again
+        assert first.startswith("r=abcdefgh") and ",i=4096" in first
+        assert again.split(",")[1] == first.split(",")[1]  # the same salt, as a real account
+        final, _ = scram_client_final(PASSWORD, bare, first)
+        h.send("c", f"AUTHENTICATE {b64(final.encode())}")
+        assert text_of(h.lines("c"), "904") == (
+            "SASL authentication failed: invalid account name or password"
+        )
 
     def test_channel_binding_is_refused(self) -> None:
         h, svc = harness()

@@ -217,6 +217,85 @@ class TestPrivateReaders:
         assert [c.latest.message.msgid for c in convs if c.latest] == ["id1", "id2", "id5"]
 
 
+class TestTargets:
+    """CHATHISTORY TARGETS in the store: one bounded read (issue 17 item 5)."""
+
+    def test_window_limit_order_and_channels(self, make: Factory) -> None:
+        store = make()
+        for n in range(10):  # ten conversations of alice, one message each, a second apart
+            store.append(msg(n, conversation_key("alice", f"u{n}")))
+        store.append(msg(20, conversation_key("bob", "carol")))  # not hers
+        store.append(msg(21, "#c"))
+        store.append(msg(22, "#other"))
+        store.commit_pending()
+        everyone = Reader(0)
+
+        def keys(**kw: Any) -> list[str]:
+            args = {"after_ms": 0, "before_ms": 10**15, "limit": 50, "newest": False}
+            args.update(kw)
+            got = store.targets("alice", ["#c"], reader=everyone, **args)
+            return [e.message.key for e in got]
+
+        assert keys() == [conversation_key("alice", f"u{n}") for n in range(10)] + ["#c"]
+        assert keys(limit=2) == ["alice u0", "alice u1"]
+        assert keys(limit=2, newest=True) == ["alice u9", "#c"]
+        ms = int((T0 + 3) * 1000)
+        assert keys(after_ms=ms, before_ms=ms + 3000) == ["alice u4", "alice u5"]  # exclusive
+
+    def test_a_conversation_counts_at_its_newest_message(self, make: Factory) -> None:
+        store = make()
+        key = conversation_key("alice", "bob")
+        store.append(msg(1, key))
+        store.append(msg(5, key))
+        store.commit_pending()
+        store.append(msg(9, conversation_key("alice", "dave")))  # buffered: counted too
+        got = store.targets(
+            "alice", [], after_ms=0, before_ms=10**15, limit=10, newest=False, reader=Reader(0)
+        )
+        assert [(e.message.key, e.message.msgid) for e in got] == [
+            ("alice bob", "id5"),
+            ("alice dave", "id9"),
+        ]
+        until = int((T0 + 5) * 1000)  # only the first message is in the window: not listed
+        got = store.targets(
+            "alice", [], after_ms=0, before_ms=until, limit=10, newest=False, reader=Reader(0)
+        )
+        assert got == []
+
+    def test_private_visibility(self, make: Factory) -> None:
+        store = make()
+        store.append(msg(1, conversation_key("bob", "old"), source="old!~o@h"))
+        store.append(msg(2, conversation_key("bob", "acct"), source="bob!~b@h", account="bobby"))
+        store.commit_pending()
+        tip = store.tip()
+        store.append(msg(2, conversation_key("bob", "new")))  # same second, after the tip
+        store.commit_pending()
+
+        def keys(reader: Reader) -> list[str]:
+            got = store.targets(
+                "bob", [], after_ms=0, before_ms=10**15, limit=10, newest=False, reader=reader
+            )
+            return [e.message.key for e in got]
+
+        assert keys(Reader(tip[0], None, tip[1])) == ["bob new"]
+        assert keys(Reader(tip[0], "bobby", tip[1])) == ["acct bob", "bob new"]
+
+    def test_many_conversations_cost_the_limit(self, make: Factory) -> None:
+        store = make()
+        for n in range(2000):
+            store.append(msg(n, conversation_key("target", f"u{n}")))
+        store.commit_pending()
+        got = store.targets(
+            "target", [], after_ms=0, before_ms=10**15, limit=5, newest=True, reader=Reader(0)
+        )
+        assert [e.message.msgid for e in got] == [f"id{n}" for n in range(1995, 2000)]
+
+    def test_tip_is_the_newest_position(self, make: Factory) -> None:
+        store = make()
+        fill(store, 3, commit=False)
+        assert store.tip() == store.query("#c", limit=1, latest=True)[0].position
+
+
 class TestConversation:
     def test_latest_and_unknown(self, make: Factory) -> None:
         store = make()
@@ -247,8 +326,8 @@ class TestRetention:
         conv = store.conversation("#c")
         assert conv is not None and conv.trimmed is not None
         assert conv.trimmed[0] == int((T0 + 2 * 3600) * 1000)  # the newest deleted
-        gone = store.conversation("#d")
-        assert gone is not None and gone.latest is None and gone.trimmed is not None
+        # Nothing left of #d: it is forgotten, row and all (issue 17 item 5).
+        assert store.conversation("#d") is None
         assert store.prune(now) == 0
 
     def test_by_count_per_conversation(self, make: Factory) -> None:
@@ -448,6 +527,64 @@ def test_sqlite_close_commits_what_is_pending(tmp_path: Path) -> None:
         assert texts(again.query("#c", limit=10)) == ["text 1"]
     finally:
         again.close()
+
+
+def test_version_2_file_gets_the_latest_of_each_conversation(tmp_path: Path) -> None:
+    """Schema step 3: latest_ms/latest_seq filled from the messages; empty rows dropped."""
+    path = tmp_path / "v2.db"
+    store = SqliteHistory(path, maintenance_interval=None)
+    store.append(msg(1, conversation_key("alice", "bob")))
+    store.append(msg(2, conversation_key("alice", "bob")))
+    store.append(msg(3, "#c"))
+    store.commit_pending()
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE conversations SET latest_ms = NULL, latest_seq = NULL")
+    db.execute("DROP INDEX conversations_a_latest")
+    db.execute("DROP INDEX conversations_b_latest")
+    db.execute("INSERT INTO conversations (key, a, b) VALUES ('gone x', 'gone', 'x')")
+    db.execute("UPDATE schema_version SET version = 2")
+    db.commit()
+    db.close()
+    store = SqliteHistory(path, maintenance_interval=None)
+    try:
+        got = store.targets(
+            "alice", ["#c"], after_ms=0, before_ms=10**15, limit=9, newest=False, reader=Reader(0)
+        )
+        assert [e.message.msgid for e in got] == ["id2", "id3"]
+    finally:
+        store.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert (
+            db.execute("SELECT count(*) FROM conversations WHERE key = 'gone x'").fetchone()[0] == 0
+        )
+        plan = " ".join(
+            str(row)
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN SELECT key FROM conversations WHERE a = 'alice'"
+                " AND latest_ms > 0 AND latest_ms < 9 ORDER BY latest_ms LIMIT 5"
+            )
+        )
+        assert "conversations_a_latest" in plan
+    finally:
+        db.close()
+
+
+def test_retention_forgets_conversations_with_nothing_left(tmp_path: Path) -> None:
+    store = SqliteHistory(tmp_path / "r.db", maintenance_interval=None, max_age_days=1)
+    for n in range(50):
+        store.append(msg(n, conversation_key("alice", f"u{n}"), at=T0))
+    store.append(msg(99, conversation_key("alice", "kept"), at=T0 + 86400))
+    store.commit_pending()
+    assert store.prune(T0 + 86400 + 10) == 50
+    db = sqlite3.connect(tmp_path / "r.db")
+    try:
+        assert db.execute("SELECT key FROM conversations").fetchall() == [("alice kept",)]
+    finally:
+        db.close()
+        store.close()
 
 
 def test_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:

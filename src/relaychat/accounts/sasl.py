@@ -17,6 +17,7 @@ __all__ = [
     "MECHANISMS",
     "ChunkBuffer",
     "SaslDataError",
+    "SaslResponseTooLong",
     "SaslTooLong",
     "encode_chunks",
     "parse_plain",
@@ -35,7 +36,12 @@ class SaslDataError(ValueError):
 
 
 class SaslTooLong(SaslDataError):
-    """One chunk was over 400 bytes, or the whole response over :data:`MAX_RESPONSE`."""
+    """One chunk was over 400 bytes (reply 905, ERR_SASLTOOLONG)."""
+
+
+class SaslResponseTooLong(SaslDataError):
+    """The chunks add up to more than :data:`MAX_RESPONSE` (reply 904: each chunk was fine,
+    the exchange is what failed)."""
 
 
 class ChunkBuffer:
@@ -60,7 +66,8 @@ class ChunkBuffer:
             The buffer is empty again after a complete response.
 
         Raises:
-            SaslTooLong: the chunk or the response is too long (reply 905).
+            SaslTooLong: the chunk is over 400 bytes (reply 905).
+            SaslResponseTooLong: the whole response is too long (reply 904).
             SaslDataError: the response is not base64 (reply 904).
         """
         if len(param) > CHUNK:
@@ -70,7 +77,7 @@ class ChunkBuffer:
             self._size += len(param)
             if self._size > self.limit:
                 self.reset()
-                raise SaslTooLong(f"a SASL response is at most {self.limit} bytes")
+                raise SaslResponseTooLong(f"a SASL response is at most {self.limit} bytes")
             self._parts.append(param)
             if len(param) == CHUNK:
                 return None  # exactly 400 bytes: more follows (maybe just "+")

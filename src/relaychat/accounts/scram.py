@@ -20,6 +20,8 @@ one exception, :class:`ScramError`, whose ``reason`` is fit to show the user. Ch
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +32,7 @@ __all__ = [
     "ScramCredentials",
     "ScramError",
     "ScramServer",
+    "decoy_credentials",
     "derive_credentials",
 ]
 
@@ -108,6 +111,24 @@ def derive_credentials(
     except scramp.ScramException as exc:
         raise ScramError(str(exc.args[0]) if exc.args else "SASLprep refuses it") from None
     return ScramCredentials(bytes(salt_out), int(count), bytes(stored), bytes(server))
+
+
+def decoy_credentials(
+    name: str, secret: bytes, *, iterations: int = DEFAULT_ITERATIONS
+) -> ScramCredentials:
+    """Credentials for an account that does not exist, so that a SCRAM exchange for it looks
+    like one for an account that does (and fails at the proof, like a wrong password).
+
+    The salt is derived from ``name`` and the server's ``secret``: asking twice for the same
+    name gives the same salt, as a real account would.
+    """
+
+    def derive(label: bytes) -> bytes:
+        return hmac.new(secret, label + b"\0" + name.encode("utf-8"), hashlib.sha256).digest()
+
+    return ScramCredentials(
+        derive(b"salt")[:16], iterations, derive(b"stored-key"), derive(b"server-key")
+    )
 
 
 class ScramServer:

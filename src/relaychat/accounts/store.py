@@ -12,6 +12,12 @@ Rules:
 4. The file is created on the first registration: a server whose users never register leaves
    no file behind. An existing file that cannot be opened is an error at start.
 5. Names and nicks are keyed by their rfc1459 casefold, as the server's nicks are.
+6. Schema versions are steps (:data:`_STEPS`), each applied once, in order, when the file's
+   ``user_version`` is below it; a new file gets the first schema and then every step.
+7. An account registered with e-mail verification keeps the SHA-256 of the code sent
+   (``verify_hash``) until VERIFY; an account is ``confirmed`` once verified or logged in to
+   again after the connection that registered it. Unconfirmed ones expire
+   (:meth:`AccountStore.expire`), so names squatted by a flood of registrations come free.
 """
 
 from __future__ import annotations
@@ -54,8 +60,16 @@ CREATE TABLE IF NOT EXISTS certfps (
 CREATE INDEX IF NOT EXISTS certfps_by_account ON certfps(account_key);
 """
 #: Schema steps after the first, by the version they bring the file to; each runs once, in
-#: order, on a file below its version (and after ``_SCHEMA`` on a new file).
+#: order, on a file below its version (and after ``_SCHEMA`` on a new file). Statements are
+#: separated by ``;``.
 _STEPS: dict[int, str] = {
+    # 2: e-mail verification and expiry of unconfirmed accounts (rule 7): the SHA-256 of the
+    # code still expected (NULL once verified, or never asked), and whether the account was
+    # verified or logged in to again after registering (0 expires: AccountStore.expire).
+    2: """
+ALTER TABLE accounts ADD COLUMN verify_hash TEXT;
+ALTER TABLE accounts ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;
+""",
     # 3: draft/metadata-2 keys of an account (server/commands/metadata.py), one row a key.
     3: """
 CREATE TABLE IF NOT EXISTS account_metadata (
@@ -67,6 +81,14 @@ CREATE TABLE IF NOT EXISTS account_metadata (
 """,
 }
 _FP_RE = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    """Each ``;``-separated statement of ``script``, in the transaction in progress
+    (``executescript`` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def normalize_certfp(text: str) -> str | None:
@@ -101,9 +123,11 @@ class Account:
         nick: the nick it protects (its name, by default).
         password_hash: argon2id hash of the password.
         scram: the SCRAM-SHA-256 keys.
-        email: the address given at registration, if any (never verified: no mail server).
+        email: the address given at registration, if any.
         created: when it was registered (epoch seconds).
         certfps: the TLS client certificate fingerprints that log in to it with SASL EXTERNAL.
+        verify_hash: SHA-256 (hex) of the e-mail verification code still expected, or ``None``.
+        confirmed: verified, or logged in to since registering (rule 7).
     """
 
     name: str
@@ -113,6 +137,8 @@ class Account:
     email: str | None = None
     created: float = 0.0
     certfps: tuple[str, ...] = field(default=())
+    verify_hash: str | None = None
+    confirmed: bool = True
 
 
 class AccountStore:
@@ -155,12 +181,19 @@ class AccountStore:
                 raise AccountStoreError(
                     self.path, f"made by a newer relaychat (schema {version}); upgrade to open it"
                 )
-            with db:
-                db.executescript(_SCHEMA)
+            db.execute("BEGIN IMMEDIATE")  # one transaction: a crash leaves no half a step
+            try:
+                _run(db, _SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(accounts)")}
                 for step, script in sorted(_STEPS.items()):
-                    if version < step:
-                        db.executescript(script)
+                    # Step 2 also when its columns are missing: a file from a build without it.
+                    if version < step or (step == 2 and "confirmed" not in columns):
+                        _run(db, script)
                 db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             self._nicks = {
                 key: name for key, name in db.execute("SELECT nick_key, name FROM accounts")
             }
@@ -233,6 +266,8 @@ class AccountStore:
             email=row["email"],
             created=row["created"],
             certfps=fps,
+            verify_hash=row["verify_hash"],
+            confirmed=bool(row["confirmed"]),
         )
 
     # --- writes --------------------------------------------------------------------------------
@@ -251,7 +286,10 @@ class AccountStore:
         try:
             with db:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO accounts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR IGNORE INTO accounts (key, name, nick, nick_key, email,"
+                    " password_hash, scram_salt, scram_iterations, scram_stored_key,"
+                    " scram_server_key, created, verify_hash, confirmed)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         key,
                         account.name,
@@ -264,6 +302,8 @@ class AccountStore:
                         scram.stored_key,
                         scram.server_key,
                         account.created,
+                        account.verify_hash,
+                        int(account.confirmed),
                     ),
                 )
                 if cur.rowcount == 0:
@@ -276,6 +316,68 @@ class AccountStore:
             raise AccountStoreError(self.path, str(exc)) from None
         self._nicks[nick_key] = account.name
         return True
+
+    def _update(self, sql: str, *args: object) -> int:
+        db = self._connect()
+        try:
+            with db:
+                return db.execute(sql, args).rowcount
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+
+    def mark_verified(self, name: str) -> bool:
+        """Account ``name``'s e-mail is verified: no code is expected any more; it is confirmed.
+
+        Returns:
+            ``False`` when there is no such account.
+        """
+        return (
+            self._update(
+                "UPDATE accounts SET verify_hash = NULL, confirmed = 1 WHERE key = ?",
+                irc_lower(name),
+            )
+            > 0
+        )
+
+    def confirm(self, name: str) -> None:
+        """Account ``name`` was logged in to again: it no longer expires (rule 7)."""
+        self._update(
+            "UPDATE accounts SET confirmed = 1 WHERE key = ? AND confirmed = 0", irc_lower(name)
+        )
+
+    def delete(self, name: str) -> bool:
+        """Delete account ``name`` (its certificates go with it); ``False`` if there was none."""
+        key = irc_lower(name)
+        if self._db is None:
+            return False
+        deleted = self._update("DELETE FROM accounts WHERE key = ?", key) > 0
+        if deleted:
+            self._nicks = {k: v for k, v in self._nicks.items() if irc_lower(v) != key}
+        return deleted
+
+    def expire(self, created_before: float, keep: set[str], limit: int = 100) -> list[str]:
+        """Delete up to ``limit`` unconfirmed accounts made before ``created_before`` (rule 7).
+
+        Args:
+            keep: folded names not to delete (someone is logged in to them now).
+
+        Returns:
+            The names deleted.
+        """
+        if self._db is None:
+            return []
+        try:
+            rows = self._db.execute(
+                "SELECT key, name FROM accounts WHERE confirmed = 0 AND created < ? LIMIT ?",
+                (created_before, limit + len(keep)),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+        gone: list[str] = []
+        for key, name in rows:
+            if key not in keep and len(gone) < limit and self.delete(name):
+                gone.append(str(name))
+        return gone
 
     def add_certfp(self, name: str, fp: str, now: float) -> str | None:
         """Let certificate ``fp`` log in to account ``name``.

@@ -8,6 +8,12 @@ Rules:
    that sends faster than ``limits.flood_rate`` is throttled (reading pauses), and dropped (Excess
    Flood) when its throttled input passes ``limits.recvq``.
 4. Closing always ends: a peer that never reads its last bytes is aborted after a deadline.
+5. A streamed answer (``server/pending.py``: a long LIST) goes on only when this connection's
+   output has drained: after a flush that left the transport's buffer below its high-water
+   mark, or when the transport says it may write again (``resume_writing``).
+6. TLS (:class:`TLSConnection`, accepted by ``tlsaccept.py``): the connection is counted and
+   limited by the core *before* the handshake (per address group, server full); nothing is
+   written to the socket before the handshake ends.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from relaychat.server.state import User
 from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import peer_certfp
 
-__all__ = ["TURN_LINES", "Connection", "Hub", "peer_ip", "set_keepalive"]
+__all__ = ["TURN_LINES", "Connection", "Hub", "TLSConnection", "peer_ip", "set_keepalive"]
 
 #: Most lines of one connection handled in one loop turn; the rest wait their turn.
 TURN_LINES = 200
@@ -83,6 +89,7 @@ class Connection(asyncio.Protocol):
         "backlog_size",
         "burst",
         "closed",
+        "continuing",
         "core",
         "dirty",
         "lines",
@@ -99,6 +106,7 @@ class Connection(asyncio.Protocol):
         "transport",
         "tx_buffered",
         "user",
+        "write_paused",
     )
 
     def __init__(self, server: Hub) -> None:
@@ -124,6 +132,8 @@ class Connection(asyncio.Protocol):
         self.throttling = False  # lines are being delayed by the flood bucket
         self.resume_handle: asyncio.TimerHandle | None = None
         self.abort_handle: asyncio.TimerHandle | None = None
+        self.write_paused = False  # the transport's buffer is over its high-water mark
+        self.continuing = False  # a part of a streamed answer is scheduled (rule 5)
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -166,6 +176,39 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._want_more()
+
+    # --- streamed answers (rule 5) -------------------------------------------------------------
+
+    def _want_more(self) -> None:
+        """Schedule the next part of a streamed answer, if one is pending and output drained."""
+        user = self.user
+        if (
+            user is None
+            or user.stream is None
+            or self.continuing
+            or self.write_paused
+            or self.closed
+        ):
+            return
+        self.continuing = True
+        asyncio.get_running_loop().call_soon(self._continue)
+
+    def _continue(self) -> None:
+        self.continuing = False
+        user = self.user
+        if user is None or self.closed or user.stream is None:
+            return
+        self.core.writable(user, time.time())
+        if not self.dirty:  # nothing was sent (e.g. only secret channels): go on anyway
+            self._want_more()
+        self.server.request_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -302,6 +345,9 @@ class Connection(asyncio.Protocol):
             transport.write(data)
             self.server.stats.bytes_out += len(data)
             self.tx_buffered = transport.get_write_buffer_size()
+        user = self.user
+        if user is not None and user.stream is not None and not self.out:
+            self._want_more()
 
     def farewell(self, error: str) -> bytes:
         """The last bytes a closing client gets: ``ERROR :<error>``."""
@@ -326,3 +372,66 @@ class Connection(asyncio.Protocol):
         self.abort_handle = asyncio.get_running_loop().call_later(
             self.server.config.shutdown_timeout, transport.abort
         )
+
+
+class TLSConnection(Connection):
+    """A connection on the TLS port (rule 6): admitted by the core *before* the handshake
+    (:meth:`admit`, called by ``server/tlsaccept.py`` with the raw socket's address), then
+    :meth:`connection_made` once the handshake is done.
+
+    Until then nothing is written (output stays queued) and a refusal closes the socket without
+    an ``ERROR`` line a TLS client could not read anyway.
+    """
+
+    __slots__ = ("secured",)
+
+    def __init__(self, server: Hub) -> None:
+        super().__init__(server)
+        self.secured = False  # the handshake is done: output may be written
+
+    def admit(self, ip: str, now: float) -> User | None:
+        """Count the new connection in the core (limits per address group, server full).
+
+        Returns:
+            Its :class:`User`, or ``None`` when refused (nothing was written).
+        """
+        if ip.startswith("::ffff:"):
+            ip = ip[7:]
+        self.server.connections.add(self)
+        self.user = self.core.accept(self, ip, now)
+        if self.user is None:
+            self.server.connections.discard(self)
+        return self.user
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The handshake is done: this is the TLS transport.
+        self.transport = cast(asyncio.Transport, transport)
+        self.secured = True
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            set_keepalive(sock)
+        user = self.user
+        if user is None or user.quitting or self.closed:
+            transport.close()
+            return
+        user.certfp = peer_certfp(transport)  # for WHOIS and SASL EXTERNAL
+        if self.out:
+            self.flush()  # what the core queued during the handshake
+
+    def handshake_failed(self, reason: str) -> None:
+        """The handshake failed or timed out: the core forgets the connection."""
+        self.server.connections.discard(self)
+        user = self.user
+        if user is not None and not user.quitting:
+            self.core.now = time.time()
+            self.core.disconnect(user, reason)
+        self.closed = True
+
+    def flush(self, count: int | None = None) -> None:
+        if not self.secured:
+            self.dirty = False  # kept queued: flushed when the handshake ends
+            return
+        super().flush(count)
+
+    def farewell(self, error: str) -> bytes:
+        return super().farewell(error) if self.secured else b""

@@ -11,13 +11,15 @@ Rules:
 5. Channel traffic goes out through ``broadcast`` and ``deliver``: to this server's members, or,
    when a backplane joins this core to others (``server/backplane.py``), to the members on every
    node in the network's order.
-6. A command that needs an answer from outside the core (a network-wide nick claim) may
-   :meth:`~ServerCore.hold` its user: the user's next commands wait, in order, until
-   :meth:`~ServerCore.release`.
+6. A command that needs an answer from outside the core (a network-wide nick claim, a password
+   check on the worker, a long answer sent in parts) holds its user: the user's next commands
+   wait, in order, until it is done (``server/pending.py``: :meth:`~ServerCore.hold` and
+   :meth:`~ServerCore.release`, or ``offload``/``stream``/``defer``).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 from collections import deque
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relaychat import __version__
+from relaychat.accounts.worker import InlineWorker, Worker
 from relaychat.config import Config
 from relaychat.errors import InputTooLong, InvalidUtf8, ProtocolError
 from relaychat.protocol import numerics as N
@@ -33,6 +36,7 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import MAX_CLIENT_TAGS_BYTES, Message
 from relaychat.protocol.servertime import format_server_time
 from relaychat.protocol.tags import escape_value
+from relaychat.ratelog import RateLimitedLog
 from relaychat.server.backplane import Backplane
 from relaychat.server.bans import BanList
 from relaychat.server.caps import MSGTAGS, offered, profile_of
@@ -40,18 +44,28 @@ from relaychat.server.effects import Peer
 from relaychat.server.idempotency import CAP as IDEMPOTENCY_CAP
 from relaychat.server.idempotency import KeyIndex
 from relaychat.server.isupport import BOT_MODE, isupport_tokens
+from relaychat.server.pending import MAX_WAITING, Held, Pending
 from relaychat.server.relay import Relay
+from relaychat.server.replies import Replies, add_tag
 from relaychat.server.state import Channel, User, WhowasEntry
-from relaychat.store.base import HistoryStore
+from relaychat.server.throttle import Throttles
+from relaychat.store.base import HistoryStore, Position
 from relaychat.store.keys import KeyStore
 
-__all__ = ["ACCOUNT_HOOKS", "COMMANDS", "Command", "Handler", "Replies", "ServerCore", "command"]
+__all__ = [
+    "ACCOUNT_HOOKS",
+    "COMMANDS",
+    "Command",
+    "Handler",
+    "MAX_WAITING",
+    "Replies",
+    "ServerCore",
+    "add_tag",
+    "command",
+]
 
 log = logging.getLogger("relaychat.server")
 
-#: Most commands held for one user while an earlier one waits (see ``ServerCore.hold``); past
-#: it the client is flooding, and is dropped as for any flood.
-MAX_WAITING = 512
 
 # --- the command table ---------------------------------------------------------------------------
 # Handlers have one signature, ``(core, user, msg, out) -> None``, and register with
@@ -120,116 +134,7 @@ def command(
     return register
 
 
-class Replies:
-    """Collects one command's replies to its sender; sent together in one write.
-
-    Handlers add to it; :meth:`ServerCore.handle` flushes it after the handler returns. When the
-    command carried a ``label`` tag and the client has ``labeled-response``, the replies are
-    labeled: one reply carries the label, several go in a ``labeled-response`` batch, and a
-    command with no reply at all gets ``ACK`` (https://ircv3.net/specs/extensions/labeled-response).
-    """
-
-    __slots__ = ("core", "items", "label", "user")
-
-    def __init__(self, core: ServerCore, user: User, label: str | None = None) -> None:
-        self.core = core
-        self.user = user
-        self.items: list[bytes] = []
-        self.label = label
-
-    def numeric(self, numeric: N.Numeric, *params: str, text: str | None = None) -> None:
-        """Add a numeric reply addressed to the sender."""
-        msg = N.reply(self.core.name, self.user.nick, numeric, *params, text=text)
-        data = msg.to_bytes()
-        if len(data) > MAX_REPLY_BYTES:
-            data = _shortened(msg)
-        self.items.append(data)
-
-    def add(self, msg: Message) -> None:
-        """Add any message for the sender."""
-        self.items.append(msg.to_bytes())
-
-    def raw(self, data: bytes) -> None:
-        """Add bytes already serialised."""
-        self.items.append(data)
-
-    def relay(self, event: Relay) -> None:
-        """Add the sender's own copy of a relayed event."""
-        self.items.append(event.data(self.user))
-
-    def standard(self, kind: str, command: str, code: str, *context: str, text: str) -> None:
-        """Add a standard reply (``FAIL``/``WARN``/``NOTE``, IRCv3 standard-replies)."""
-        msg = Message(
-            kind, (command, code, *(N.safe_param(c) for c in context), text), self.core.name
-        )
-        data = msg.to_bytes()
-        if len(data) > MAX_REPLY_BYTES:
-            data = _shortened(msg)
-        self.items.append(data)
-
-    def flush(self) -> None:
-        """Send everything collected, in one write."""
-        items = self.items
-        if not items and self.label is None:
-            return
-        self.items = []
-        if self.label is not None:
-            items = self._labeled(items, self.label)
-            self.label = None
-        if items and not self.user.quitting:
-            self.user.send(b"".join(items) if len(items) > 1 else items[0])
-
-    def _labeled(self, items: list[bytes], label: str) -> list[bytes]:
-        tag = b"label=" + escape_value(label).encode("utf-8", "replace")
-        if not items:
-            return [b"@" + tag + b" :" + self.core.name.encode() + b" ACK\r\n"]
-        if len(items) == 1:
-            return [add_tag(items[0], tag)]
-        ref = self.core.new_batch_id()
-        start = b"@%s :%s BATCH +%s labeled-response\r\n" % (tag, self.core.name.encode(), ref)
-        batch_tag = b"batch=" + ref
-        end = b":%s BATCH -%s\r\n" % (self.core.name.encode(), ref)
-        return [start, *(add_tag(item, batch_tag) for item in items), end]
-
-
-#: RFC 1459 §2.3: a line is at most 512 bytes, CR-LF included.
-MAX_REPLY_BYTES = 512
-
-
-def _clip(text: str, size: int) -> str:
-    """``text`` cut to at most ``size`` bytes of UTF-8, on a character boundary."""
-    return text.encode("utf-8", "replace")[: max(size, 1)].decode("utf-8", "ignore") or "*"
-
-
-def _shortened(msg: Message) -> bytes:
-    """A numeric that echoes long client input (a 500-byte unknown verb, nick or channel), cut
-    to fit 512 bytes: the trailing text first, then the longest echoed parameters."""
-    params = list(msg.params)
-    excess = len(msg.to_bytes()) - MAX_REPLY_BYTES
-    if len(params) > 1:  # the trailing text (never the recipient's nick)
-        last = params[-1].encode("utf-8", "replace")
-        cut = min(excess, max(len(last) - 1, 0))
-        if cut > 0:
-            params[-1] = _clip(params[-1], len(last) - cut)
-            excess -= cut
-    while excess > 0:
-        i = max(range(1, len(params)), key=lambda k: len(params[k].encode()), default=0)
-        size = len(params[i].encode("utf-8", "replace"))
-        if i == 0 or size <= 1:
-            break
-        params[i] = _clip(params[i], max(size - excess, 1))
-        excess = len(Message(msg.command, tuple(params), msg.source).to_bytes()) - MAX_REPLY_BYTES
-    return Message(msg.command, tuple(params), msg.source).to_bytes()
-
-
-def add_tag(line: bytes, tag: bytes) -> bytes:
-    """Put ``tag`` (``key=value``, escaped) first in the tags of the serialised ``line``."""
-    if line[:1] == b"@":
-        return b"@" + tag + b";" + line[1:]
-    return b"@" + tag + b" " + line
-
-
-class ServerCore:
+class ServerCore(Pending):
     """The whole server state and its transitions.
 
     Args:
@@ -246,7 +151,7 @@ class ServerCore:
         self.users: dict[str, User] = {}  # folded nick -> user holding it
         self.channels: dict[str, Channel] = {}  # folded name -> channel
         self.connections: dict[int, User] = {}  # every connection, by id
-        self.per_ip: dict[str, int] = {}
+        self.per_ip: dict[str, int] = {}  # connections per address group (throttle.ip_group)
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.limits.whowas)
         self.registered_count = 0
         self.oper_count = 0
@@ -286,6 +191,17 @@ class ServerCore:
         #: Re-reads the configuration (the edge's; server/reload.py): returns what was read and
         #: ``None``, or the one-line reason it was refused.
         self.rehash_hook: Callable[[], tuple[str, str | None]] | None = None
+        #: Where slow jobs (password hashes, mail) run: the edge sets a ThreadWorker; in memory
+        #: they run at once.
+        self.worker: Worker = InlineWorker(lambda: self.now)
+        #: Rate limits and failure lock-outs (server/throttle.py), by address group and account.
+        self.throttles = Throttles(config.throttle)
+        #: Repeated log lines a client can cause (refusals, throttles): one per cause per interval.
+        self.ratelog = RateLimitedLog(log, config.throttle.log_interval)
+        #: Deferred answers (server/pending.py), and how the edge is asked to tick by a time.
+        self._deferred: list[Any] = []
+        self._deferred_seq = itertools.count()
+        self.wakeup: Callable[[float], None] = lambda when: None
 
     # --- IRCv3 helpers -------------------------------------------------------------------------
 
@@ -386,40 +302,65 @@ class ServerCore:
         """
         lim = self.config.limits
         if len(self.connections) >= lim.max_clients:
-            log.warning("refused %s: server full (%d clients)", ip, lim.max_clients)
+            self.ratelog.warning(
+                "refused: server full",
+                "refused %s: server full (%d clients)",
+                ip,
+                lim.max_clients,
+                now=now,
+            )
             peer.close("Closing Link: %s (Server is full)" % ip)
             return None
-        count = self.per_ip.get(ip, 0)
+        group = self.throttles.group(ip)
+        count = self.per_ip.get(group, 0)
         if lim.max_per_ip and count >= lim.max_per_ip:
-            log.warning("refused %s: %d connections from that address", ip, count)
-            peer.close("Closing Link: %s (Too many connections from your IP address)" % ip)
+            self.ratelog.warning(
+                "refused: too many connections from one address",
+                "refused %s: %d connections from %s",
+                ip,
+                count,
+                group,
+                now=now,
+            )
+            peer.close("Too many connections from your host")
             return None
         dline = self.bans.dline_for(ip, now) if self.bans.dlines else None
         if dline is not None:
-            log.info("refused %s: D-lined (%s)", ip, dline.mask)
+            self.ratelog.info(
+                "refused: D-lined", "refused %s: D-lined (%s)", ip, dline.mask, now=now
+            )
             peer.close(f"Banned: {dline.reason}")
             return None
-        self.per_ip[ip] = count + 1
+        self.per_ip[group] = count + 1
         user = User(self._next_id, peer, ip, now)
+        user.ip_group = group
         self._next_id += 1
         self.connections[user.id] = user
         return user
 
     def handle(self, user: User, msg: Message, now: float) -> None:
-        """Carry out one command from ``user``. Never raises."""
+        """Carry out one command from ``user``, or hold it while an earlier one is pending
+        (``server/pending.py``). Never raises."""
         if user.quitting:
             return
         self.now = now
         # Any input proves the link is alive: it resets the keepalive.
         user.last_seen = now
         user.ping_sent_at = None
-        waiting = user.waiting
-        if waiting is not None:  # an earlier command waits for an answer: keep the order
-            if len(waiting) >= MAX_WAITING:
-                self.disconnect(user, "Excess Flood")
-            else:
-                waiting.append(msg)
+        if user.busy or user.held:
+            self._hold(user, msg)
             return
+        self._command(user, msg)
+
+    def _dispatch(self, user: User, item: Held, now: float) -> None:
+        """A held line's turn (``Pending._replay``)."""
+        self.now = now
+        if isinstance(item, ProtocolError):
+            self._protocol_error(user, item)
+        else:
+            self._command(user, item)
+
+    def _command(self, user: User, msg: Message) -> None:
         cmd = COMMANDS.get(msg.command)
         label = msg.tags.get("label") if msg.tags and "labeled-response" in user.caps else None
         out = Replies(self, user, label)
@@ -452,32 +393,19 @@ class ServerCore:
                 )
         out.flush()
 
-    def hold(self, user: User) -> None:
-        """Hold ``user``'s next commands until :meth:`release` (rule 6).
-
-        The caller must make sure :meth:`release` follows, on success, failure or timeout.
-        """
-        if user.waiting is None:
-            user.waiting = []
-
-    def release(self, user: User, now: float) -> None:
-        """Carry out the commands held for ``user``, in order (they may hold it again)."""
-        waiting, user.waiting = user.waiting, None
-        if not waiting:
-            return
-        for i, msg in enumerate(waiting):
-            if user.quitting:
-                return
-            self.handle(user, msg, now)
-            if user.waiting is not None:  # held again: the rest waits behind that command
-                user.waiting.extend(waiting[i + 1 :])
-                return
-
     def protocol_error(self, user: User, exc: ProtocolError, now: float) -> None:
         """Reply to a line that could not be parsed (e.g. 417 for one that was too long)."""
+        if user.quitting:
+            return
         self.now = now
         user.last_seen = now
         user.ping_sent_at = None
+        if user.busy or user.held:
+            self._hold(user, exc)
+            return
+        self._protocol_error(user, exc)
+
+    def _protocol_error(self, user: User, exc: ProtocolError) -> None:
         if user.quitting:
             return
         if isinstance(exc, InvalidUtf8):
@@ -534,7 +462,6 @@ class ServerCore:
         if user.quitting:
             return
         user.quitting = True
-        user.waiting = None
         if self.backplane is not None:
             try:
                 self.backplane.user_left(user, reason)
@@ -572,17 +499,32 @@ class ServerCore:
         if "i" in user.modes:
             self.invisible_count -= 1
         self.connections.pop(user.id, None)
-        count = self.per_ip.get(user.ip, 1) - 1
+        count = self.per_ip.get(user.ip_group, 1) - 1
         if count > 0:
-            self.per_ip[user.ip] = count
+            self.per_ip[user.ip_group] = count
         else:
-            self.per_ip.pop(user.ip, None)
-        log.info("disconnect #%d %s from %s: %s", user.id, user.nick, user.ip, reason)
+            self.per_ip.pop(user.ip_group, None)
+        user.held = None
+        user.stream = None
+        if user.registered or user.account is not None:
+            log.info("disconnect #%d %s from %s: %s", user.id, user.nick, user.ip, reason)
+        else:  # connections that never registered: what a flood of them makes is counted
+            self.ratelog.info(
+                "unregistered connections closed",
+                "disconnect #%d %s from %s before registering: %s",
+                user.id,
+                user.nick,
+                user.ip,
+                reason,
+                now=self.now,
+            )
         user.peer.close(error if error is not None else f"Closing Link: {user.host} ({reason})")
 
     def tick(self, now: float) -> None:
-        """Keepalive and deadlines: PING idle clients, drop silent and unregistered ones."""
+        """Keepalive and deadlines: PING idle clients, drop silent and unregistered ones; send
+        the deferred answers that are due."""
         self.now = now
+        self.run_due(now)
         cfg = self.config
         interval, timeout = cfg.ping_interval, cfg.ping_timeout
         expired: list[tuple[User, str]] = []
@@ -605,6 +547,7 @@ class ServerCore:
             self.disconnect(user, reason)
         if self.bans:
             self.bans.expire(now)
+        self.ratelog.flush(now)
         for hook in self.tick_hooks:
             try:
                 hook(now)
@@ -819,6 +762,14 @@ class ServerCore:
         elif not on and "o" in user.modes:
             user.modes.discard("o")
             self.oper_count -= 1
+
+    def history_tip(self) -> Position:
+        """The position of the newest message in history (or now, without history): what was
+        relayed before this is "before" for a private-history reader (``User.nick_tip``)."""
+        store = self.history
+        if store is None:
+            return (int(self.now * 1000), 0)
+        return store.tip()
 
     def version_string(self) -> str:
         return f"relaychat-{__version__}"

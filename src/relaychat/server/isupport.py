@@ -44,8 +44,8 @@ def isupport_tokens(config: Config) -> list[str]:
         "PREFIX=" + PREFIX,
         "STATUSMSG=@+",
         # Every command that splits its target list with MAXTARGETS; WHOIS takes one nick.
-        "TARGMAX=JOIN:,KICK:%d,NAMES:%d,NOTICE:%d,PART:,PRIVMSG:%d,WHOIS:1"
-        % ((lim.maxtargets,) * 4),
+        "TARGMAX=JOIN:,KICK:%d,LIST:%d,NAMES:%d,NOTICE:%d,PART:,PRIVMSG:%d,WHOIS:1"
+        % ((lim.maxtargets,) * 5),
         "TOPICLEN=%d" % lim.topiclen,
         # https://ircv3.net/specs/extensions/utf8-only: lines that are not UTF-8 are refused.
         "UTF8ONLY",

@@ -10,19 +10,20 @@ import contextlib
 import errno
 import logging
 import signal
+import socket
 import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from relaychat.accounts.service import AccountService, service_of
 from relaychat.accounts.worker import ThreadWorker
 from relaychat.config import Config
 from relaychat.discovery import Announcer, start_announcing
 from relaychat.errors import RelaychatError
+from relaychat.server.accounts import AccountService, service_of
 from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
 from relaychat.server.operations import Operations
@@ -30,6 +31,7 @@ from relaychat.server.plain import PlainConnection
 from relaychat.server.reload import ConfigSource
 from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import server_context
+from relaychat.server.tlsaccept import TLSListener
 
 if TYPE_CHECKING:
     from relaychat.cluster.node import ClusterNode
@@ -71,6 +73,11 @@ class Server:
         #: Why the last history commit failed, or ``None`` (for /readyz).
         self.commit_error: str | None = None
         self.web: WebApp | None = None  # the HTTP port (relaychat.web), when http.port is set
+        self.handshaking = 0  # TLS connections in their handshake (tlsaccept.py)
+        self._tls: list[TLSListener] = []  # the TLS port's listening sockets
+        self._due_handle: asyncio.TimerHandle | None = None  # the next deferred answer
+        self._due_at = float("inf")
+        self.core.wakeup = self._wakeup
         self._listeners: list[asyncio.Server] = []
         self._servers: dict[str, list[asyncio.Server]] = {}  # by kind: irc, plain, tls, http
         self._dirty: list[Connection] = []
@@ -125,6 +132,10 @@ class Server:
             for sock in srv.sockets:
                 name = sock.getsockname()
                 out.append((str(name[0]), int(name[1])))
+        if kind == "tls":
+            for listener in self._tls:
+                name = listener.sock.getsockname()
+                out.append((str(name[0]), int(name[1])))
         return out
 
     async def _listen(
@@ -147,18 +158,53 @@ class Server:
                     factory, bind, port, reuse_address=True, backlog=4096, ssl=ssl_context
                 )
             except OSError as exc:
-                for other in self._listeners:
-                    other.close()
-                self._listeners.clear()
-                self._servers.clear()
-                reason = {
-                    errno.EADDRINUSE: "address already in use",
-                    errno.EADDRNOTAVAIL: "address not available on this machine",
-                    errno.EACCES: "permission denied (ports below 1024 need privileges)",
-                }.get(exc.errno or 0, exc.strerror or str(exc))
-                raise ListenError(host, port, reason) from None
+                self._listen_failed(host, port, exc)
             self._listeners.append(srv)
             self._servers.setdefault(kind, []).append(srv)
+
+    async def _listen_tls(self, port: int, context: ssl.SSLContext) -> None:
+        """Open the TLS listening sockets (accepted by ``tlsaccept.TLSListener``).
+
+        Raises:
+            ListenError: one could not be opened; every listener opened so far is closed.
+        """
+        assert self._loop is not None
+        for host in self.config.hosts():
+            bind: str | None = None if host in ("*", "") else host
+            try:
+                infos = await self._loop.getaddrinfo(
+                    bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                )
+                for family, kind, proto, _, addr in dict.fromkeys(infos):
+                    sock = socket.socket(family, kind, proto)
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        if family == socket.AF_INET6:
+                            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        sock.bind(addr)
+                        sock.listen(4096)
+                        sock.setblocking(False)
+                    except OSError:
+                        sock.close()
+                        raise
+                    self._tls.append(TLSListener(self, sock, context))
+            except OSError as exc:
+                self._listen_failed(host, port, exc)
+
+    def _listen_failed(self, host: str, port: int, exc: OSError) -> NoReturn:
+        for other in self._listeners:
+            other.close()
+        for listener in self._tls:
+            listener.close()
+        self._listeners.clear()
+        self._servers.clear()
+        self._tls.clear()
+        reason = {
+            errno.EADDRINUSE: "address already in use",
+            errno.EADDRNOTAVAIL: "address not available on this machine",
+            errno.EACCES: "permission denied (ports below 1024 need privileges)",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise ListenError(host, port, reason) from None
 
     async def start(self) -> None:
         """Open every listener and start the keepalive tick.
@@ -187,7 +233,15 @@ class Server:
         if self.cluster is not None:  # join the network before anyone can connect
             await self.cluster.start()
         if service_of(self.core) is None:
-            AccountService.open(self.core, ThreadWorker(loop), external=client_certs)
+            thr = cfg.throttle
+            worker = ThreadWorker(
+                loop,
+                concurrency=thr.hash_threads,
+                max_pending=thr.hash_queue,
+                per_key=thr.hash_queue_per_key,
+                log_interval=thr.log_interval,
+            )
+            AccountService.open(self.core, worker, external=client_certs)
         if self.cluster is not None:  # the network's accounts, shared by every node
             self.cluster.use_accounts(service_of(self.core))
         self.ops.prepare()  # bans loaded before anyone connects; a second server refused
@@ -201,7 +255,10 @@ class Server:
         if cfg.plain_port:
             await self._listen("plain", cfg.plain_port, lambda: PlainConnection(self))
         if tls is not None:
-            await self._listen("tls", cfg.tls_port, lambda: Connection(self), ssl_context=tls)
+            # Accepted by hand (tlsaccept.py): counted and limited before the handshake.
+            await self._listen_tls(cfg.tls_port, tls)
+            for listener in self._tls:
+                listener.start()
         if self.web is not None:
             await self._listen("http", cfg.http.port, self.web.connection, ssl_context=web_tls)
             self.web.start()
@@ -211,6 +268,26 @@ class Server:
                 log.info("listening on %s port %d (%s)", host, port, kind)
         self._announcer = start_announcing(cfg, self.addresses)  # mDNS, per `announce`
         self._tick_task = loop.create_task(self._tick_loop())
+
+    def _wakeup(self, when: float) -> None:
+        """The core has a deferred answer due at ``when`` (server/pending.py): be there."""
+        if when >= self._due_at or self._loop is None:
+            return
+        if self._due_handle is not None:
+            self._due_handle.cancel()
+        self._due_at = when
+        self._due_handle = self._loop.call_later(max(0.0, when - time.time()), self._run_due)
+
+    def _run_due(self) -> None:
+        self._due_handle = None
+        self._due_at = float("inf")
+        try:
+            self.core.run_due(time.time())
+        except Exception:  # pragma: no cover - a bug; keep serving
+            log.exception("deferred answers failed")
+        nxt = self.core.next_due()
+        if nxt is not None:
+            self._wakeup(nxt)
 
     def request_flush(self) -> None:
         """Make sure a flush (and so a history commit) follows this loop turn.
@@ -301,12 +378,16 @@ class Server:
         log.info("shutting down: %d connections", len(self.connections))
         for srv in self._listeners:
             srv.close()
+        for listener in self._tls:
+            listener.close()
         if self._tick_task is not None:
             self._tick_task.cancel()
         if self.web is not None:
             self.web.stop()
         if self.cluster is not None:  # the other nodes show this node's users leaving now
             self.cluster.leave()
+        if self._due_handle is not None:
+            self._due_handle.cancel()
         self.core.shutdown()
         await self.ops.close()
         self._flush()

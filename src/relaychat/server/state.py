@@ -8,14 +8,16 @@ Rules:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol.casemap import irc_lower
 from relaychat.server.effects import Peer
 
 if TYPE_CHECKING:
+    from relaychat.errors import ProtocolError
     from relaychat.protocol.message import Message
 
 __all__ = ["Channel", "ClientBatch", "Membership", "MetaState", "User", "WhowasEntry"]
@@ -63,17 +65,21 @@ class User:
         "account",
         "away",
         "batch",
+        "busy",
         "cap_negotiating",
         "cap_version",
         "caps",
         "certfp",
         "channels",
         "connected_at",
+        "held",
+        "held_size",
         "host",
         "id",
         "idem_id",
         "invited",
         "ip",
+        "ip_group",
         "key",
         "last_active",
         "last_seen",
@@ -81,7 +87,10 @@ class User:
         "modes",
         "monitoring",
         "nick",
+        "nick_since",
+        "nick_tip",
         "oper_name",
+        "pass_checked",
         "pass_given",
         "peer",
         "ping_sent_at",
@@ -94,9 +103,10 @@ class User:
         "send",
         "server",
         "snomask",
+        "stream",
         "typing",
         "username",
-        "waiting",
+        "wanted_nick",
         "who_fields",
         "who_text",
     )
@@ -107,6 +117,8 @@ class User:
         #: ``peer.send``, bound once: it is called for every recipient of every message.
         self.send: Callable[[bytes], None] = peer.send
         self.ip = ip
+        #: The address group per-IP limits count this connection under (server/throttle.py).
+        self.ip_group = ip
         # A host starting with ':' would break the message grammar (IPv6 "::1").
         self.host = "0" + ip if ip.startswith(":") else ip
         self.nick = "*"
@@ -116,6 +128,13 @@ class User:
         self.prefix = "*"
         self.registered = False
         self.pass_given: str | None = None
+        self.pass_checked = False  # the server password was verified (server/commands)
+        #: The last nick asked for before registering, even if refused (REGISTER *).
+        self.wanted_nick = ""
+        #: When the current nick was taken, and the history position then (private history
+        #: relayed to this nick before that is someone else's: commands/history.py).
+        self.nick_since = now
+        self.nick_tip: tuple[int, int] = (0, 0)
         self.cap_negotiating = False
         self.cap_version = 0
         self.caps: set[str] = set()
@@ -150,10 +169,13 @@ class User:
         #: The server holding this user's connection when it is another node of a cluster
         #: (relaychat.cluster mirrors such users); ``None``: this server.
         self.server: str | None = None
-        #: Commands held while an earlier one waits for an answer from outside the core
-        #: (:meth:`ServerCore.hold`); ``None``: not held.
-        self.waiting: list[Message] | None = None
         self.snomask = ""  # server notice mask letters, with user mode +s (server/audit.py)
+        # server/pending.py: a command still running; the lines that came after it, held.
+        self.busy = False
+        self.held: deque[Message | ProtocolError] | None = None
+        self.held_size = 0
+        #: A streamed answer in progress: (next part, open labeled batch reference).
+        self.stream: tuple[Callable[[Any], bool], bytes | None] | None = None
 
     def set_nick(self, nick: str) -> None:
         """Set the nick and everything derived from it."""

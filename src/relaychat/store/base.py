@@ -15,7 +15,8 @@ Rules:
    last time stored), so time order and relay order agree, and a timestamp bound is a position.
 5. Retention (by age and by count per conversation) deletes the oldest messages first and
    remembers, per conversation, the newest position it deleted (:attr:`Conversation.trimmed`),
-   so a reader can tell "nothing happened" from "it happened and was not kept".
+   so a reader can tell "nothing happened" from "it happened and was not kept". A conversation
+   whose messages are all gone is forgotten entirely.
 6. A ``draft/multiline`` message is one record: its lines joined by ``\n`` in ``text`` and one
    concat flag per line in :attr:`StoredMessage.multiline`.
 7. A redaction (``draft/message-redaction``) is a record of its own, command ``REDACT``, naming
@@ -28,6 +29,10 @@ Rules:
 8. Read markers (``draft/read-marker``) are a time per (owner, target), written with the same
    group commit as the messages and never moving backwards; at most ``max_read_markers`` per
    owner are kept, the oldest forgotten first.
+9. Private history belongs to whoever held the nick: a :class:`Reader` sees what was relayed
+   after it took its current nick (a position, :meth:`HistoryStore.tip` at that moment), plus
+   what its account sent or received. :meth:`HistoryStore.targets` answers CHATHISTORY TARGETS
+   with one bounded, indexed read, whatever the number of conversations a nick ever had.
 
 :func:`select` is the reference meaning of :meth:`HistoryStore.query` on a sorted list of entries;
 the memory store answers with it, the SQLite store uses it for records not yet committed.
@@ -58,6 +63,7 @@ __all__ = [
     "redaction_span",
     "select",
     "select_redactions",
+    "select_targets",
     "visible",
 ]
 
@@ -154,17 +160,25 @@ class Reader:
     """Who reads a *private* conversation, which decides what it may see.
 
     A nick is not an identity: whoever holds it after its owner left would otherwise read the
-    owner's private messages. So a reader sees the private messages relayed since ``since_ms``
-    (its current connection, which received them live) and, when logged in, those it sent or
-    received under its ``account``. Channel history is not filtered (members read it all).
+    owner's private messages. So a reader sees the private messages relayed after the position
+    ``(since_ms, since_seq)`` (when it took its current nick: what it received live) and, when
+    logged in, those it sent or received under its ``account``. Channel history is not filtered
+    (members read it all).
 
     Attributes:
-        since_ms: the start of the reader's connection, in milliseconds.
+        since_ms: when the reader took its nick, in milliseconds (the store's time then).
         account: the reader's account, or ``None``.
+        since_seq: the store's newest ``seq`` then (``0``: everything from ``since_ms`` on).
     """
 
     since_ms: int
     account: str | None = None
+    since_seq: int = 0
+
+    @property
+    def since(self) -> Position:
+        """The position after which private messages are the reader's."""
+        return (self.since_ms, self.since_seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +198,7 @@ class Conversation:
 
 def visible(entry: Entry, reader: Reader | None) -> bool:
     """Whether ``reader`` may see ``entry`` (see :class:`Reader`; ``None`` sees everything)."""
-    if reader is None or entry.time_ms >= reader.since_ms:
+    if reader is None or (entry.time_ms, entry.seq) > (reader.since_ms, reader.since_seq):
         return True
     acct = reader.account
     msg = entry.message
@@ -287,6 +301,36 @@ def _pos(entry: Entry) -> Position:
     return (entry.time_ms, entry.seq)
 
 
+def select_targets(
+    latest: Sequence[Entry],
+    *,
+    after_ms: int,
+    before_ms: int,
+    limit: int,
+    newest: bool,
+    reader: Reader,
+) -> list[Entry]:
+    """The meaning of :meth:`HistoryStore.targets` on the newest entry of each conversation.
+
+    Returns:
+        The entries whose time is strictly between ``after_ms`` and ``before_ms`` (private ones
+        only when visible to ``reader``): the oldest ``limit`` of them, or with ``newest`` the
+        newest; oldest first.
+    """
+    found = sorted(
+        (
+            e
+            for e in latest
+            if after_ms < e.time_ms < before_ms
+            and (not is_private(e.message.key) or visible(e, reader))
+        ),
+        key=_pos,
+    )
+    if limit <= 0:
+        return []
+    return found[-limit:] if newest else found[:limit]
+
+
 class HistoryStore(Protocol):
     """What the core needs from a history store (see the module rules).
 
@@ -356,7 +400,41 @@ class HistoryStore(Protocol):
         """What is known of conversation ``key``, or ``None`` when it never had a message."""
 
     def conversations_of(self, nick: str) -> list[Conversation]:
-        """Every private conversation of the folded ``nick`` (for CHATHISTORY TARGETS)."""
+        """Every private conversation of the folded ``nick``."""
+        ...
+
+    def tip(self) -> Position:
+        """The position of the newest message appended (``(0, 0)`` or older when none): a
+        :class:`Reader` that takes its nick now sees only what comes after it."""
+        ...
+
+    def targets(
+        self,
+        nick: str,
+        channels: Sequence[str],
+        *,
+        after_ms: int,
+        before_ms: int,
+        limit: int,
+        newest: bool,
+        reader: Reader,
+    ) -> list[Entry]:
+        """CHATHISTORY TARGETS: the newest message of each conversation active in a window.
+
+        Args:
+            nick: the reader's folded nick: its private conversations are candidates.
+            channels: folded channel names that are candidates too (the reader's channels).
+            after_ms: exclusive lower bound of the newest message's time.
+            before_ms: exclusive upper bound.
+            limit: at most this many conversations.
+            newest: the newest ``limit`` conversations instead of the oldest.
+            reader: private conversations count only when their newest message is visible to
+                it (see :class:`Reader`).
+
+        Returns:
+            One entry per conversation, its newest message, oldest first (see
+            :func:`select_targets`). Bounded work: an index range per nick and channel.
+        """
         ...
 
     def prune(self, now: float | None = None) -> int:

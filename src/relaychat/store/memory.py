@@ -13,6 +13,7 @@ import threading
 import time as _time
 from collections.abc import Sequence
 from dataclasses import replace
+from collections.abc import Sequence
 
 from relaychat.store.base import (
     Conversation,
@@ -25,6 +26,7 @@ from relaychat.store.base import (
     redaction_span,
     select,
     select_redactions,
+    select_targets,
 )
 from relaychat.store.keys import KeyRecord
 
@@ -200,6 +202,36 @@ class MemoryHistory:
             keys = {k for k in (*self._by_key, *self._trimmed) if _involves(k, nick)}
         return [c for k in sorted(keys) if (c := self.conversation(k)) is not None]
 
+    def tip(self) -> Position:
+        """The newest position appended (see :meth:`HistoryStore.tip`)."""
+        with self._lock:
+            return (self._last_ms, self._seq)
+
+    def targets(
+        self,
+        nick: str,
+        channels: Sequence[str],
+        *,
+        after_ms: int,
+        before_ms: int,
+        limit: int,
+        newest: bool,
+        reader: Reader,
+    ) -> list[Entry]:
+        """Conversations active in a window (see :meth:`HistoryStore.targets`)."""
+        with self._lock:
+            keys = [k for k in self._by_key if _involves(k, nick)]
+            keys += [k for k in channels if not is_private(k)]
+            latest = [self._by_key[k][-1] for k in keys if self._by_key.get(k)]
+        return select_targets(
+            latest,
+            after_ms=after_ms,
+            before_ms=before_ms,
+            limit=limit,
+            newest=newest,
+            reader=reader,
+        )
+
     # --- retention -------------------------------------------------------------------------
 
     def prune(self, now: float | None = None) -> int:
@@ -223,8 +255,9 @@ class MemoryHistory:
                     self._by_msgid.pop(entry.message.msgid, None)
                 self._trimmed[key] = gone[-1].position
                 deleted += drop
-                if not entries:
+                if not entries:  # nothing left: the conversation is forgotten (base rule 5)
                     del self._by_key[key]
+                    del self._trimmed[key]
         return deleted
 
     # --- idempotency keys (store/keys.py) ----------------------------------------------------

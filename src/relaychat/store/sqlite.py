@@ -62,6 +62,7 @@ from relaychat.store.base import (
     redaction_span,
     select,
     select_redactions,
+    select_targets,
 )
 from relaychat.store.keys import KeyRecord
 from relaychat.store.sqlite_keys import KeyTable
@@ -79,8 +80,6 @@ log = logging.getLogger("relaychat.store")
 
 #: Most records held for a retry when commits keep failing (the oldest are dropped past it).
 MAX_BUFFERED = 100_000
-#: Most conversation keys remembered as already in ``conversations`` (forgotten all at once).
-KNOWN_KEYS = 65_536
 
 _COLUMNS = (
     "time_ms, seq, msgid, key, source, account, command, target, text, tags, to_account,"
@@ -90,7 +89,11 @@ _INSERT = (
     "INSERT INTO messages (seq, key, time_ms, msgid, command, source, account, to_account,"
     " target, text, tags, lines, redacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_NEW_CONVERSATION = "INSERT OR IGNORE INTO conversations (key, a, b) VALUES (?, ?, ?)"
+_LATEST = (
+    "INSERT INTO conversations (key, a, b, latest_ms, latest_seq) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET latest_ms = excluded.latest_ms,"
+    " latest_seq = excluded.latest_seq"
+)
 _REDACT = (
     "UPDATE messages SET redacted = 1, text = '', tags = NULL, lines = NULL"
     " WHERE key = ? AND msgid = ? AND redacts IS NULL"
@@ -174,8 +177,6 @@ class SqliteHistory(KeyTable, Retention):
         self._markers_inflight: dict[tuple[str, str], int] = {}
         self._pending_keys: list[KeyRecord] = []  # idempotency keys (sqlite_keys.py)
         self._inflight_keys: list[KeyRecord] = []
-        #: Conversation keys known to have their ``conversations`` row (written by this process).
-        self._known: set[str] = set()
         self._closed = False
         #: How many group commits ran, and how many messages they stored.
         self.commits = 0
@@ -265,7 +266,6 @@ class SqliteHistory(KeyTable, Retention):
         """One transaction: ``batch``, the redactions among it, the read markers and the
         idempotency keys in flight (``sqlite_keys.py``)."""
         markers = self._markers_inflight
-        known = self._known
         rows = [
             (
                 seq,
@@ -284,8 +284,14 @@ class SqliteHistory(KeyTable, Retention):
             )
             for ms, seq, m in batch
         ]
-        new = {m.key for _, _, m in batch if m.key not in known}
         redactions = [(m.key, m.redacts) for _, _, m in batch if m.redacts is not None]
+        # Each conversation's newest message (what CHATHISTORY TARGETS reads): one upsert per
+        # conversation in the batch, in order, so the last one of each key stays.
+        newest: dict[str, Entry] = {}
+        for entry in batch:
+            if entry.message.command in ("PRIVMSG", "NOTICE"):
+                newest[entry.message.key] = entry
+        latest = [(*conversation_row(k), e.time_ms, e.seq) for k, e in newest.items()]
         db = self._writer
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -293,8 +299,8 @@ class SqliteHistory(KeyTable, Retention):
                 db.executemany(_INSERT, rows)
             if redactions:  # after the inserts: a message may be redacted in its own commit
                 db.executemany(_REDACT, redactions)
-            if new:
-                db.executemany(_NEW_CONVERSATION, [conversation_row(k) for k in new])
+            if latest:
+                db.executemany(_LATEST, latest)
             if markers:
                 db.executemany(_SET_MARKER, [(o, t, ms) for (o, t), ms in markers.items()])
                 for owner in {o for o, _ in markers}:
@@ -310,10 +316,6 @@ class SqliteHistory(KeyTable, Retention):
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        if new:
-            if len(known) + len(new) > KNOWN_KEYS:
-                known.clear()
-            known.update(new)
 
     # --- reading (rule 4) ------------------------------------------------------------------
 
@@ -484,6 +486,55 @@ class SqliteHistory(KeyTable, Retention):
         )
         return [c for k in sorted(keys) if (c := self.conversation(k)) is not None]
 
+    def tip(self) -> Position:
+        """The newest position appended (see :meth:`HistoryStore.tip`)."""
+        with self._lock:
+            return (self._last_ms, self._base + self._n)
+
+    def targets(
+        self,
+        nick: str,
+        channels: Sequence[str],
+        *,
+        after_ms: int,
+        before_ms: int,
+        limit: int,
+        newest: bool,
+        reader: Reader,
+    ) -> list[Entry]:
+        """Conversations active in a window, in one indexed query (see
+        :meth:`HistoryStore.targets`): each part is an index range on ``(a|b, latest_ms)`` or a
+        channel's row, with the window and the limit applied in SQL."""
+        if limit <= 0:
+            return []
+        chans = [k for k in channels if not is_private(k)]
+        buffered = [
+            e
+            for e in self._buffered()
+            if e.message.key in chans
+            or (is_private(e.message.key) and nick in e.message.key.split(" "))
+        ]
+        sql, params = _targets_sql(
+            nick, chans, after_ms, before_ms, limit + len(buffered), newest, reader
+        )
+        found = {e.message.key: e for e in (_entry(row) for row in self._read(sql, params))}
+        if not buffered:
+            out = sorted(found.values(), key=_position)
+            return out[-limit:] if newest else out[:limit]
+        # Records not committed yet are newer than anything in the table: they are the newest
+        # message of their conversation (and a key whose newest is buffered may have been left
+        # out of the query, or be in it with an older message).
+        for entry in buffered:
+            found[entry.message.key] = entry
+        return select_targets(
+            list(found.values()),
+            after_ms=after_ms,
+            before_ms=before_ms,
+            limit=limit,
+            newest=newest,
+            reader=reader,
+        )
+
     # --- closing (retention, rules 5 and 7, is inherited from sqlite_retention.Retention) --
 
     def close(self) -> None:
@@ -530,8 +581,8 @@ def _bounded(
         sql += " AND (time_ms, seq) < (?, ?)"
         params += before
     if reader is not None and is_private(key):
-        sql += " AND (time_ms >= ? OR account = ? OR to_account = ?)"
-        params += (reader.since_ms, reader.account, reader.account)
+        sql += " AND ((time_ms, seq) > (?, ?) OR account = ? OR to_account = ?)"
+        params += (*reader.since, reader.account, reader.account)
     return sql, params
 
 
@@ -585,3 +636,57 @@ def _entry(row: Sequence[Any]) -> Entry:
 
 def _position(entry: Entry) -> Position:
     return (entry.time_ms, entry.seq)
+
+
+def _targets_sql(
+    nick: str,
+    channels: Sequence[str],
+    after_ms: int,
+    before_ms: int,
+    limit: int,
+    newest: bool,
+    reader: Reader,
+) -> tuple[str, list[Any]]:
+    """The one query of :meth:`SqliteHistory.targets` and its parameters.
+
+    Parts (``UNION``, each an index range with its own ``LIMIT``): the nick's conversations
+    whose newest message came after the reader took the nick; with an account, those whose
+    newest message is the account's from before; the channels' rows.
+    """
+    order = "DESC" if newest else "ASC"
+    window = "c.latest_ms > ? AND c.latest_ms < ?"
+    parts: list[str] = []
+    params: list[Any] = []
+    for side in ("a", "b"):
+        parts.append(
+            f"SELECT * FROM (SELECT c.key, c.latest_ms, c.latest_seq FROM conversations c"
+            f" WHERE c.{side} = ? AND {window} AND c.latest_ms >= ?"
+            f" AND (c.latest_ms, c.latest_seq) > (?, ?)"
+            f" ORDER BY c.latest_ms {order} LIMIT ?)"
+        )
+        params += [nick, after_ms, before_ms, reader.since_ms, *reader.since, limit]
+        if reader.account is not None:
+            parts.append(
+                f"SELECT * FROM (SELECT c.key, c.latest_ms, c.latest_seq FROM conversations c"
+                f" JOIN messages m ON m.seq = c.latest_seq"
+                f" WHERE c.{side} = ? AND {window} AND c.latest_ms <= ?"
+                f" AND (m.account = ? OR m.to_account = ?)"
+                f" ORDER BY c.latest_ms {order} LIMIT ?)"
+            )
+            params += [nick, after_ms, before_ms, reader.since_ms, reader.account]
+            params += [reader.account, limit]
+    if channels:
+        marks = ",".join("?" * len(channels))
+        parts.append(
+            f"SELECT c.key, c.latest_ms, c.latest_seq FROM conversations c"
+            f" WHERE c.key IN ({marks}) AND {window}"
+        )
+        params += [*channels, after_ms, before_ms]
+    cols = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
+    sql = (
+        f"WITH picked (key, ms, seq) AS ({' UNION '.join(parts)})"
+        f" SELECT {cols} FROM picked p JOIN messages m ON m.seq = p.seq"
+        f" ORDER BY p.ms {order}, p.seq {order} LIMIT ?"
+    )
+    params.append(limit)
+    return sql, params

@@ -9,7 +9,8 @@ Rules:
 2. Counts per conversation (for retention by count) are kept by the retention pass, not by the
    commits: ``conversations.count`` is exact for the messages with ``seq <= counted.seq``, and
    :meth:`Retention.prune` first adds the messages committed since (one range scan of the
-   table by ``seq``, then one short transaction), so a crash never leaves a count wrong.
+   table by ``seq``, then one short transaction), so a crash never leaves a count wrong. A
+   conversation's row is dropped once retention deleted all its messages.
 3. Every write here takes the store's ``_write_lock`` and gives up once the store is closed;
    one retention pass runs at a time (``_maint_lock``, which also guards the maintenance
    connection).
@@ -175,6 +176,13 @@ class Retention:
                     "UPDATE conversations SET count = max(count - ?, 0), trimmed_ms = ?,"
                     " trimmed_seq = ? WHERE key = ?",
                     [(n, ms, seq, key) for key, (n, ms, seq) in gone.items()],
+                )
+                # A conversation with nothing left is forgotten (base rule 5): rows of
+                # conversations long over must not pile up (nor cost CHATHISTORY TARGETS).
+                db.executemany(
+                    "DELETE FROM conversations WHERE key = ?"
+                    " AND NOT EXISTS (SELECT 1 FROM messages WHERE key = ?)",
+                    [(key, key) for key in gone],
                 )
                 db.execute("COMMIT")
             except BaseException:

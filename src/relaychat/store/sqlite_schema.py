@@ -5,8 +5,11 @@ Rules:
    the pragmas each connection gets, and the step from every older version to the current one.
    ``sqlite.py`` and ``sqlite_retention.py`` only read and write rows.
 2. Opening is one ``BEGIN IMMEDIATE`` transaction on the writer: create or check the schema,
-   migrate it if it is older, take a new epoch. A file with a newer schema, an empty or damaged
-   ``schema_version`` table, or no database at all is refused with :class:`StoreError`.
+   migrate it if it is older, take a new epoch. Migrations are steps (:data:`STEPS`), one per
+   version, each applied when the stored version is below it, in order: a new file is made at
+   version 2 (:data:`SCHEMA`) and then takes every later step, like an old file. A file with a
+   newer schema, an empty or damaged ``schema_version`` table, or no database at all is refused
+   with :class:`StoreError`.
 3. Positions: ``seq`` is ``epoch << 40 | n``, where every opening of the file takes a new epoch
    from the ``instances`` table, so two servers wrongly sharing a file never collide, and a
    restarted server's messages sort after the previous run's.
@@ -18,8 +21,10 @@ Schema (version :data:`SCHEMA_VERSION`, in the ``schema_version`` table)::
 
     messages(seq PK, key, time_ms, msgid, command, source, account, to_account, target, text,
              tags)                        index (key, time_ms [, seq]), index (msgid)
-    conversations(key PK, a, b, count, trimmed_ms, trimmed_seq)
+    conversations(key PK, a, b, count, trimmed_ms, trimmed_seq, latest_ms, latest_seq)
                                           a, b: the two folded nicks of a private conversation
+                                          latest_*: its newest message (v3), kept by commits;
+                                          index (a, latest_ms), index (b, latest_ms)
     counted(seq)                          ``count`` covers the messages up to this seq
     instances(epoch PK autoincrement, opened_ms)
 
@@ -28,6 +33,14 @@ Steps, each applied in the opening transaction when the file's version is below 
 different branches compose in numeric order); none rewrites a row:
 
 - 1 -> 2: ``conversations.latest_seq`` and counts kept by every commit become ``counted``.
+- 3 (:func:`_step_3`): each conversation's newest message, for CHATHISTORY TARGETS in one
+  indexed query; rows of conversations whose messages retention deleted are dropped::
+
+    conversations + latest_ms INTEGER, latest_seq INTEGER   (kept by every commit)
+                  index (a, latest_ms) WHERE a IS NOT NULL, index (b, latest_ms) WHERE b ...
+
+  (also applied to a file whose version is 3 or more but lacks the columns: one made by a
+  build without this step)
 - 4 (:func:`_step_4`): ``draft/multiline``, ``draft/message-redaction`` and
   ``draft/read-marker``::
 
@@ -51,6 +64,7 @@ import logging
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,6 +74,7 @@ __all__ = [
     "EPOCH_SHIFT",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "STEPS",
     "Connections",
     "connect",
     "conversation_row",
@@ -71,6 +86,8 @@ __all__ = [
 log = logging.getLogger("relaychat.store")
 
 SCHEMA_VERSION = 5
+#: The version :data:`SCHEMA` makes; the steps above it follow.
+BASE_VERSION = 2
 #: ``seq`` is ``epoch << EPOCH_SHIFT | n`` (rule 3).
 EPOCH_SHIFT = 40
 
@@ -184,9 +201,9 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
         if found is None:
             for statement in SCHEMA:
                 db.execute(statement)
-            db.execute("INSERT INTO schema_version (version) VALUES (2)")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (BASE_VERSION,))
             db.execute("INSERT INTO counted (seq) VALUES (0)")
-            version = 2
+            version = BASE_VERSION
         else:
             row = db.execute("SELECT version FROM schema_version").fetchone()
             version = int(row[0]) if row else 0
@@ -198,18 +215,13 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
                 )
             if version < 1:
                 raise StoreError(str(path), "schema_version table is empty or damaged")
-            if version == 1:
-                _migrate_v1(db)
-        if version < 4:
-            _step_4(db)
-        if version < 5:
-            _step_5(db)
-        if version < SCHEMA_VERSION:
-            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            STEPS[step](db)
+            db.execute("UPDATE schema_version SET version = ?", (step,))
             if found is not None:
-                log.info(
-                    "history store migrated from schema version %d to %d", version, SCHEMA_VERSION
-                )
+                log.info("history store migrated to schema version %d", step)
+        if version >= 3 and not _has_column(db, "conversations", "latest_ms"):
+            _step_3(db)  # a file from a build without step 3
         cur = db.execute("INSERT INTO instances (opened_ms) VALUES (?)", (int(time.time() * 1000),))
         epoch = int(cur.lastrowid or 0)
         row = db.execute("SELECT time_ms FROM messages ORDER BY seq DESC LIMIT 1").fetchone()
@@ -224,10 +236,10 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
 def _migrate_v1(db: sqlite3.Connection) -> None:
     """Version 1 -> 2, inside the opening transaction: counts were exact for every message
     (every commit kept them), so ``counted`` starts at the newest message; ``latest_seq`` stays
-    in the table, unused."""
+    in the table (version 3 fills it again)."""
     db.execute(SCHEMA[-1])
     db.execute("INSERT INTO counted (seq) SELECT ifnull(max(seq), 0) FROM messages")
-    db.execute("UPDATE schema_version SET version = 2")
+
 
 
 def _step_4(db: sqlite3.Connection) -> None:
@@ -256,6 +268,43 @@ def _step_5(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX idem_keys_by_time ON idem_keys (time_ms)")
     db.execute("CREATE TABLE idem_secret (secret BLOB NOT NULL)")
     db.execute("INSERT INTO idem_secret (secret) VALUES (?)", (secrets.token_bytes(32),))
+
+
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _step_3(db: sqlite3.Connection) -> None:
+    """Step 3: each conversation's newest readable message, indexed by nick (CHATHISTORY
+    TARGETS in one query), and no rows for conversations whose messages are all gone."""
+    for column in ("latest_ms", "latest_seq"):
+        if not _has_column(db, "conversations", column):  # version 1 had latest_seq
+            db.execute(f"ALTER TABLE conversations ADD COLUMN {column} INTEGER")
+    newest = (
+        "SELECT {} FROM messages m WHERE m.key = conversations.key"
+        " AND m.command IN ('PRIVMSG', 'NOTICE')"
+        " ORDER BY m.time_ms DESC, m.seq DESC LIMIT 1"
+    )
+    db.execute(
+        "UPDATE conversations SET latest_ms = (%s), latest_seq = (%s)"
+        % (newest.format("m.time_ms"), newest.format("m.seq"))
+    )
+    db.execute("DELETE FROM conversations WHERE latest_seq IS NULL")
+    for side in ("a", "b"):
+        db.execute(
+            f"CREATE INDEX IF NOT EXISTS conversations_{side}_latest"
+            f" ON conversations ({side}, latest_ms) WHERE {side} IS NOT NULL"
+        )
+
+
+#: Version -> the step that brings the file from the version before to it (rule 2). Each step
+#: touches only its own tables, columns and indexes, so steps from different work compose.
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _migrate_v1,
+    3: _step_3,
+    4: _step_4,
+    5: _step_5,
+}
 
 
 def conversation_row(key: str) -> tuple[str, str | None, str | None]:

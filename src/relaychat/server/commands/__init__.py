@@ -21,6 +21,7 @@ from relaychat.server.commands import (
     token,
     typing_tag,
     who,
+    sasl,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "token",
     "typing_tag",
     "who",
+    "sasl",
 ]

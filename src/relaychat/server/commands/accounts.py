@@ -1,17 +1,20 @@
-"""Accounts: AUTHENTICATE (SASL), REGISTER and VERIFY, CERT.
+"""Accounts: REGISTER and VERIFY, CERT (AUTHENTICATE is in ``commands/sasl.py``).
 
-- SASL: https://ircv3.net/specs/extensions/sasl-3.1 and sasl-3.2. Mechanisms: PLAIN (RFC 4616),
-  SCRAM-SHA-256 (RFC 5802, RFC 7677) and EXTERNAL (RFC 4422 appendix A) with the TLS client
-  certificate's fingerprint. Changing accounts is not supported: a logged-in client gets 907.
-- REGISTER / VERIFY: https://ircv3.net/specs/extensions/account-registration. The server sends
-  no email, so an account is active as soon as REGISTER succeeds and the client is logged in to
-  it; VERIFY has nothing to verify.
+- REGISTER / VERIFY: https://ircv3.net/specs/extensions/account-registration. Without
+  ``accounts.email_verification`` an account is active as soon as REGISTER succeeds and the
+  client is logged in to it. With it, REGISTER needs an e-mail address, runs
+  ``accounts.mail_command`` to send a code (``accounts/verification.py``) and answers
+  ``REGISTER VERIFICATION_REQUIRED``; ``VERIFY <account> <code>`` activates the account and logs
+  in. Verification asked for with no mail command configured is refused (``FAIL REGISTER
+  TEMPORARILY_UNAVAILABLE``), never silently skipped.
+- Registration is rate-limited per address group and for the whole server
+  (``throttle.register_*``); wrong VERIFY codes count as failed logins.
 - CERT LIST | ADD [<fingerprint>] | DEL <fingerprint>: relaychat's own, to choose which TLS
   client certificates log in to your account with SASL EXTERNAL. REGISTER from a connection with
   a client certificate adds it at once.
 
-The state of each connection's exchange, the store and the password worker are the
-:class:`~relaychat.accounts.service.AccountService`'s; handlers here only speak the protocol.
+The state of each connection and the store are the
+:class:`~relaychat.server.accounts.AccountService`'s; handlers here only speak the protocol.
 """
 
 from __future__ import annotations
@@ -20,284 +23,38 @@ import logging
 import re
 from collections.abc import Callable
 
-from relaychat.accounts.sasl import (
-    MECHANISMS,
-    SaslDataError,
-    SaslTooLong,
-    encode_chunks,
-    parse_plain,
-)
-from relaychat.accounts.scram import (
-    ScramCredentials,
-    ScramError,
-    ScramServer,
-    derive_credentials,
-)
-from relaychat.accounts.service import AccountService, SaslSession, service_of
+from relaychat.accounts.scram import ScramCredentials, ScramError, derive_credentials
 from relaychat.accounts.store import Account, AccountStoreError, normalize_certfp
-from relaychat.passwords import hash_password, verify_password
-from relaychat.protocol import numerics as N
+from relaychat.accounts.verification import (
+    MailError,
+    code_hash,
+    code_matches,
+    new_code,
+    send_code,
+)
+from relaychat.passwords import hash_password
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.server.accounts import AccountService, locked_out, service_of
 from relaychat.server.commands.registration import valid_nick
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.state import User
+from relaychat.server.throttle import retry_text, seconds
 
-__all__ = ["MAX_CERTS", "MAX_SASL_FAILURES", "MIN_PASSWORD"]
+__all__ = ["MAX_CERTS", "MAX_PASSWORD_BYTES"]
 
 log = logging.getLogger("relaychat.accounts")
 
-#: Failed SASL attempts after which the connection is closed (sasl-3.2 allows it).
-MAX_SASL_FAILURES = 5
-#: The shortest password REGISTER accepts, in characters.
-MIN_PASSWORD = 8
-#: The longest, in UTF-8 bytes (the account-registration spec's advice).
+#: The longest password, in UTF-8 bytes (the account-registration spec's advice).
 MAX_PASSWORD_BYTES = 300
 #: The most certificate fingerprints one account may have.
 MAX_CERTS = 10
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_EMAIL_RE = re.compile(r"[^@\s-][^@\s]*@[^@\s]+\.[^@\s]+\Z")
 
 
 def _show(text: str, limit: int = 64) -> str:
     """Client input quoted in a reply's text, cut so the line stays short."""
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-# --- SASL ----------------------------------------------------------------------------------------
-
-
-@command("AUTHENTICATE", min_params=1, pre_registration=True)
-def authenticate(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """AUTHENTICATE <mechanism> | <base64 chunk> | + | *"""
-    svc = service_of(core)
-    if svc is None:
-        out.numeric(N.ERR_SASLFAIL, text="SASL authentication failed: this server has no accounts")
-        return
-    if "sasl" not in user.caps:
-        out.numeric(
-            N.ERR_SASLFAIL,
-            text="SASL authentication failed: request the sasl capability first (CAP REQ sasl)",
-        )
-        return
-    conn = svc.state(user)
-    arg = msg.params[0]
-    if conn.busy:
-        out.numeric(
-            N.ERR_SASLFAIL,
-            text="SASL authentication failed: a login for this connection is still being checked",
-        )
-        return
-    if arg == "*":
-        conn.sasl = None
-        out.numeric(N.ERR_SASLABORTED)
-        return
-    session = conn.sasl
-    if session is None:
-        _start(core, svc, user, arg, out)
-        return
-    try:
-        data = session.buffer.feed(arg)
-    except SaslTooLong as exc:
-        _fail(core, svc, user, out, str(exc), numeric=N.ERR_SASLTOOLONG)
-        return
-    except SaslDataError as exc:
-        _fail(core, svc, user, out, str(exc))
-        return
-    if data is None:
-        return  # a 400-byte chunk: the rest follows
-    session.step += 1
-    _STEPS[session.mechanism](core, svc, user, session, data, out)
-
-
-def _start(core: ServerCore, svc: AccountService, user: User, mech: str, out: Replies) -> None:
-    """``AUTHENTICATE <mechanism>``: begin an exchange (the mechanisms are client-first)."""
-    if user.account is not None:
-        out.numeric(N.ERR_SASLALREADY)
-        return
-    mech = mech.upper()
-    available = svc.mechanisms(user)
-    if mech not in available:
-        out.numeric(N.RPL_SASLMECHS, ",".join(available))
-        if mech == "EXTERNAL" and svc.external:
-            reason = "EXTERNAL needs a TLS connection with a client certificate"
-        elif mech == "EXTERNAL" or mech in MECHANISMS:
-            reason = f"{mech} is not available on this server"
-        else:
-            reason = f"the mechanism {_show(mech, 32)} is not supported"
-        out.numeric(N.ERR_SASLFAIL, text=f"SASL authentication failed: {reason}")
-        return
-    svc.state(user).sasl = SaslSession(mech)
-    out.add(Message("AUTHENTICATE", ("+",)))
-
-
-def _fail(
-    core: ServerCore,
-    svc: AccountService,
-    user: User,
-    out: Replies,
-    reason: str,
-    *,
-    numeric: N.Numeric = N.ERR_SASLFAIL,
-) -> None:
-    """End the exchange with 904 (or 905); too many failures close the connection."""
-    conn = svc.state(user)
-    conn.sasl = None
-    conn.failures += 1
-    prefix = (
-        "SASL message too long" if numeric is N.ERR_SASLTOOLONG else "SASL authentication failed"
-    )
-    out.numeric(numeric, text=f"{prefix}: {reason}")
-    if conn.failures >= MAX_SASL_FAILURES:
-        out.flush()
-        core.disconnect(user, "Too many SASL authentication failures")
-
-
-def _succeed(svc: AccountService, user: User, account: Account, out: Replies) -> None:
-    svc.state(user).sasl = None
-    svc.log_in(user, account, out)
-    out.numeric(N.RPL_SASLSUCCESS)
-
-
-def _lookup(
-    core: ServerCore, svc: AccountService, user: User, out: Replies, name: str
-) -> Account | None:
-    """The account called ``name``; on failure the exchange fails with the reason."""
-    try:
-        account = svc.store.get(name)
-    except AccountStoreError as exc:
-        log.error("SASL login for %s: %s", name, exc)
-        _fail(core, svc, user, out, "the account store is unavailable")
-        return None
-    if account is None:
-        _fail(core, svc, user, out, f"there is no account named {_show(name)}")
-    return account
-
-
-def _authzid_ok(
-    core: ServerCore, svc: AccountService, user: User, out: Replies, authzid: str, name: str
-) -> bool:
-    if authzid and irc_lower(authzid) != irc_lower(name):
-        _fail(core, svc, user, out, "you may only log in as yourself (authzid must be empty)")
-        return False
-    return True
-
-
-def _plain(
-    core: ServerCore,
-    svc: AccountService,
-    user: User,
-    session: SaslSession,
-    data: bytes,
-    out: Replies,
-) -> None:
-    """PLAIN: ``authzid NUL authcid NUL password``; argon2 checks it in the worker."""
-    try:
-        authzid, authcid, password = parse_plain(data)
-    except SaslDataError as exc:
-        _fail(core, svc, user, out, str(exc))
-        return
-    if not _authzid_ok(core, svc, user, out, authzid, authcid):
-        return
-    account = _lookup(core, svc, user, out, authcid)
-    if account is None:
-        return
-    svc.state(user).sasl = None
-
-    def then(ok: bool | None, replies: Replies) -> None:
-        if ok:
-            _succeed(svc, user, account, replies)
-        elif ok is None:
-            _fail(core, svc, user, replies, "internal error while checking the password")
-        else:
-            _fail(core, svc, user, replies, "wrong password")
-
-    started = svc.run(user, out, lambda: verify_password(account.password_hash, password), then)
-    if not started:
-        out.numeric(
-            N.ERR_SASLFAIL, text="SASL authentication failed: the server is busy; try again soon"
-        )
-
-
-def _external(
-    core: ServerCore,
-    svc: AccountService,
-    user: User,
-    session: SaslSession,
-    data: bytes,
-    out: Replies,
-) -> None:
-    """EXTERNAL: the TLS client certificate names the account; the response is the authzid."""
-    fp = user.certfp
-    if fp is None:
-        _fail(core, svc, user, out, "you have no TLS client certificate")
-        return
-    try:
-        account = svc.store.by_certfp(fp)
-    except AccountStoreError as exc:
-        log.error("SASL EXTERNAL for %s: %s", fp, exc)
-        _fail(core, svc, user, out, "the account store is unavailable")
-        return
-    if account is None:
-        _fail(
-            core,
-            svc,
-            user,
-            out,
-            f"your certificate {fp} is not registered to any account "
-            "(log in another way, then send CERT ADD)",
-        )
-        return
-    authzid = data.decode("utf-8", "replace")
-    if _authzid_ok(core, svc, user, out, authzid, account.name):
-        _succeed(svc, user, account, out)
-
-
-def _scram(
-    core: ServerCore,
-    svc: AccountService,
-    user: User,
-    session: SaslSession,
-    data: bytes,
-    out: Replies,
-) -> None:
-    """SCRAM-SHA-256: client-first, client-final, then an empty response (RFC 5802 §5)."""
-
-    def lookup(name: str) -> ScramCredentials:
-        try:
-            account = svc.store.get(name)
-        except AccountStoreError as exc:
-            log.error("SASL SCRAM-SHA-256 for %s: %s", name, exc)
-            raise ScramError("the account store is unavailable") from None
-        if account is None:
-            raise ScramError(f"there is no account named {_show(name)}")
-        session.account = account
-        return account.scram
-
-    try:
-        if session.step == 1:
-            session.scram = ScramServer(lookup)
-            reply = session.scram.receive_first(data)
-        elif session.step == 2 and session.scram is not None:
-            reply = session.scram.receive_final(data)
-        else:
-            # The server-final-message went as a challenge (IRC SASL has no "additional data
-            # with success", RFC 4422 §5); the client answers it with an empty response.
-            if data:
-                _fail(core, svc, user, out, "expected an empty response after the server's proof")
-                return
-            assert session.account is not None
-            _succeed(svc, user, session.account, out)
-            return
-    except ScramError as exc:
-        _fail(core, svc, user, out, exc.reason)
-        return
-    for chunk in encode_chunks(reply):
-        out.add(Message("AUTHENTICATE", (chunk,)))
-
-
-_STEPS: dict[
-    str, Callable[[ServerCore, AccountService, User, SaslSession, bytes, Replies], None]
-] = {"PLAIN": _plain, "EXTERNAL": _external, "SCRAM-SHA-256": _scram}
 
 
 # --- REGISTER / VERIFY ---------------------------------------------------------------------------
@@ -312,15 +69,17 @@ def register(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.standard("FAIL", "REGISTER", code, context, text=text)
 
     svc = service_of(core)
-    if svc is None or not core.config.accounts.registration:
+    cfg = core.config.accounts
+    if svc is None or not cfg.registration:
         fail("TEMPORARILY_UNAVAILABLE", "Account registration is turned off on this server")
         return
-    if not user.registered and core.config.password:
+    if not user.registered and not svc.before_connect():
+        why = "with the server password" if core.config.password else "first"
         out.standard(
             "FAIL",
             "REGISTER",
             "COMPLETE_CONNECTION_REQUIRED",
-            text="Finish connecting (with the server password) before you register an account",
+            text=f"Finish connecting ({why}) before you register an account",
         )
         return
     if user.account is not None:
@@ -332,16 +91,48 @@ def register(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         return
     name = raw
     if name == "*":
-        if user.nick == "*":
+        # "*" is the current nick; a client whose NICK was refused (in use: perhaps by the
+        # account's owner) is answered about the nick it asked for (issue 11, fix 11).
+        name = user.nick if user.nick != "*" else user.wanted_nick
+        if not name:
             fail("NEED_NICK", "Send NICK first, or give the account name instead of *", "*")
             return
-        name = user.nick
     error = _check_registration(core, svc, user, name, email, password)
+    if error is None and user.nick == "*" and raw == "*":
+        error = ("NEED_NICK", f"Your nick {name} was not set; send NICK again first")
     if error is not None:
         fail(error[0], error[1], name)
         return
-    if svc.state(user).busy:
-        fail("TEMPORARILY_UNAVAILABLE", "Wait until your login or registration in progress ends")
+    if cfg.email_verification:
+        if not cfg.mail_command:
+            fail(
+                "TEMPORARILY_UNAVAILABLE",
+                "Accounts here need a verified e-mail address, and this server cannot send "
+                "e-mail now (no mail command is configured); ask its operator",
+                name,
+            )
+            return
+        if email == "*":
+            fail(
+                "INVALID_EMAIL",
+                "Give your e-mail address: a code to verify it will be sent there",
+                name,
+            )
+            return
+    wait = core.throttles.register_wait(user.ip_group, core.now)
+    if wait > 0:
+        core.ratelog.info(
+            "registration refused: rate limit",
+            "REGISTER from %s refused: too many registrations (%d s to wait)",
+            user.ip_group,
+            seconds(wait),
+            now=core.now,
+        )
+        fail(
+            "TEMPORARILY_UNAVAILABLE",
+            f"Too many accounts were registered just now; try again in {seconds(wait)} seconds",
+            name,
+        )
         return
     certfp = user.certfp
 
@@ -355,8 +146,11 @@ def register(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     def then(result: tuple[str, ScramCredentials] | ScramError | None, replies: Replies) -> None:
         _finish_registration(core, svc, user, name, email, certfp, result, replies)
 
-    if not svc.run(user, out, job, then):
-        fail("TEMPORARILY_UNAVAILABLE", "The server is busy; try again in a moment")
+    def busy(replies: Replies) -> None:
+        text = svc.busy_text().capitalize()
+        replies.standard("FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", name, text=text)
+
+    svc.run(user, out, job, then, account=irc_lower(name), busy=busy)
 
 
 def _check_registration(
@@ -390,8 +184,9 @@ def _check_registration(
         )
     if email != "*" and not _EMAIL_RE.match(email):
         return "INVALID_EMAIL", f"{_show(email)} is not an email address; send * to give none"
-    if len(password) < MIN_PASSWORD:
-        return "WEAK_PASSWORD", f"A password needs at least {MIN_PASSWORD} characters"
+    shortest = core.config.accounts.min_password_length
+    if len(password) < shortest:
+        return "WEAK_PASSWORD", f"A password needs at least {shortest} characters"
     if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
         return "UNACCEPTABLE_PASSWORD", f"A password is at most {MAX_PASSWORD_BYTES} bytes"
     if irc_lower(password) == irc_lower(name):
@@ -409,7 +204,8 @@ def _finish_registration(
     result: tuple[str, ScramCredentials] | ScramError | None,
     out: Replies,
 ) -> None:
-    """The completion of REGISTER, once the password is hashed: store, then log in."""
+    """The completion of REGISTER, once the password is hashed: store, then log in (or send
+    the verification code)."""
 
     def fail(code: str, text: str) -> None:
         out.standard("FAIL", "REGISTER", code, name, text=text)
@@ -421,6 +217,8 @@ def _finish_registration(
         fail("UNACCEPTABLE_PASSWORD", f"This password cannot be used: {result.reason}")
         return
     password_hash, creds = result
+    verify = core.config.accounts.email_verification
+    code = new_code() if verify else None
     try:
         fps = (certfp,) if certfp and svc.store.by_certfp(certfp) is None else ()
         account = Account(
@@ -431,6 +229,8 @@ def _finish_registration(
             email=None if email == "*" else email,
             created=core.now,
             certfps=fps,
+            verify_hash=None if code is None else code_hash(code),
+            confirmed=False,
         )
         created = svc.store.create(account)
     except AccountStoreError as exc:
@@ -440,7 +240,11 @@ def _finish_registration(
     if not created:
         fail("ACCOUNT_EXISTS", f"The account {name} was registered by someone else just now")
         return
+    svc.state(user).registered = irc_lower(name)
     log.info("connection #%d (%s) registered the account %s", user.id, user.nick, name)
+    if code is not None:
+        _send_code(core, svc, user, account, code, out)
+        return
     text = (
         f"Account {name} registered, and you are logged in to it. It is active now: "
         "this server sends no verification email."
@@ -451,35 +255,129 @@ def _finish_registration(
     svc.log_in(user, account, out)
 
 
+def _send_code(
+    core: ServerCore, svc: AccountService, user: User, account: Account, code: str, out: Replies
+) -> None:
+    """Run the mail command for a new account's code; answer VERIFICATION_REQUIRED, or undo."""
+    command = core.config.accounts.mail_command
+    email = account.email or ""
+    name = account.name
+
+    def job() -> str:
+        try:
+            send_code(command, email=email, account=name, code=code)
+        except MailError as exc:
+            return exc.reason
+        return ""
+
+    def then(error: str | None, replies: Replies) -> None:
+        if error == "":
+            text = (
+                f"A code was sent to {email}; send VERIFY {name} <code> to activate the "
+                "account (from this or another connection)"
+            )
+            replies.add(Message("REGISTER", ("VERIFICATION_REQUIRED", name, text), core.name))
+            return
+        log.error("REGISTER %s: the verification e-mail was not sent: %s", name, error)
+        _undo(svc, name)
+        replies.standard(
+            "FAIL",
+            "REGISTER",
+            "TEMPORARILY_UNAVAILABLE",
+            name,
+            text="The verification e-mail could not be sent; try again later",
+        )
+
+    def busy(replies: Replies) -> None:
+        _undo(svc, name)
+        text = svc.busy_text().capitalize()
+        replies.standard("FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", name, text=text)
+
+    svc.run(user, out, job, then, busy=busy)
+
+
+def _undo(svc: AccountService, name: str) -> None:
+    try:
+        svc.store.delete(name)
+    except AccountStoreError as exc:
+        log.error("REGISTER %s: could not undo: %s", name, exc)
+
+
 @command("VERIFY", min_params=2, pre_registration=True)
 def verify(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     """VERIFY <account> <code>"""
-    name = msg.params[0]
-    if service_of(core) is None or not core.config.accounts.registration:
+    name, code = msg.params[0], msg.params[1]
+
+    def fail(reason: str, text: str, context: str = name) -> None:
+        out.standard("FAIL", "VERIFY", reason, context, text=text)
+
+    svc = service_of(core)
+    if svc is None or not core.config.accounts.registration:
+        fail("TEMPORARILY_UNAVAILABLE", "Account registration is turned off on this server")
+        return
+    if not user.registered and not svc.before_connect():
         out.standard(
             "FAIL",
             "VERIFY",
-            "TEMPORARILY_UNAVAILABLE",
-            name,
-            text="Account registration is turned off on this server",
+            "COMPLETE_CONNECTION_REQUIRED",
+            text="Finish connecting before you verify an account",
         )
-    elif user.account is not None:
-        out.standard(
-            "FAIL",
-            "VERIFY",
+        return
+    if user.account is not None:
+        fail(
             "ALREADY_AUTHENTICATED",
+            f"You are already logged in to the account {user.account}",
             user.account,
-            text=f"You are already logged in to the account {user.account}",
         )
-    else:
-        out.standard(
-            "FAIL",
-            "VERIFY",
+        return
+    if not core.config.accounts.email_verification:
+        fail(
             "INVALID_CODE",
-            name,
-            text="There is nothing to verify: accounts on this server are active as soon as "
+            "There is nothing to verify: accounts on this server are active as soon as "
             "REGISTER succeeds (no email is sent)",
         )
+        return
+    folded = irc_lower(name)
+    wait = locked_out(core, user, folded)
+    if wait > 0:
+
+        def refuse(replies: Replies) -> None:
+            left = core.throttles.login_wait(user.ip_group, folded, core.now)
+            replies.standard(
+                "FAIL",
+                "VERIFY",
+                "TEMPORARILY_UNAVAILABLE",
+                name,
+                text=f"Too many wrong codes; {retry_text(left)}",
+            )
+
+        core.tarpit(user, out, wait, refuse)
+        return
+    try:
+        account = svc.store.get(name)
+    except AccountStoreError as exc:
+        log.error("VERIFY %s: %s", name, exc)
+        fail("TEMPORARILY_UNAVAILABLE", "The account store is unavailable; try again later")
+        return
+    expiry = core.config.accounts.unconfirmed_expiry_days * 86400
+    if (
+        account is None
+        or account.verify_hash is None
+        or not code_matches(account.verify_hash, code)
+        or (expiry and account.created < core.now - expiry)
+    ):
+        core.throttles.login_failed(user.ip_group, folded, core.now)
+        fail("INVALID_CODE", "That code is wrong or has expired (or the account is verified)")
+        return
+    try:
+        svc.store.mark_verified(account.name)
+    except AccountStoreError as exc:
+        log.error("VERIFY %s: %s", name, exc)
+        fail("TEMPORARILY_UNAVAILABLE", "The account store is unavailable; try again later")
+        return
+    text = f"Account {account.name} is verified, and you are logged in to it"
+    out.add(Message("VERIFY", ("SUCCESS", account.name, text), core.name))
+    svc.log_in(user, account, out)
 
 
 # --- CERT ----------------------------------------------------------------------------------------

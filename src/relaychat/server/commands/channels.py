@@ -16,7 +16,15 @@ from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.masks import match_mask
 from relaychat.server.state import Channel, User
 
-__all__ = ["is_banned", "refusal", "send_names", "send_topic", "targets", "valid_channel"]
+__all__ = [
+    "LIST_PART",
+    "is_banned",
+    "refusal",
+    "send_names",
+    "send_topic",
+    "targets",
+    "valid_channel",
+]
 
 # RFC 2812 §1.3 / §2.3.1: any octet except NUL, BELL, CR, LF, space, comma and colon.
 _CHAN_BAD = re.compile(r"[\x00\x07\r\n ,:]")
@@ -264,22 +272,52 @@ def names(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     out.numeric(N.RPL_ENDOFNAMES, msg.params[0])
 
 
+#: Channels examined per part of a streamed LIST (``server/pending.py``): each part is sent
+#: when the client's output has drained, so a LIST of thousands of channels never fills the
+#: send queue, and other clients are served between parts.
+LIST_PART = 100
+
+
 @command("LIST")
 def list_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     """LIST [<channel>{,<channel>}]
 
-    The channels, their sizes and topics.
+    The channels, their sizes and topics (a long list comes in parts, as the client reads).
     """
-    out.numeric(N.RPL_LISTSTART, "Channel")
     if msg.params and msg.params[0]:
-        chans = [c for c in (core.find_channel(n) for n in msg.params[0].split(",")) if c]
-    else:
-        chans = list(core.channels.values())
-    for channel in chans:
-        if "s" in channel.modes and user not in channel.members:
-            continue
-        out.numeric(N.RPL_LIST, channel.name, str(len(channel.members)), text=channel.topic)
-    out.numeric(N.RPL_LISTEND)
+        names = targets(core, msg.params[0], out)  # MAXTARGETS, as for PRIVMSG (407 past it)
+        out.numeric(N.RPL_LISTSTART, "Channel")
+        for name in names:
+            channel = core.find_channel(name)
+            if channel is not None:
+                _list_line(channel, user, out)
+        out.numeric(N.RPL_LISTEND)
+        return
+    out.numeric(N.RPL_LISTSTART, "Channel")
+    keys = list(core.channels)  # the names as they are now; later parts skip those gone
+    position = 0
+
+    def part(replies: Replies) -> bool:
+        nonlocal position
+        end = min(position + LIST_PART, len(keys))
+        while position < end:
+            channel = core.channels.get(keys[position])
+            position += 1
+            if channel is not None:
+                _list_line(channel, user, replies)
+        if position < len(keys):
+            return False
+        replies.numeric(N.RPL_LISTEND)
+        return True
+
+    core.stream(user, out, part)
+
+
+def _list_line(channel: Channel, user: User, out: Replies) -> None:
+    """322 for ``channel``, unless it is secret (+s) and ``user`` is not in it."""
+    if "s" in channel.modes and user not in channel.members:
+        return
+    out.numeric(N.RPL_LIST, channel.name, str(len(channel.members)), text=channel.topic)
 
 
 @command("KICK", min_params=2)

@@ -9,8 +9,10 @@ Rules:
 1. Who reads what: a channel's history is for its current members (a non-member gets
    ``INVALID_TARGET``, whether or not the channel exists or has history). A private conversation
    is read under the reader's current nick, filtered by ``store.base.Reader``: what was relayed
-   during the reader's current connection, and, when logged in, what its account sent or
-   received. A nick alone is not an identity, so it does not unlock older private messages.
+   since the reader took its current nick (``User.nick_tip``: not since it connected, or a
+   client that connects early and takes a nick later would read its last holder's messages),
+   and, when logged in, what its account sent or received. A nick alone is not an identity, so
+   it does not unlock older private messages. The same rule decides what TARGETS lists.
 2. Limits: at most ``history.query_limit`` messages per request (announced as ISUPPORT
    ``CHATHISTORY``); a larger request gets a full page, and the client asks again from its last
    message, as the spec expects.
@@ -54,10 +56,9 @@ from relaychat.store.base import (
     Position,
     Reader,
     conversation_key,
-    visible,
 )
 
-__all__ = ["parse_timestamp", "replay_on_join", "server_time"]
+__all__ = ["parse_timestamp", "reader_of", "replay_on_join", "server_time"]
 
 log = logging.getLogger("relaychat.server")
 
@@ -204,8 +205,13 @@ def _access(core: ServerCore, user: User, target: str) -> tuple[str, str, Reader
         return None if channel is None else (channel.key, channel.name, None)
     if len(target) > core.config.limits.nicklen or _NICKISH.match(target) is None:
         return None
-    reader = Reader(int(user.connected_at * 1000), user.account)
-    return conversation_key(user.nick, target), target, reader
+    return conversation_key(user.nick, target), target, reader_of(user)
+
+
+def reader_of(user: User) -> Reader:
+    """Who ``user`` is as a reader of private history (rule 1)."""
+    since_ms, since_seq = user.nick_tip
+    return Reader(since_ms, user.account, since_seq)
 
 
 def _messages(
@@ -319,21 +325,26 @@ def _targets(
             return
     assert a is not None and a.ms is not None and b is not None and b.ms is not None
     lo, hi = min(a.ms, b.ms), max(a.ms, b.ms)
-    reader = Reader(int(user.connected_at * 1000), user.account)
+    # One bounded read of the store: an index range per side of the nick and a row per channel,
+    # the window and the limit applied there (store.base.HistoryStore.targets).
+    entries = store.targets(
+        user.key,
+        list(user.channels),
+        after_ms=lo,
+        before_ms=hi,
+        limit=limit,
+        newest=a.ms > b.ms,
+        reader=reader_of(user),
+    )
     found: list[tuple[int, str]] = []
-    for key, channel in user.channels.items():
-        conv = store.conversation(key)
-        if conv is not None and conv.latest is not None and lo < conv.latest.time_ms < hi:
-            found.append((conv.latest.time_ms, channel.name))
-    for conv in store.conversations_of(user.key):
-        latest = conv.latest
-        if latest is None or not lo < latest.time_ms < hi or not visible(latest, reader):
+    for entry in entries:
+        m = entry.message
+        channel = user.channels.get(m.key)
+        if channel is not None:
+            found.append((entry.time_ms, channel.name))
             continue
-        m = latest.message
         sender = m.source.split("!", 1)[0]
-        found.append((latest.time_ms, m.target if irc_lower(sender) == user.key else sender))
-    found.sort()
-    found = found[:limit] if a.ms <= b.ms else found[-limit:]
+        found.append((entry.time_ms, m.target if irc_lower(sender) == user.key else sender))
     lines = [
         Message("CHATHISTORY", ("TARGETS", target, server_time(ms)), core.name).to_bytes()
         for ms, target in found

@@ -1,8 +1,15 @@
-"""Operator commands: OPER, KILL and WALLOPS (RFC 2812 §3.1.4, §3.7.1, §4.7)."""
+"""Operator commands: OPER, KILL and WALLOPS (RFC 2812 §3.1.4, §3.7.1, §4.7).
+
+OPER checks its argon2 hash on the worker, never on the event loop; the connection's later lines
+wait for the answer (``server/pending.py``). An unknown operator name costs the same work as a
+wrong password. Failed attempts are counted per connection and per address group; past
+``throttle.oper_failures`` the next attempts get 464 with the seconds to wait, at no cost, after
+a tarpit of ``throttle.tarpit`` seconds.
+"""
 
 from __future__ import annotations
 
-from relaychat.passwords import verify_password
+from relaychat.passwords import verify_nothing, verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
 from relaychat.server.audit import audit
@@ -10,6 +17,7 @@ from relaychat.server.commands.params import fit
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.masks import match_mask
 from relaychat.server.state import User
+from relaychat.server.throttle import retry_text, seconds
 
 __all__: list[str] = []
 
@@ -21,18 +29,62 @@ def oper(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     Become an IRC operator.
     """
     name, password = msg.params[0], msg.params[1]
-    for entry in core.config.opers:
-        if entry.name == name and verify_password(entry.password_hash, password):
-            out.numeric(N.RPL_YOUREOPER)
-            if not user.is_oper:
-                core.set_oper(user, True)
-                user.oper_name = name
-                out.add(Message("MODE", (user.nick, "+o"), user.prefix))
-                audit(core, user, "OPER", "o", target=name)
+    opers = core.config.opers
+    if not opers:
+        out.numeric(N.ERR_PASSWDMISMATCH)
+        return
+    lockout = core.throttles.oper
+    keys = (("ip", user.ip_group), ("connection", user.id))
+    wait = max(lockout.wait(key, core.now) for key in keys)
+    if wait > 0:
+        core.ratelog.info(
+            "OPER refused: locked out",
+            "OPER from %s refused: too many failures (%d s to wait)",
+            user.ip_group,
+            seconds(wait),
+            now=core.now,
+        )
+
+        def refuse(replies: Replies) -> None:
+            left = max(lockout.wait(key, core.now) for key in keys)
+            replies.numeric(
+                N.ERR_PASSWDMISMATCH,
+                text=f"Password incorrect (too many failed attempts: {retry_text(left)})",
+            )
+
+        core.tarpit(user, out, wait, refuse)
+        return
+    hashes = [entry.password_hash for entry in opers if entry.name == name]
+
+    def job() -> bool:
+        if not hashes:
+            return verify_nothing(password)
+        return any(verify_password(h, password) for h in hashes)
+
+    def then(ok: bool | None, replies: Replies) -> None:
+        if not ok:
+            for key in keys:
+                lockout.failure(key, core.now)
+            replies.numeric(N.ERR_PASSWDMISMATCH)
+            # Never the password: only who tried which name (server/audit.py).
+            audit(core, user, "OPER-FAILED", "o", target=name)
             return
-    out.numeric(N.ERR_PASSWDMISMATCH)
-    # Never the password: only who tried which name (server/audit.py).
-    audit(core, user, "OPER-FAILED", "o", target=name)
+        lockout.success(keys[1])
+        replies.numeric(N.RPL_YOUREOPER)
+        if not user.is_oper:
+            core.set_oper(user, True)
+            user.oper_name = name
+            replies.add(Message("MODE", (user.nick, "+o"), user.prefix))
+            audit(core, user, "OPER", "o", target=name)
+
+    def busy(replies: Replies) -> None:
+        replies.numeric(
+            N.ERR_PASSWDMISMATCH,
+            text="Password not checked: the server is busy; try again in "
+            f"{seconds(core.worker.retry_after())} s",
+        )
+
+    core.offload(user, out, job, then, busy=busy)
 
 
 @command("KILL", min_params=2, oper=True)

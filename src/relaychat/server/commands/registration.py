@@ -3,6 +3,14 @@
 RFC 2812 §3.1 and IRCv3 capability negotiation (https://ircv3.net/specs/extensions/capability-negotiation).
 A client without CAP registers as soon as it has sent NICK and USER; a client that sent
 ``CAP LS`` or ``CAP REQ`` first registers at ``CAP END``.
+
+Defences (``docs/security.md``):
+- The server password (``password``, an argon2 hash) is checked on the worker: registration waits
+  for the answer, and the connection's later lines wait too (``server/pending.py``). Wrong
+  passwords are counted per address group; past ``throttle.login_failures`` the next attempts
+  are refused with the seconds to wait, without any argon2 work.
+- An unregistered connection holds its nick against someone else only for ``throttle.nick_hold``
+  seconds (a NICK without USER cannot squat a nick for the whole registration timeout).
 """
 
 from __future__ import annotations
@@ -10,18 +18,19 @@ from __future__ import annotations
 import re
 import time
 
-from relaychat.accounts.service import protect_nick, service_of
 from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands import metadata, monitor
 from relaychat.server.commands.bans import refuse_banned
+from relaychat.server.accounts import protect_nick, service_of
 from relaychat.server.commands.info import send_lusers, send_motd
 from relaychat.server.commands.params import valid_nick
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.isupport import CHANMODES, USER_MODES
 from relaychat.server.state import User, WhowasEntry
+from relaychat.server.throttle import retry_text, seconds
 
 __all__ = ["try_register", "valid_nick"]
 
@@ -54,8 +63,10 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.numeric(N.ERR_ERRONEUSNICKNAME, new)
         return
     key = irc_lower(new)
+    if not user.registered:
+        user.wanted_nick = new
     holder = core.users.get(key)
-    if holder is not None and holder is not user:
+    if holder is not None and holder is not user and not _take_from(core, holder):
         out.numeric(N.ERR_NICKNAMEINUSE, new)
         return
     if new == user.nick:
@@ -63,6 +74,8 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     if user.key and core.users.get(user.key) is user and user.key != key:
         del core.users[user.key]
     core.users[key] = user
+    user.nick_since = core.now
+    user.nick_tip = core.history_tip()
     if not user.registered:
         user.set_nick(new)
         try_register(core, user, out)
@@ -78,6 +91,25 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     monitor.nick_changed(core, user, old_key, old_nick)
     # Accounts: a registered nick taken by someone else is protected (accounts/service.py).
     protect_nick(core, user, out)
+
+
+def _take_from(core: ServerCore, holder: User) -> bool:
+    """Whether a nick held by ``holder`` may be taken from it: it is unregistered, has held the
+    nick for ``throttle.nick_hold`` seconds and is not waiting for a login. The holder then has
+    no nick (and is told so with 433); it registers once it sends another NICK."""
+    hold = core.config.throttle.nick_hold
+    if holder.registered or hold <= 0 or holder.busy or core.now - holder.nick_since < hold:
+        return False
+    core.users.pop(holder.key, None)
+    nick = holder.nick
+    holder.nick, holder.key = "*", ""
+    holder.update_prefix()
+    holder.send(
+        N.reply(
+            core.name, "*", N.ERR_NICKNAMEINUSE, nick, text="Nickname taken: you did not register"
+        ).to_bytes()
+    )
+    return True
 
 
 def _move_invites(core: ServerCore, user: User, new_key: str) -> None:
@@ -115,13 +147,11 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
     if user.registered or user.nick == "*" or not user.username or user.cap_negotiating:
         return
     cfg = core.config
-    if cfg.password and not (user.pass_given and verify_password(cfg.password, user.pass_given)):
-        out.numeric(N.ERR_PASSWDMISMATCH)
-        out.flush()
-        core.disconnect(user, "Bad password")
+    if cfg.password and not user.pass_checked:
+        _check_server_password(core, user, out)
         return
-    # Accounts: a SASL login being checked, or PASS <account>:<password>, holds registration;
-    # the accounts call try_register again when the check completes (accounts/service.py).
+    # Accounts: PASS <account>:<password> holds registration; the accounts call try_register
+    # again when the check completes (server/accounts.py).
     accounts = service_of(core)
     if accounts is not None and accounts.hold_registration(user, out, try_register):
         return
@@ -155,6 +185,51 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
     metadata.on_registered(core, user, out)  # draft/metadata-2: its own keys
     protect_nick(core, user, out)  # accounts: warn a stranger registering with a protected nick
     monitor.announce_online(core, user)
+
+
+def _check_server_password(core: ServerCore, user: User, out: Replies) -> None:
+    """``password`` is set: check the client's PASS (on the worker for an argon2 hash), then
+    register it, or refuse it."""
+    throttles = core.throttles
+    wait = throttles.server_password.wait(user.ip_group, core.now)
+    if wait > 0:
+        core.ratelog.info(
+            "server password refused: locked out",
+            "server password from %s refused: too many wrong ones (%d s to wait)",
+            user.ip_group,
+            seconds(wait),
+            now=core.now,
+        )
+
+        def refuse(replies: Replies) -> None:
+            left = throttles.server_password.wait(user.ip_group, core.now)
+            _refuse(core, user, replies, f"Too many wrong passwords; {retry_text(left)}")
+
+        core.tarpit(user, out, wait, refuse)
+        return
+    given, stored = user.pass_given or "", core.config.password
+
+    def then(ok: bool | None, replies: Replies) -> None:
+        if ok:
+            user.pass_checked = True
+            try_register(core, user, replies)
+            return
+        throttles.server_password.failure(user.ip_group, core.now)
+        _refuse(core, user, replies, "Bad password")
+
+    def busy(replies: Replies) -> None:
+        _refuse(core, user, replies, "Server busy; try again in a moment")
+
+    if not given or not stored.startswith("$argon2"):
+        then(bool(given) and verify_password(stored, given), out)  # no hash: cheap
+    else:
+        core.offload(user, out, lambda: verify_password(stored, given), then, busy=busy)
+
+
+def _refuse(core: ServerCore, user: User, out: Replies, reason: str) -> None:
+    out.numeric(N.ERR_PASSWDMISMATCH)
+    out.flush()
+    core.disconnect(user, reason)
 
 
 @command("PING", pre_registration=True)

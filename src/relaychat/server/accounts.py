@@ -1,15 +1,22 @@
 """Accounts attached to a running :class:`~relaychat.server.core.ServerCore`.
 
+The ``relaychat.accounts`` package is pure (store, SASL, SCRAM, the worker, verification codes)
+and knows nothing of the server; this module is the glue the account commands
+(``commands/sasl.py``, ``commands/accounts.py``, PASS in ``commands/registration.py``) call.
+
 Rules:
-1. One :class:`AccountService` per core (:func:`service_of`); it owns the account store, the
-   worker that hashes passwords, each connection's login state and the nick-protection timers.
-   Its state lives here, keyed by connection id, because :class:`User` is the core's.
+1. One :class:`AccountService` per core (:func:`service_of`); it owns the account store, each
+   connection's login state and the nick-protection timers. Its state lives here, keyed by
+   connection id, because :class:`User` is the core's.
 2. Nothing slow runs on the core's thread: an argon2 hash or check goes to the worker through
-   :meth:`AccountService.run`, and the command finishes in the completion with a fresh
-   ``Replies`` (which also answers the command's ``label``). While one is in flight the
-   connection is *busy*, and registration waits for it (:meth:`~AccountService.hold_registration`).
-3. Time comes from the core (``core.now``), set by the tick or by the worker's completion.
-4. Entries of closed connections are swept on the next tick.
+   :meth:`AccountService.run` (``core.offload``); the command finishes in the completion, and the
+   connection's later lines wait for it (``server/pending.py``).
+3. A login to an account that does not exist looks exactly like a wrong password: the same
+   reply, after the same argon2 work (``passwords.verify_nothing``), counted against the same
+   lock-outs (``core.throttles``: per address group and per account name).
+4. Time comes from the core (``core.now``), set by the tick or by the worker's completion.
+5. Entries of closed connections are swept on the next tick; unconfirmed accounts expire there
+   too (``accounts.unconfirmed_expiry_days``, ``accounts/store.py`` rule 7).
 """
 
 from __future__ import annotations
@@ -18,30 +25,43 @@ import logging
 import secrets
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from relaychat.accounts.sasl import MECHANISMS, ChunkBuffer
 from relaychat.accounts.scram import ScramServer
 from relaychat.accounts.store import Account, AccountStore, AccountStoreError
 from relaychat.accounts.worker import Worker
-from relaychat.passwords import verify_password
+from relaychat.passwords import verify_nothing, verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
-from relaychat.server.core import COMMANDS
+from relaychat.server.core import COMMANDS, Replies, ServerCore
+from relaychat.server.state import User
+from relaychat.server.throttle import retry_text, seconds
 
-if TYPE_CHECKING:
-    from relaychat.server.core import Replies, ServerCore
-    from relaychat.server.state import User
-
-__all__ = ["AccountService", "ConnState", "Resume", "SaslSession", "protect_nick", "service_of"]
+__all__ = [
+    "LOGIN_FAILED",
+    "AccountService",
+    "ConnState",
+    "Resume",
+    "SaslSession",
+    "locked_out",
+    "protect_nick",
+    "service_of",
+]
 
 log = logging.getLogger("relaychat.accounts")
 
 T = TypeVar("T")
 
 #: How registration is finished once a login check completes (``try_register``).
-Resume = Callable[["ServerCore", "User", "Replies"], None]
+Resume = Callable[[ServerCore, User, Replies], None]
+
+#: The one reason given for an unknown account and for a wrong password (rule 3).
+LOGIN_FAILED = "invalid account name or password"
+
+#: Seconds between two expiry passes over unconfirmed accounts.
+EXPIRY_EVERY = 60.0
 
 _SERVICES: weakref.WeakKeyDictionary[ServerCore, AccountService] = weakref.WeakKeyDictionary()
 
@@ -61,6 +81,21 @@ def protect_nick(core: ServerCore, user: User, out: Replies) -> None:
         svc.check_nick(user, out)
 
 
+def locked_out(core: ServerCore, user: User, name: str | None) -> float:
+    """Seconds a login from ``user`` to account ``name`` (folded) is still locked out for
+    (``0.0``: it may be tried); a lock-out is logged (rate-limited)."""
+    wait = core.throttles.login_wait(user.ip_group, name, core.now)
+    if wait > 0:
+        core.ratelog.info(
+            "login refused: locked out",
+            "login from %s refused: too many failed logins (%d s to wait)",
+            user.ip_group,
+            seconds(wait),
+            now=core.now,
+        )
+    return wait
+
+
 class SaslSession:
     """One SASL exchange in progress on a connection.
 
@@ -68,17 +103,19 @@ class SaslSession:
         mechanism: ``PLAIN``, ``SCRAM-SHA-256`` or ``EXTERNAL``.
         buffer: the client's response being reassembled from chunks.
         scram: the SCRAM exchange, for SCRAM-SHA-256.
-        account: the account the exchange is about, once known.
+        account: the account the exchange is about, once known (``None`` for an unknown name).
+        name: the folded account name the client gave, once known (for the lock-outs).
         step: how many client responses were handled.
     """
 
-    __slots__ = ("account", "buffer", "mechanism", "scram", "step")
+    __slots__ = ("account", "buffer", "mechanism", "name", "scram", "step")
 
     def __init__(self, mechanism: str) -> None:
         self.mechanism = mechanism
         self.buffer = ChunkBuffer()
         self.scram: ScramServer | None = None
         self.account: Account | None = None
+        self.name: str | None = None
         self.step = 0
 
 
@@ -87,27 +124,26 @@ class ConnState:
 
     Attributes:
         sasl: the SASL exchange in progress.
-        busy: a password hash or check is running for it (registration waits).
-        resume: registration to finish when ``busy`` ends.
         failures: failed SASL attempts so far.
+        registered: the account this connection registered (its first login does not confirm
+            the account; a later login does).
     """
 
-    __slots__ = ("busy", "failures", "resume", "sasl")
+    __slots__ = ("failures", "registered", "sasl")
 
     def __init__(self) -> None:
         self.sasl: SaslSession | None = None
-        self.busy = False
-        self.resume: Resume | None = None
         self.failures = 0
+        self.registered: str | None = None
 
 
 class AccountService:
-    """Accounts for one core: store, worker, login state, nick protection.
+    """Accounts for one core: store, login state, nick protection.
 
     Args:
         core: the core to serve.
         store: where accounts are kept.
-        worker: where password hashing runs.
+        worker: where password hashing runs (becomes the core's worker).
         external: offer SASL EXTERNAL (the server has a TLS listener asking for certificates).
     """
 
@@ -116,10 +152,11 @@ class AccountService:
     ) -> None:
         self.core = core
         self.store = store
-        self.worker = worker
+        core.worker = worker
         self.external = external
         self.conns: dict[int, ConnState] = {}
         self.guards: dict[int, tuple[float, str]] = {}  # connection id -> (deadline, folded nick)
+        self._next_expiry = core.now
 
     @classmethod
     def open(cls, core: ServerCore, worker: Worker, *, external: bool) -> AccountService:
@@ -133,22 +170,34 @@ class AccountService:
         svc.attach()
         return svc
 
+    @property
+    def worker(self) -> Worker:
+        """Where password hashing runs (the core's worker)."""
+        return self.core.worker
+
     def attach(self) -> None:
         """Offer the capabilities, start the timer and become :func:`service_of` the core."""
         core = self.core
         core.extra_caps["sasl"] = ",".join(
             m for m in MECHANISMS if m != "EXTERNAL" or self.external
         )
-        if core.config.accounts.registration:
-            # No mail server: REGISTER completes at once, so no "email-required" key, and
-            # VERIFY is never needed. "before-connect" only when no server password is set
-            # (registering must not bypass it).
+        cfg = core.config.accounts
+        if cfg.registration:
+            # "before-connect" only when allowed and no server password is set (registering
+            # must not bypass it); "email-required" when REGISTER sends a code to verify.
             keys = ["custom-account-name"]
-            if not core.config.password:
+            if cfg.email_verification:
+                keys.append("email-required")
+            if self.before_connect():
                 keys.insert(0, "before-connect")
             core.extra_caps["draft/account-registration"] = ",".join(keys)
         core.tick_hooks.append(self.tick)
         _SERVICES[core] = self
+
+    def before_connect(self) -> bool:
+        """Whether REGISTER and VERIFY are accepted before the connection has registered."""
+        cfg = self.core.config
+        return cfg.accounts.register_before_connect and not cfg.password
 
     # --- per-connection state ------------------------------------------------------------------
 
@@ -171,56 +220,50 @@ class AccountService:
         then: Callable[[T | None, Replies], None],
         *,
         resume: Resume | None = None,
+        account: str | None = None,
+        busy: Callable[[Replies], None] | None = None,
     ) -> bool:
-        """Run ``job`` on the worker, then ``then(result, replies)`` on the core's thread.
-
-        ``replies`` is a fresh ``Replies`` that carries ``out``'s label (the command's answer
-        comes from the completion). The connection is busy meanwhile; registration held for it
-        is finished after ``then``. Nothing happens if the client has left by then.
+        """Run ``job`` on the worker, then ``then(result, replies)`` (``core.offload``).
 
         Args:
-            user: whose command this is.
-            out: the command's replies; add nothing to it after this call.
-            job: the slow part (argon2), run on the worker; it must not touch the core.
-            then: the rest of the command; gets ``None`` when ``job`` raised.
-            resume: registration to finish after ``then`` (``try_register``).
+            resume: registration to finish after ``then`` (or after ``busy``).
+            account: the folded account name the job is about.
+            busy: the refusal when the worker is too busy, sent after a wait (``offload``).
 
         Returns:
-            ``False`` when the worker is too busy: nothing was started, tell the client.
+            ``False`` when the worker is too busy and no ``busy`` was given.
         """
-        from relaychat.server.core import Replies
-
-        conn = self.state(user)
-        if resume is not None:
-            conn.resume = resume
-        label = out.label
         core = self.core
 
-        def done(result: T | None, now: float) -> None:
-            conn.busy = False
-            pending, conn.resume = conn.resume, None
-            if user.quitting:
-                return
-            core.now = now
-            replies = Replies(core, user, label)
+        def finish(result: T | None, replies: Replies) -> None:
             then(result, replies)
-            if pending is not None and not user.quitting:
-                pending(core, user, replies)
-            replies.flush()
+            if resume is not None and not user.quitting:
+                resume(core, user, replies)
 
-        conn.busy = True
-        if not self.worker.submit(job, done):
-            conn.busy = False
-            conn.resume = None
-            return False
-        out.label = None  # answered by the completion
-        return True
+        def refused(replies: Replies) -> None:
+            assert busy is not None
+            busy(replies)
+            if resume is not None and not user.quitting:
+                resume(core, user, replies)
+
+        return core.offload(
+            user, out, job, finish, account=account, busy=None if busy is None else refused
+        )
+
+    def busy_text(self) -> str:
+        """Why a command that needs the worker was refused, and for how long."""
+        return f"the server is busy; try again in {seconds(self.worker.retry_after())} seconds"
 
     # --- login ---------------------------------------------------------------------------------
 
     def log_in(self, user: User, account: Account, out: Replies) -> None:
-        """Log ``user`` in to ``account``: 900, account-notify, and nick protection rechecked."""
+        """Log ``user`` in to ``account``: 900, account-notify, and nick protection rechecked.
+
+        A login other than the registering connection's own confirms the account (it no
+        longer expires).
+        """
         self.core.set_account(user, account.name)
+        self.core.throttles.login_succeeded(user.ip_group, irc_lower(account.name))
         out.numeric(
             N.RPL_LOGGEDIN,
             user.prefix,
@@ -228,14 +271,28 @@ class AccountService:
             text=f"You are now logged in as {account.name}",
         )
         log.info("connection #%d (%s) logged in as %s", user.id, user.nick, account.name)
+        if not account.confirmed and self.state(user).registered != irc_lower(account.name):
+            try:
+                self.store.confirm(account.name)
+            except AccountStoreError as exc:
+                log.error("confirming account %s: %s", account.name, exc)
         self.check_nick(user, out)
+
+    def check_password(
+        self, user: User, account: Account | None, password: str
+    ) -> Callable[[], bool]:
+        """The worker job that checks ``password`` for ``account``: for an unknown account it
+        takes as long and fails (rule 3)."""
+        if account is None:
+            return lambda: verify_nothing(password)
+        hashed = account.password_hash
+        return lambda: verify_password(hashed, password)
 
     def hold_registration(self, user: User, out: Replies, resume: Resume) -> bool:
         """Called by ``try_register`` when the client is otherwise ready to register.
 
-        A login being checked holds registration until it completes; a SASL exchange still
-        waiting for the client is aborted (906, sasl-3.1); ``PASS account:password`` (with no
-        server password set) starts a login.
+        A SASL exchange still waiting for the client is aborted (906, sasl-3.1);
+        ``PASS account:password`` (with no server password set) starts a login.
 
         Args:
             user: the client about to register.
@@ -246,16 +303,12 @@ class AccountService:
             ``True`` to wait: ``resume(core, user, replies)`` will be called later.
         """
         conn = self.conns.get(user.id)
-        if conn is not None:
-            if conn.busy:
-                conn.resume = resume
-                return True
-            if conn.sasl is not None:
-                conn.sasl = None
-                out.numeric(
-                    N.ERR_SASLABORTED,
-                    text="SASL authentication aborted: registration completed before it ended",
-                )
+        if conn is not None and conn.sasl is not None:
+            conn.sasl = None
+            out.numeric(
+                N.ERR_SASLABORTED,
+                text="SASL authentication aborted: registration completed before it ended",
+            )
         given = user.pass_given
         if given and not self.core.config.password and user.account is None:
             user.pass_given = None
@@ -268,42 +321,51 @@ class AccountService:
         name, sep, password = given.partition(":")
         if not sep:
             name, password = user.nick, given
+        if not name or not password:
+            self.notice(out, user, f"Login failed: {LOGIN_FAILED}")
+            return False
+        core = self.core
+        folded = irc_lower(name)
+        wait = locked_out(core, user, folded)
+        if wait > 0:
+
+            def refuse(replies: Replies) -> None:
+                left = core.throttles.login_wait(user.ip_group, folded, core.now)
+                self.notice(
+                    replies,
+                    user,
+                    f"Login failed: too many failed logins; {retry_text(left)}; "
+                    "you are connected without an account",
+                )
+                resume(core, user, replies)
+
+            core.tarpit(user, out, wait, refuse)
+            return True
         try:
-            account = self.store.get(name) if name and password else None
+            account = self.store.get(name)
         except AccountStoreError as exc:
             log.error("PASS login for %s: %s", name, exc)
             self.notice(out, user, "Login failed: the account store is unavailable")
             return False
-        if account is None:
-            self.notice(
-                out,
-                user,
-                f"Login failed: there is no account named {name}; "
-                "you are connected without an account",
-            )
-            return False
 
         def then(ok: bool | None, replies: Replies) -> None:
-            if ok:
+            if ok and account is not None and account.verify_hash is None:
                 self.log_in(user, account, replies)
+                return
+            if ok and account is not None:
+                text = f"the account {account.name} is not verified yet (VERIFY)"
             else:
-                self.notice(
-                    replies,
-                    user,
-                    f"Login failed for account {account.name}: wrong password; "
-                    "you are connected without an account",
-                )
+                core.throttles.login_failed(user.ip_group, folded, core.now)
+                text = LOGIN_FAILED
+            self.notice(
+                replies, user, f"Login failed: {text}; you are connected without an account"
+            )
 
-        started = self.run(
-            user,
-            out,
-            lambda: verify_password(account.password_hash, password),
-            then,
-            resume=resume,
-        )
-        if not started:
-            self.notice(out, user, "Login failed: the server is busy; try again in a moment")
-        return started
+        def busy(replies: Replies) -> None:
+            self.notice(replies, user, f"Login failed: {self.busy_text()}")
+
+        job = self.check_password(user, account, password)
+        return self.run(user, out, job, then, resume=resume, account=folded, busy=busy)
 
     def notice(self, out: Replies, user: User, text: str) -> None:
         """A server NOTICE to ``user`` about its account."""
@@ -338,7 +400,8 @@ class AccountService:
         self.notice(out, user, text)
 
     def tick(self, now: float) -> None:
-        """The core's tick hook: rename users whose grace ran out; forget closed connections."""
+        """The core's tick hook: rename users whose grace ran out; forget closed connections;
+        now and then, delete expired unconfirmed accounts."""
         due = [uid for uid, (deadline, _) in self.guards.items() if deadline <= now]
         for uid in due:
             _, key = self.guards.pop(uid)
@@ -354,11 +417,28 @@ class AccountService:
             del self.conns[uid]
         for uid in [uid for uid in self.guards if uid not in self.core.connections]:
             del self.guards[uid]
+        if now >= self._next_expiry:
+            self._next_expiry = now + EXPIRY_EVERY
+            self.expire(now)
+
+    def expire(self, now: float) -> list[str]:
+        """Delete the unconfirmed accounts older than ``accounts.unconfirmed_expiry_days`` that
+        nobody is logged in to; return their names."""
+        days = self.core.config.accounts.unconfirmed_expiry_days
+        if days <= 0:
+            return []
+        in_use = {irc_lower(u.account) for u in self.core.connections.values() if u.account}
+        try:
+            gone = self.store.expire(now - days * 86400, in_use)
+        except AccountStoreError as exc:
+            log.error("expiring unconfirmed accounts: %s", exc)
+            return []
+        if gone:
+            log.info("deleted %d unconfirmed accounts: %s", len(gone), ", ".join(gone))
+        return gone
 
     def _rename(self, user: User, owner: str) -> None:
         """Give ``user`` a Guest nick, through the NICK command so everyone sees it."""
-        from relaychat.server.core import Replies
-
         old = user.nick
         guest = self.guest_nick()
         out = Replies(self.core, user)

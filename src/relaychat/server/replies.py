@@ -1,0 +1,162 @@
+"""Replies: one command's answer to its sender, sent in one write (and labeled when asked).
+
+Handlers add to a :class:`Replies`; :meth:`ServerCore.handle` flushes it after the handler
+returns. When the command carried a ``label`` tag and the client has ``labeled-response``, the
+replies are labeled: one reply carries the label, several go in a ``labeled-response`` batch,
+and a command with no reply at all gets ``ACK``
+(https://ircv3.net/specs/extensions/labeled-response).
+
+A reply that is answered in several parts (a streamed ``LIST``, see ``server/pending.py``) keeps
+one labeled batch open across them: :meth:`Replies.flush` with ``final=False`` opens it, and the
+later parts carry its reference in :attr:`Replies.batch` until the last closes it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from relaychat.protocol import numerics as N
+from relaychat.protocol.message import Message
+from relaychat.protocol.tags import escape_value
+from relaychat.server.relay import Relay
+from relaychat.server.state import User
+
+__all__ = ["MAX_REPLY_BYTES", "Replies", "add_tag"]
+
+
+class _Core(Protocol):
+    """What replies need from the core: its name and batch references."""
+
+    name: str
+
+    def new_batch_id(self) -> bytes: ...
+
+
+class Replies:
+    """Collects one command's replies to its sender; sent together in one write."""
+
+    __slots__ = ("batch", "core", "items", "label", "user")
+
+    def __init__(self, core: _Core, user: User, label: str | None = None) -> None:
+        self.core = core
+        self.user = user
+        self.items: list[bytes] = []
+        self.label = label
+        #: The reference of a labeled batch left open by an earlier part of the same answer.
+        self.batch: bytes | None = None
+
+    def numeric(self, numeric: N.Numeric, *params: str, text: str | None = None) -> None:
+        """Add a numeric reply addressed to the sender."""
+        msg = N.reply(self.core.name, self.user.nick, numeric, *params, text=text)
+        data = msg.to_bytes()
+        if len(data) > MAX_REPLY_BYTES:
+            data = _shortened(msg)
+        self.items.append(data)
+
+    def add(self, msg: Message) -> None:
+        """Add any message for the sender."""
+        self.items.append(msg.to_bytes())
+
+    def raw(self, data: bytes) -> None:
+        """Add bytes already serialised."""
+        self.items.append(data)
+
+    def relay(self, event: Relay) -> None:
+        """Add the sender's own copy of a relayed event."""
+        self.items.append(event.data(self.user))
+
+    def standard(self, kind: str, command: str, code: str, *context: str, text: str) -> None:
+        """Add a standard reply (``FAIL``/``WARN``/``NOTE``, IRCv3 standard-replies)."""
+        msg = Message(
+            kind, (command, code, *(N.safe_param(c) for c in context), text), self.core.name
+        )
+        data = msg.to_bytes()
+        if len(data) > MAX_REPLY_BYTES:
+            data = _shortened(msg)
+        self.items.append(data)
+
+    def flush(self, *, final: bool = True) -> None:
+        """Send everything collected, in one write.
+
+        Args:
+            final: ``False`` when more of the same answer follows later (a streamed reply): a
+                labeled answer then opens its batch and leaves it open in :attr:`batch`.
+        """
+        items = self.items
+        self.items = []
+        if self.batch is not None:
+            items = self._in_batch(items, self.batch, final)
+            if final:
+                self.batch = None
+        elif self.label is not None:
+            label, self.label = self.label, None
+            if final:
+                items = self._labeled(items, label)
+            else:
+                self.batch = self.core.new_batch_id()
+                tag = self._label_tag(label)
+                start = b"@%s :%s BATCH +%s labeled-response\r\n" % (
+                    tag,
+                    self.core.name.encode(),
+                    self.batch,
+                )
+                items = [start, *self._in_batch(items, self.batch, False)]
+        if items and not self.user.quitting:
+            self.user.send(b"".join(items) if len(items) > 1 else items[0])
+
+    def _label_tag(self, label: str) -> bytes:
+        return b"label=" + escape_value(label).encode("utf-8", "replace")
+
+    def _in_batch(self, items: list[bytes], ref: bytes, final: bool) -> list[bytes]:
+        tag = b"batch=" + ref
+        out = [add_tag(item, tag) for item in items]
+        if final:
+            out.append(b":%s BATCH -%s\r\n" % (self.core.name.encode(), ref))
+        return out
+
+    def _labeled(self, items: list[bytes], label: str) -> list[bytes]:
+        tag = self._label_tag(label)
+        if not items:
+            return [b"@" + tag + b" :" + self.core.name.encode() + b" ACK\r\n"]
+        if len(items) == 1:
+            return [add_tag(items[0], tag)]
+        ref = self.core.new_batch_id()
+        start = b"@%s :%s BATCH +%s labeled-response\r\n" % (tag, self.core.name.encode(), ref)
+        return [start, *self._in_batch(items, ref, True)]
+
+
+#: RFC 1459 §2.3: a line is at most 512 bytes, CR-LF included.
+MAX_REPLY_BYTES = 512
+
+
+def _clip(text: str, size: int) -> str:
+    """``text`` cut to at most ``size`` bytes of UTF-8, on a character boundary."""
+    return text.encode("utf-8", "replace")[: max(size, 1)].decode("utf-8", "ignore") or "*"
+
+
+def _shortened(msg: Message) -> bytes:
+    """A numeric that echoes long client input (a 500-byte unknown verb, nick or channel), cut
+    to fit 512 bytes: the trailing text first, then the longest echoed parameters."""
+    params = list(msg.params)
+    excess = len(msg.to_bytes()) - MAX_REPLY_BYTES
+    if len(params) > 1:  # the trailing text (never the recipient's nick)
+        last = params[-1].encode("utf-8", "replace")
+        cut = min(excess, max(len(last) - 1, 0))
+        if cut > 0:
+            params[-1] = _clip(params[-1], len(last) - cut)
+            excess -= cut
+    while excess > 0:
+        i = max(range(1, len(params)), key=lambda k: len(params[k].encode()), default=0)
+        size = len(params[i].encode("utf-8", "replace"))
+        if i == 0 or size <= 1:
+            break
+        params[i] = _clip(params[i], max(size - excess, 1))
+        excess = len(Message(msg.command, tuple(params), msg.source).to_bytes()) - MAX_REPLY_BYTES
+    return Message(msg.command, tuple(params), msg.source).to_bytes()
+
+
+def add_tag(line: bytes, tag: bytes) -> bytes:
+    """Put ``tag`` (``key=value``, escaped) first in the tags of the serialised ``line``."""
+    if line[:1] == b"@":
+        return b"@" + tag + b";" + line[1:]
+    return b"@" + tag + b" " + line
