@@ -7,7 +7,7 @@ Rules:
    draft/metadata-2 keys.
 2. The store is read and written on registration and login only, rare events; each call is a
    short synchronous SQLite statement on the event loop thread. Password hashing (slow) never
-   happens here: the caller hashes in a worker thread first (see ``accounts/service.py``).
+   happens here: the caller hashes in a worker thread first (see ``server/accounts.py``).
 3. Who owns which nick is asked on every NICK, so that index is kept in memory.
 4. The file is created on the first registration: a server whose users never register leaves
    no file behind. An existing file that cannot be opened is an error at start.
@@ -83,12 +83,22 @@ CREATE TABLE IF NOT EXISTS account_metadata (
 _FP_RE = re.compile(r"[0-9a-f]{64}\Z")
 
 
+_ADD_COLUMN = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE)
+
+
 def _run(db: sqlite3.Connection, script: str) -> None:
     """Each ``;``-separated statement of ``script``, in the transaction in progress
-    (``executescript`` would commit it)."""
+    (``executescript`` would commit it); an ``ADD COLUMN`` of a column already there is
+    skipped, so a step is safe on a file that has it already."""
     for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
+        if not statement.strip():
+            continue
+        add = _ADD_COLUMN.match(statement)
+        if add is not None:
+            table, column = add.groups()
+            if column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                continue
+        db.execute(statement)
 
 
 def normalize_certfp(text: str) -> str | None:

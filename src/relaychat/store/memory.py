@@ -14,6 +14,7 @@ import time as _time
 from collections.abc import Sequence
 from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 
 from relaychat.store.base import (
     Conversation,

@@ -241,7 +241,6 @@ def _migrate_v1(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO counted (seq) SELECT ifnull(max(seq), 0) FROM messages")
 
 
-
 def _step_4(db: sqlite3.Connection) -> None:
     """Step 4, inside the opening transaction: new columns (``ALTER TABLE ... ADD COLUMN``
     rewrites no row), the partial index of REDACT records, and the read markers table."""

@@ -18,10 +18,10 @@ from relaychat.server.commands import (
     redaction,
     registration,
     rename,
+    sasl,
     token,
     typing_tag,
     who,
-    sasl,
 )
 
 __all__ = [
@@ -42,8 +42,8 @@ __all__ = [
     "redaction",
     "registration",
     "rename",
+    "sasl",
     "token",
     "typing_tag",
     "who",
-    "sasl",
 ]

@@ -34,10 +34,10 @@ import logging
 import math
 import re
 
-from relaychat.accounts.service import service_of
 from relaychat.accounts.store import AccountStoreError
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
+from relaychat.server.accounts import service_of
 from relaychat.server.commands.params import pack
 from relaychat.server.core import ACCOUNT_HOOKS, Replies, ServerCore, add_tag, command
 from relaychat.server.state import Channel, MetaState, User

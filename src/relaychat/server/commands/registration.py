@@ -25,6 +25,7 @@ from relaychat.protocol.message import Message
 from relaychat.server.commands import metadata, monitor
 from relaychat.server.commands.bans import refuse_banned
 from relaychat.server.accounts import protect_nick, service_of
+from relaychat.server.commands import metadata, monitor
 from relaychat.server.commands.info import send_lusers, send_motd
 from relaychat.server.commands.params import valid_nick
 from relaychat.server.core import Replies, ServerCore, command
@@ -89,7 +90,7 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     for other in core.neighbours(user):
         other.send(event.data(other))
     monitor.nick_changed(core, user, old_key, old_nick)
-    # Accounts: a registered nick taken by someone else is protected (accounts/service.py).
+    # Accounts: a registered nick taken by someone else is protected (server/accounts.py).
     protect_nick(core, user, out)
 
 
