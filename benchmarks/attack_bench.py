@@ -7,6 +7,7 @@ relaychat'`` runs it through bench.py):
     .venv/bin/python benchmarks/attack_bench.py                    # every attack, 10 s each
     .venv/bin/python benchmarks/attack_bench.py --attacks oper,list --duration 5
     .venv/bin/python benchmarks/attack_bench.py --src /tmp/old/src  # an older relaychat tree
+    .venv/bin/python benchmarks/attack_bench.py --before /tmp/old/src  # both, attack by attack
 
 Attacks (the items of issue 17), each against a fresh ``relaychat serve`` with default settings
 (only the listening address, a scratch data directory and quiet logs are set):
@@ -25,7 +26,9 @@ Attacks (the items of issue 17), each against a fresh ``relaychat serve`` with d
 Rules: the server is pinned to one core (``taskset``), the bystander and the attacker run in two
 other processes pinned to the other; every phase is bounded in time; loopback only (127.0.0.0/8).
 The bystander sends one PING every 20 ms and waits for its PONG: the figures are its round trips
-(p50, p99, max) during the attack.
+(p50, p99, max) during the attack. The machine may be shared: the CPU that other processes used
+on each core during the run is reported beside the figures (``noise``), as bench.py does, and
+``--before`` runs an older tree right after each attack, so both see the same noise.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +132,17 @@ async def sasl_login(port: int, nick: str, password: str, local: str | None = No
 # --- the bystander (its own process) ------------------------------------------------------------
 
 
+async def _go() -> None:
+    """Say "ready" on stdout, then wait for the driver's "go" on stdin."""
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
 async def bystander(port: int, seconds: float, password: str | None) -> dict[str, Any]:
+    """Register, wait for "go" (the attack starts then), PING every 20 ms for ``seconds``."""
     c = await Client.open(port)
     await c.register("bystander", password)
+    await _go()
     loop = asyncio.get_running_loop()
     rtts: list[float] = []
     end = loop.time() + seconds
@@ -149,13 +161,18 @@ async def bystander(port: int, seconds: float, password: str | None) -> dict[str
 # --- attacks (their own process) ----------------------------------------------------------------
 
 
-async def attack(name: str, port: int, seconds: float, ready: asyncio.Event) -> dict[str, Any]:
-    """Set up, set ``ready``, then attack for ``seconds``; return what the attacker saw."""
-    return await _ATTACKS[name](port, seconds, ready)
+#: What an attack awaits once it is set up: says "ready", waits for "go".
+Ready = Callable[[], Awaitable[None]]
 
 
-async def _idle(port: int, seconds: float, ready: asyncio.Event) -> dict[str, Any]:
-    ready.set()
+async def attack(name: str, port: int, seconds: float) -> dict[str, Any]:
+    """Set up, say "ready", wait for "go", then attack for ``seconds``; return what the
+    attacker saw."""
+    return await _ATTACKS[name](port, seconds, _go)
+
+
+async def _idle(port: int, seconds: float, ready: Ready) -> dict[str, Any]:
+    await ready()
     await asyncio.sleep(seconds)
     return {}
 
@@ -184,12 +201,12 @@ async def _count(reader: asyncio.StreamReader, needle: bytes, box: list[int]) ->
         tail = chunk[-len(needle) :]
 
 
-async def _oper(port: int, seconds: float, ready: asyncio.Event) -> dict[str, Any]:
+async def _oper(port: int, seconds: float, ready: Ready) -> dict[str, Any]:
     c = await Client.open(port)
     await c.register("mallory")
     answers = [0]
     reading = asyncio.create_task(_count(c.reader, b" 464 ", answers))
-    ready.set()
+    await ready()
     sent = await _paced(seconds, 10.0, lambda n: c.send(f"OPER admin guess{n}"))
     await asyncio.sleep(1.0)
     reading.cancel()
@@ -197,8 +214,8 @@ async def _oper(port: int, seconds: float, ready: asyncio.Event) -> dict[str, An
     return {"sent": sent, "answered": answers[0]}
 
 
-async def _pass(port: int, seconds: float, ready: asyncio.Event) -> dict[str, Any]:
-    ready.set()
+async def _pass(port: int, seconds: float, ready: Ready) -> dict[str, Any]:
+    await ready()
     refused = [0]
 
     async def one(n: int) -> None:
@@ -216,7 +233,7 @@ async def _pass(port: int, seconds: float, ready: asyncio.Event) -> dict[str, An
     return {"connections": sent, "refused": refused[0]}
 
 
-async def _sasl(port: int, seconds: float, ready: asyncio.Event) -> dict[str, Any]:
+async def _sasl(port: int, seconds: float, ready: Ready) -> dict[str, Any]:
     people = [f"user{n}" for n in range(11)]
     for n, name in enumerate(people):  # each from its own address (registration limits)
         c = await Client.open(port, local=f"127.0.1.{n + 1}")
@@ -240,7 +257,7 @@ async def _sasl(port: int, seconds: float, ready: asyncio.Event) -> dict[str, An
             except (OSError, ConnectionError, TimeoutError):
                 await asyncio.sleep(0.05)
 
-    ready.set()
+    await ready()
     attackers = [asyncio.create_task(attacker(n)) for n in range(80)]
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -256,7 +273,7 @@ async def _sasl(port: int, seconds: float, ready: asyncio.Event) -> dict[str, An
     return {"attempts": tries[0], "logins_ok": results.count("903"), "logins": len(results)}
 
 
-async def _targets(port: int, seconds: float, ready: asyncio.Event) -> dict[str, Any]:
+async def _targets(port: int, seconds: float, ready: Ready) -> dict[str, Any]:
     c = await Client.open(port)
     c.send("CAP LS 302", "CAP REQ :draft/chathistory batch", "NICK mallory")
     c.send("USER mallory 0 * :mallory", "CAP END")
@@ -283,7 +300,7 @@ async def _targets(port: int, seconds: float, ready: asyncio.Event) -> dict[str,
     counting.cancel()
     answers = [0]
     reading = asyncio.create_task(_count(c.reader, b"BATCH -", answers))
-    ready.set()
+    await ready()
     query = (
         "CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z"
         " timestamp=2100-01-01T00:00:00.000Z 100"
@@ -295,7 +312,7 @@ async def _targets(port: int, seconds: float, ready: asyncio.Event) -> dict[str,
     return {"conversations": got[0], "sent": sent, "answered": answers[0]}
 
 
-async def _list(port: int, seconds: float, ready: asyncio.Event) -> dict[str, Any]:
+async def _list(port: int, seconds: float, ready: Ready) -> dict[str, Any]:
     helpers = []
     for n in range(100):  # 5,000 channels: 100 helpers join 50 each (CHANLIMIT 50)
         h = await Client.open(port)
@@ -308,7 +325,7 @@ async def _list(port: int, seconds: float, ready: asyncio.Event) -> dict[str, An
     await c.register("mallory")
     answers = [0]
     reading = asyncio.create_task(_count(c.reader, b" 323 ", answers))
-    ready.set()
+    await ready()
     sent = await _paced(seconds, 10.0, lambda n: c.send("LIST"))
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(30):
@@ -332,6 +349,25 @@ _ATTACKS = {
 
 
 # --- one run: a server, a bystander process, an attacker process --------------------------------
+
+
+def _core_busy_s(cpu: int | None) -> float:
+    """Seconds core ``cpu`` (all cores when ``None``) spent busy since boot."""
+    prefix = "cpu " if cpu is None else f"cpu{cpu} "
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith(prefix):
+                f = line.split()
+                return (int(f[1]) + int(f[2]) + int(f[3])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _proc_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -397,25 +433,38 @@ def run_one(
     try:
         _wait_listening(port, server)
         me = [sys.executable, str(Path(__file__).resolve()), "--role"]
+        # The bystander registers first, then the attacker sets up; both start on "go".
+        watcher = subprocess.Popen(
+            _pinned(client_cpu, [*me, "bystander", "--port", str(port), "--duration",
+                                 str(seconds)] + (["--password", password] if password else [])),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
         attacker = subprocess.Popen(
             _pinned(client_cpu, [*me, f"attack:{name}", "--port", str(port),
                                  "--duration", str(seconds)]),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )  # fmt: skip
-        assert attacker.stdout is not None
-        ready_line = attacker.stdout.readline()  # "ready": the setup is over
-        if ready_line.strip() != b"ready":
-            raise RuntimeError(f"attacker failed to set up: {ready_line!r}")
-        watcher = subprocess.run(
-            _pinned(client_cpu, [*me, "bystander", "--port", str(port), "--duration",
-                                 str(seconds)] + (["--password", password] if password else [])),
-            capture_output=True,
-            timeout=seconds + 120,
-            check=False,
-        )  # fmt: skip
+        for proc, who in ((watcher, "bystander"), (attacker, "attacker")):
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if line.strip() != b"ready":
+                raise RuntimeError(f"{who} failed to set up: {line!r}")
+        busy0, srv0, t0 = _core_busy_s(server_cpu), _proc_cpu_s(server.pid), time.monotonic()
+        for proc in (attacker, watcher):
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+        watched, _ = watcher.communicate(timeout=seconds + 120)
+        wall = time.monotonic() - t0
+        srv_s = _proc_cpu_s(server.pid) - srv0
+        others = max(0.0, _core_busy_s(server_cpu) - busy0 - srv_s)
+        result["server_cpu_pct"] = round(srv_s * 100 / wall, 1)
+        result["noise_pct"] = round(others * 100 / wall, 1)  # others on the server's core
         out, _ = attacker.communicate(timeout=seconds + 120)
         result["attacker"] = json.loads(out.decode().strip().splitlines()[-1])
-        rtts = sorted(json.loads(watcher.stdout.decode().strip().splitlines()[-1])["rtts_ms"])
+        rtts = sorted(json.loads(watched.decode().strip().splitlines()[-1])["rtts_ms"])
         result.update(_figures(rtts))
     except Exception as exc:  # report it in the table, go on with the next attack
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -451,41 +500,71 @@ def run_attacks(
     server_cpu: int | None = 0,
     client_cpu: int | None = 1,
     src: str | None = None,
+    before: str | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every attack in turn, each on a fresh server."""
+    """Every attack in turn, each on a fresh server (and, with ``before``, on a fresh server of
+    that tree right after: its result goes in the ``before`` key)."""
     results = []
     for name in attacks:
-        if progress:
-            print(f"  attack {name:<8} ...", end=" ", flush=True, file=sys.stderr)
-        res = run_one(name, seconds=seconds, server_cpu=server_cpu, client_cpu=client_cpu, src=src)
-        if progress:
-            shown = res.get("error") or f"p99 {res['p99_ms']} ms {res.get('attacker')}"
-            print(shown, file=sys.stderr, flush=True)
+        runs = [("", src)] + ([("before", before)] if before else [])
+        res: dict[str, Any] = {}
+        for label, tree in runs:
+            if progress:
+                print(f"  attack {name:<8} {label:<6} ...", end=" ", flush=True, file=sys.stderr)
+            one = run_one(
+                name, seconds=seconds, server_cpu=server_cpu, client_cpu=client_cpu, src=tree
+            )
+            if progress:
+                shown = one.get("error") or (
+                    f"p99 {one['p99_ms']} ms, noise {one.get('noise_pct')} % {one.get('attacker')}"
+                )
+                print(shown, file=sys.stderr, flush=True)
+            if label:
+                res[label] = one
+            else:
+                res.update(one)
         results.append(res)
     return results
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """The results as a Markdown table."""
-    rows = [
-        "| attack | bystander PING p50 | p99 | max | pings | target p99 ≤ 20 ms | attacker |",
-        "|---|---:|---:|---:|---:|---|---|",
-    ]
+    compare = any("before" in r for r in results)
+    head = "| attack | bystander PING p50 | p99 | max | pings | target p99 ≤ 20 ms |"
+    line = "|---|---:|---:|---:|---:|---|"
+    if compare:
+        head += " before: p50 | p99 | max | pings |"
+        line += "---:|---:|---:|---:|"
+    rows = [head + " server CPU | noise | attacker |", line + "---:|---:|---|"]
     for r in results:
         if "error" in r:
-            rows.append(f"| {r['attack']} | — | — | — | — | error | {r['error']} |")
+            rows.append(f"| {r['attack']} | — | — | — | — | error: {r['error']} |")
             continue
         met = (
             "n/a"
             if r["attack"] == "idle"
             else ("met" if r["p99_ms"] <= TARGET_P99_MS else "MISSED")
         )
-        detail = ", ".join(f"{k} {v}" for k, v in r.get("attacker", {}).items())
-        rows.append(
+        row = (
             f"| {r['attack']} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['max_ms']:.1f} ms"
-            f" | {r['pings']} | {met} | {detail} |"
+            f" | {r['pings']} | {met} |"
         )
+        if compare:
+            b = r.get("before", {})
+            if "p99_ms" in b:
+                row += (
+                    f" {b['p50_ms']:.2f} ms | {b['p99_ms']:.2f} ms | {b['max_ms']:.1f} ms"
+                    f" | {b['pings']} |"
+                )
+            else:
+                row += f" — | — | {b.get('error', '—')} | — |"
+        detail = ", ".join(f"{k} {v}" for k, v in r.get("attacker", {}).items())
+        if compare and "attacker" in r.get("before", {}):
+            old = ", ".join(f"{k} {v}" for k, v in r["before"]["attacker"].items())
+            detail += f" (before: {old})"
+        row += f" {r.get('server_cpu_pct', 0):.0f} % | {r.get('noise_pct', 0):.0f} % | {detail} |"
+        rows.append(row)
     return "\n".join(rows)
 
 
@@ -499,14 +578,7 @@ def _role(args: argparse.Namespace) -> int:
         return 0
     name = args.role.split(":", 1)[1]
 
-    async def go() -> dict[str, Any]:
-        ready = asyncio.Event()
-        task = asyncio.create_task(attack(name, args.port, args.duration, ready))
-        await ready.wait()
-        print("ready", flush=True)
-        return await task
-
-    print(json.dumps(asyncio.run(go())))
+    print(json.dumps(asyncio.run(attack(name, args.port, args.duration))))
     return 0
 
 
@@ -520,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--src", default=None, help="PYTHONPATH for the server (another relaychat tree)")
+    p.add_argument(
+        "--before", default=None, help="also run this tree's server (PYTHONPATH), attack by attack"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--role", default=None, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -534,7 +609,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seconds = 3.0 if args.quick else args.duration
     results = run_attacks(
-        names, seconds=seconds, server_cpu=args.server_cpu, client_cpu=args.client_cpu, src=args.src
+        names,
+        seconds=seconds,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+        src=args.src,
+        before=args.before,
     )
     print(table(results))
     if args.json is not None:
