@@ -147,15 +147,21 @@ async def bystander(port: int, seconds: float, password: str | None) -> dict[str
     rtts: list[float] = []
     end = loop.time() + seconds
     n = 0
+    stalled = False
     while loop.time() < end:
         n += 1
         started = loop.time()
         c.send(f"PING :b{n}")
-        await c.expect(f"b{n}", timeout=60.0)
+        try:
+            await c.expect(f"b{n}", timeout=max(1.0, end - started) + 30.0)
+        except (TimeoutError, ConnectionError):
+            stalled = True  # no answer at all: counted as waiting until now
         rtts.append((loop.time() - started) * 1000)
+        if stalled:
+            break
         await asyncio.sleep(0.02)
     c.close()
-    return {"rtts_ms": rtts}
+    return {"rtts_ms": rtts, "stalled": stalled}
 
 
 # --- attacks (their own process) ----------------------------------------------------------------
@@ -456,16 +462,23 @@ def run_one(
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
             proc.stdin.flush()
-        watched, _ = watcher.communicate(timeout=seconds + 120)
+        watched, _ = watcher.communicate(timeout=seconds + 90)
         wall = time.monotonic() - t0
         srv_s = _proc_cpu_s(server.pid) - srv0
         others = max(0.0, _core_busy_s(server_cpu) - busy0 - srv_s)
         result["server_cpu_pct"] = round(srv_s * 100 / wall, 1)
         result["noise_pct"] = round(others * 100 / wall, 1)  # others on the server's core
-        out, _ = attacker.communicate(timeout=seconds + 120)
-        result["attacker"] = json.loads(out.decode().strip().splitlines()[-1])
-        rtts = sorted(json.loads(watched.decode().strip().splitlines()[-1])["rtts_ms"])
-        result.update(_figures(rtts))
+        try:
+            out, _ = attacker.communicate(timeout=seconds + 120)
+            result["attacker"] = json.loads(out.decode().strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            attacker.kill()
+            attacker.communicate()
+            result["attacker"] = {"gave up": "no answer within the run's deadline"}
+        seen = json.loads(watched.decode().strip().splitlines()[-1])
+        result.update(_figures(sorted(seen["rtts_ms"])))
+        if seen.get("stalled"):
+            result["stalled"] = True
     except Exception as exc:  # report it in the table, go on with the next attack
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
