@@ -357,16 +357,29 @@ class AccountStore:
 
     def delete(self, name: str) -> bool:
         """Delete account ``name`` (its certificates go with it); ``False`` if there was none."""
-        key = irc_lower(name)
-        if self._db is None:
-            return False
-        deleted = self._update("DELETE FROM accounts WHERE key = ?", key) > 0
-        if deleted:
-            self._nicks = {k: v for k, v in self._nicks.items() if irc_lower(v) != key}
-        return deleted
+        return bool(self._delete([irc_lower(name)]))
+
+    def _delete(self, keys: list[str]) -> list[str]:
+        """Delete the accounts with these folded names, in one transaction; return their names."""
+        if self._db is None or not keys:
+            return []
+        db = self._db
+        marks = ",".join("?" * len(keys))
+        try:
+            with db:
+                rows = db.execute(
+                    f"SELECT name, nick_key FROM accounts WHERE key IN ({marks})", keys
+                ).fetchall()
+                db.execute(f"DELETE FROM accounts WHERE key IN ({marks})", keys)
+        except sqlite3.Error as exc:
+            raise AccountStoreError(self.path, str(exc)) from None
+        for _, nick_key in rows:
+            self._nicks.pop(nick_key, None)
+        return [str(name) for name, _ in rows]
 
     def expire(self, created_before: float, keep: set[str], limit: int = 100) -> list[str]:
-        """Delete up to ``limit`` unconfirmed accounts made before ``created_before`` (rule 7).
+        """Delete up to ``limit`` unconfirmed accounts made before ``created_before`` (rule 7),
+        in one transaction.
 
         Args:
             keep: folded names not to delete (someone is logged in to them now).
@@ -378,16 +391,12 @@ class AccountStore:
             return []
         try:
             rows = self._db.execute(
-                "SELECT key, name FROM accounts WHERE confirmed = 0 AND created < ? LIMIT ?",
+                "SELECT key FROM accounts WHERE confirmed = 0 AND created < ? LIMIT ?",
                 (created_before, limit + len(keep)),
             ).fetchall()
         except sqlite3.Error as exc:
             raise AccountStoreError(self.path, str(exc)) from None
-        gone: list[str] = []
-        for key, name in rows:
-            if key not in keep and len(gone) < limit and self.delete(name):
-                gone.append(str(name))
-        return gone
+        return self._delete([key for (key,) in rows if key not in keep][:limit])
 
     def add_certfp(self, name: str, fp: str, now: float) -> str | None:
         """Let certificate ``fp`` log in to account ``name``.
