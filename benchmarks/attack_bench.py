@@ -25,8 +25,9 @@ Attacks (the items of issue 17), each against a fresh ``relaychat serve`` with d
 
 Rules: the server is pinned to one core (``taskset``), the bystander and the attacker run in two
 other processes pinned to the other; every phase is bounded in time; loopback only (127.0.0.0/8).
-The bystander sends one PING every 20 ms and waits for its PONG: the figures are its round trips
-(p50, p99, max) during the attack. The machine may be shared: the CPU that other processes used
+The bystander (four idle connections, each sending a PING every 250 ms, so inside the flood
+limit like the attacker) times every PONG: the figures are its round trips (p50, p99, max) during
+the attack. The machine may be shared: the CPU that other processes used
 on each core during the run is reported beside the figures (``noise``), as bench.py does, and
 ``--before`` runs an older tree right after each attack, so both see the same noise.
 """
@@ -138,30 +139,45 @@ async def _go() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
 
+#: The bystander's connections, and the seconds between two PINGs on one of them: 4 PINGs a
+#: second each, inside the default flood limit (10 lines a second after a burst of 30), 20 a
+#: second in all.
+BYSTANDERS = 4
+PING_EVERY = 0.25
+
+
 async def bystander(port: int, seconds: float, password: str | None) -> dict[str, Any]:
-    """Register, wait for "go" (the attack starts then), PING every 20 ms for ``seconds``."""
-    c = await Client.open(port)
-    await c.register("bystander", password)
+    """Register, wait for "go" (the attack starts then), then PING on each of
+    :data:`BYSTANDERS` connections every :data:`PING_EVERY` seconds (staggered) for ``seconds``."""
+    clients = []
+    for n in range(BYSTANDERS):
+        c = await Client.open(port)
+        await c.register(f"bystander{n}", password)
+        clients.append(c)
     await _go()
     loop = asyncio.get_running_loop()
-    rtts: list[float] = []
     end = loop.time() + seconds
-    n = 0
-    stalled = False
-    while loop.time() < end:
-        n += 1
-        started = loop.time()
-        c.send(f"PING :b{n}")
-        try:
-            await c.expect(f"b{n}", timeout=max(1.0, end - started) + 30.0)
-        except (TimeoutError, ConnectionError):
-            stalled = True  # no answer at all: counted as waiting until now
-        rtts.append((loop.time() - started) * 1000)
-        if stalled:
-            break
-        await asyncio.sleep(0.02)
-    c.close()
-    return {"rtts_ms": rtts, "stalled": stalled}
+    rtts: list[float] = []
+    stalled = [False]
+
+    async def watch(c: Client, offset: float) -> None:
+        await asyncio.sleep(offset)
+        n = 0
+        while loop.time() < end and not stalled[0]:
+            n += 1
+            started = loop.time()
+            c.send(f"PING :b{n}")
+            try:
+                await c.expect(f"b{n}", timeout=max(1.0, end - started) + 30.0)
+            except (TimeoutError, ConnectionError):
+                stalled[0] = True  # no answer at all: counted as waiting until now
+            rtts.append((loop.time() - started) * 1000)
+            await asyncio.sleep(max(0.0, started + PING_EVERY - loop.time()))
+
+    await asyncio.gather(*(watch(c, i * PING_EVERY / BYSTANDERS) for i, c in enumerate(clients)))
+    for c in clients:
+        c.close()
+    return {"rtts_ms": rtts, "stalled": stalled[0]}
 
 
 # --- attacks (their own process) ----------------------------------------------------------------
@@ -602,8 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--duration", type=float, default=10.0, help="seconds of attack (default 10)")
     p.add_argument("--quick", action="store_true", help="3 s per attack")
-    p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument(
+        "--server-cpu", type=int, default=0, help="core the server is pinned to (-1: none)"
+    )
+    p.add_argument(
+        "--client-cpu", type=int, default=1, help="core the clients are pinned to (-1: none)"
+    )
     p.add_argument("--src", default=None, help="PYTHONPATH for the server (another relaychat tree)")
     p.add_argument(
         "--before", default=None, help="also run this tree's server (PYTHONPATH), attack by attack"
@@ -624,8 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run_attacks(
         names,
         seconds=seconds,
-        server_cpu=args.server_cpu,
-        client_cpu=args.client_cpu,
+        server_cpu=None if args.server_cpu < 0 else args.server_cpu,
+        client_cpu=None if args.client_cpu < 0 else args.client_cpu,
         src=args.src,
         before=args.before,
     )
