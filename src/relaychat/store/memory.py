@@ -13,8 +13,6 @@ import threading
 import time as _time
 from collections.abc import Sequence
 from dataclasses import replace
-from collections.abc import Sequence
-from dataclasses import replace
 
 from relaychat.store.base import (
     Conversation,

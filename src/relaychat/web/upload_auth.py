@@ -27,9 +27,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relaychat.accounts.service import service_of
 from relaychat.accounts.store import AccountStoreError
 from relaychat.passwords import hash_password, verify_password
+from relaychat.server.accounts import service_of
 from relaychat.server.authtokens import tokens_of
 from relaychat.server.core import ServerCore
 from relaychat.web.http import Response
