@@ -126,3 +126,22 @@ async def test_one_account_does_not_take_every_thread() -> None:
     await asyncio.wait_for(finished.wait(), TIMEOUT)
     # k2 was first in line, but its account had a check running: k3 went first.
     assert started.index("y") < started.index("x-next")
+
+
+async def test_worker_threads_run_at_a_lower_priority() -> None:
+    """argon2 must not take the event loop's core from it (issue 17 items 2-4)."""
+    import os
+
+    from relaychat.accounts.worker import WORKER_NICE
+
+    loop = asyncio.get_running_loop()
+    worker = ThreadWorker(loop, concurrency=1)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    got: asyncio.Future[int | None] = loop.create_future()
+
+    def job() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    worker.submit(job, lambda result, now: got.set_result(result))
+    assert await asyncio.wait_for(got, TIMEOUT) == min(19, mine + WORKER_NICE)
+    worker.close()

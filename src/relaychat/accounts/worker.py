@@ -5,8 +5,11 @@ function of no arguments, run in a thread) and a *done* callback to a :class:`Wo
 callback runs later on the core's thread with the job's result and the time, and finishes the
 command (see ``server/pending.py``).
 
-- :class:`ThreadWorker` is the server's: jobs run on the event loop's default executor, at most
-  ``concurrency`` at once (argon2 takes 64 MiB each). Waiting jobs are kept per *key* (the
+- :class:`ThreadWorker` is the server's: jobs run on its own threads, at most ``concurrency``
+  at once (argon2 takes 64 MiB each), at a lower scheduling priority than the event loop
+  (:data:`WORKER_NICE`: argon2 keeps a core busy for a fifth of a second with several lanes
+  of its own; on a busy machine the loop must win that core back at once, or every client
+  waits behind a password check). Waiting jobs are kept per *key* (the
   client's address group) and started round-robin across keys, so one address with many
   connections gets one turn in each round like everyone else, never the whole queue; a key
   whose next job is about an *account* that already has a job running waits for the next round
@@ -24,18 +27,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from relaychat.ratelog import RateLimitedLog
 
-__all__ = ["Done", "InlineWorker", "QueueWorker", "ThreadWorker", "Worker"]
+__all__ = ["WORKER_NICE", "Done", "InlineWorker", "QueueWorker", "ThreadWorker", "Worker"]
 
 log = logging.getLogger("relaychat.accounts")
 
 T = TypeVar("T")
+
+#: How much nicer (lower priority) than the server the worker threads run (Linux: per thread;
+#: argon2's lane threads inherit it). Raising one's own niceness needs no privilege.
+WORKER_NICE = 10
 
 #: A job's completion: called on the core's thread with the job's result (``None`` when the job
 #: raised; the worker has logged it) and the current time.
@@ -131,6 +141,17 @@ class QueueWorker:
         return count
 
 
+def _lower_priority() -> None:
+    """Run this worker thread :data:`WORKER_NICE` steps nicer than it started (where the
+    platform lets a thread have its own priority; elsewhere nothing happens)."""
+    try:
+        tid = threading.get_native_id()
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + WORKER_NICE))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        pass
+
+
 class _Job:
     __slots__ = ("account", "done", "job", "key")
 
@@ -173,6 +194,11 @@ class ThreadWorker:
         self._accounts: dict[str, int] = {}  # account -> jobs running for it
         self._average = 0.1  # seconds a job takes, a moving average
         self._log = RateLimitedLog(log, log_interval)
+        self._executor = ThreadPoolExecutor(
+            max_workers=concurrency,
+            thread_name_prefix="relaychat-hash",
+            initializer=_lower_priority,
+        )
 
     def submit(
         self, job: Callable[[], T], done: Done[T], *, key: str = "", account: str | None = None
@@ -205,6 +231,12 @@ class ThreadWorker:
         rounds = self.waiting / max(1, self.concurrency) + 1
         return max(1.0, self._average * rounds)
 
+    def close(self) -> None:
+        """Stop the threads once the jobs running are done; waiting jobs are dropped."""
+        self._queues.clear()
+        self.waiting = 0
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     def _next(self) -> _Job | None:
         """The first job of the key whose turn it is (skipping keys whose next job's account
         has a job running, unless all do); that key goes to the back of the line."""
@@ -230,7 +262,7 @@ class ThreadWorker:
         if item.account is not None:
             self._accounts[item.account] = self._accounts.get(item.account, 0) + 1
         started = time.monotonic()
-        future = self.loop.run_in_executor(None, _run, item.job)
+        future = self.loop.run_in_executor(self._executor, _run, item.job)
         future.add_done_callback(lambda f: self._finished(f, item, started))
 
     def _finished(self, future: asyncio.Future[Any], item: _Job, started: float) -> None:

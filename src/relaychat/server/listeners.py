@@ -414,6 +414,8 @@ class Server:
             accounts.store.close()
         if self.cluster is not None:
             await self.cluster.close()
+        if isinstance(self.core.worker, ThreadWorker):
+            self.core.worker.close()
         self._executor.shutdown(wait=True)
         self._stopped.set()
         log.info("stopped")
