@@ -1,7 +1,7 @@
 """Accounts shared by every node: the accounts bucket, mirrored in memory.
 
 Rules:
-1. The accounts service (``accounts/service.py``) keeps its interface: this store answers
+1. The accounts service (``server/accounts.py``) keeps its interface: this store answers
    every read from memory (a login never waits for NATS), fed by a watch of the bucket.
 2. A write changes memory at once and goes to the bucket compare-and-set on the revision last
    read: creating an account is a create (revision 0), so two nodes registering one name at the

@@ -50,7 +50,7 @@ from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
 
 if TYPE_CHECKING:
-    from relaychat.accounts.service import AccountService
+    from relaychat.server.accounts import AccountService
     from relaychat.server.connection import Hub
 
 __all__ = ["ClusterNode", "default_node_name"]

@@ -35,7 +35,6 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import MAX_CLIENT_TAGS_BYTES, Message
 from relaychat.protocol.servertime import format_server_time
-from relaychat.protocol.tags import escape_value
 from relaychat.ratelog import RateLimitedLog
 from relaychat.server.backplane import Backplane
 from relaychat.server.bans import BanList
@@ -55,9 +54,9 @@ from relaychat.store.keys import KeyStore
 __all__ = [
     "ACCOUNT_HOOKS",
     "COMMANDS",
+    "MAX_WAITING",
     "Command",
     "Handler",
-    "MAX_WAITING",
     "Replies",
     "ServerCore",
     "add_tag",
