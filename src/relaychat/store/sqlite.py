@@ -1,9 +1,10 @@
 """SqliteHistory: the server's history, in one embedded SQLite file (stdlib ``sqlite3``).
 
-The store is four modules: this one buffers, commits and reads messages;
+The store is five modules: this one buffers, commits and reads messages;
 ``sqlite_schema.py`` owns the file's layout, its opening and its migrations (and the epochs
 of rule 6); ``sqlite_retention.py`` owns retention, counts and checkpoints (rules 5 and 7);
-``sqlite_keys.py`` owns the idempotency keys, which the group commit writes with the messages.
+``sqlite_keys.py`` owns the idempotency keys, which the group commit writes with the messages;
+``sqlite_targets.py`` answers CHATHISTORY TARGETS in one indexed query.
 
 Rules (on top of ``store/base.py``):
 1. ``append`` runs on the event loop: it takes a lock, numbers the message and buffers it. No I/O.
@@ -62,7 +63,6 @@ from relaychat.store.base import (
     redaction_span,
     select,
     select_redactions,
-    select_targets,
 )
 from relaychat.store.keys import KeyRecord
 from relaychat.store.sqlite_keys import KeyTable
@@ -73,6 +73,7 @@ from relaychat.store.sqlite_schema import (
     conversation_row,
     open_connections,
 )
+from relaychat.store.sqlite_targets import Targets
 
 __all__ = ["CHECKPOINT_EVERY", "CHUNK", "SCHEMA_VERSION", "SqliteHistory", "open_history"]
 
@@ -134,7 +135,7 @@ def open_history(config: Config) -> SqliteHistory:
     )
 
 
-class SqliteHistory(KeyTable, Retention):
+class SqliteHistory(KeyTable, Retention, Targets):
     """History in a SQLite file (see the module rules).
 
     Args:
@@ -150,6 +151,8 @@ class SqliteHistory(KeyTable, Retention):
     Raises:
         StoreError: the file cannot be opened, is not a database, or has a newer schema.
     """
+
+    _COLUMNS = _COLUMNS  # what the SELECTs of the mixins read (sqlite_targets.py)
 
     def __init__(
         self,
@@ -491,49 +494,9 @@ class SqliteHistory(KeyTable, Retention):
         with self._lock:
             return (self._last_ms, self._base + self._n)
 
-    def targets(
-        self,
-        nick: str,
-        channels: Sequence[str],
-        *,
-        after_ms: int,
-        before_ms: int,
-        limit: int,
-        newest: bool,
-        reader: Reader,
-    ) -> list[Entry]:
-        """Conversations active in a window, in one indexed query (see
-        :meth:`HistoryStore.targets`): each part is an index range on ``(a|b, latest_ms)`` or a
-        channel's row, with the window and the limit applied in SQL."""
-        if limit <= 0:
-            return []
-        chans = [k for k in channels if not is_private(k)]
-        buffered = [
-            e
-            for e in self._buffered()
-            if e.message.key in chans
-            or (is_private(e.message.key) and nick in e.message.key.split(" "))
-        ]
-        sql, params = _targets_sql(
-            nick, chans, after_ms, before_ms, limit + len(buffered), newest, reader
-        )
-        found = {e.message.key: e for e in (_entry(row) for row in self._read(sql, params))}
-        if not buffered:
-            out = sorted(found.values(), key=_position)
-            return out[-limit:] if newest else out[:limit]
-        # Records not committed yet are newer than anything in the table: they are the newest
-        # message of their conversation (and a key whose newest is buffered may have been left
-        # out of the query, or be in it with an older message).
-        for entry in buffered:
-            found[entry.message.key] = entry
-        return select_targets(
-            list(found.values()),
-            after_ms=after_ms,
-            before_ms=before_ms,
-            limit=limit,
-            newest=newest,
-            reader=reader,
-        )
+    def _entries(self, rows: Iterable[Sequence[Any]]) -> list[Entry]:
+        """Rows of :data:`_COLUMNS` as entries (``sqlite_targets.Targets`` reads through it)."""
+        return [_entry(row) for row in rows]
 
     # --- closing (retention, rules 5 and 7, is inherited from sqlite_retention.Retention) --
 
@@ -636,57 +599,3 @@ def _entry(row: Sequence[Any]) -> Entry:
 
 def _position(entry: Entry) -> Position:
     return (entry.time_ms, entry.seq)
-
-
-def _targets_sql(
-    nick: str,
-    channels: Sequence[str],
-    after_ms: int,
-    before_ms: int,
-    limit: int,
-    newest: bool,
-    reader: Reader,
-) -> tuple[str, list[Any]]:
-    """The one query of :meth:`SqliteHistory.targets` and its parameters.
-
-    Parts (``UNION``, each an index range with its own ``LIMIT``): the nick's conversations
-    whose newest message came after the reader took the nick; with an account, those whose
-    newest message is the account's from before; the channels' rows.
-    """
-    order = "DESC" if newest else "ASC"
-    window = "c.latest_ms > ? AND c.latest_ms < ?"
-    parts: list[str] = []
-    params: list[Any] = []
-    for side in ("a", "b"):
-        parts.append(
-            f"SELECT * FROM (SELECT c.key, c.latest_ms, c.latest_seq FROM conversations c"
-            f" WHERE c.{side} = ? AND {window} AND c.latest_ms >= ?"
-            f" AND (c.latest_ms, c.latest_seq) > (?, ?)"
-            f" ORDER BY c.latest_ms {order} LIMIT ?)"
-        )
-        params += [nick, after_ms, before_ms, reader.since_ms, *reader.since, limit]
-        if reader.account is not None:
-            parts.append(
-                f"SELECT * FROM (SELECT c.key, c.latest_ms, c.latest_seq FROM conversations c"
-                f" JOIN messages m ON m.seq = c.latest_seq"
-                f" WHERE c.{side} = ? AND {window} AND c.latest_ms <= ?"
-                f" AND (m.account = ? OR m.to_account = ?)"
-                f" ORDER BY c.latest_ms {order} LIMIT ?)"
-            )
-            params += [nick, after_ms, before_ms, reader.since_ms, reader.account]
-            params += [reader.account, limit]
-    if channels:
-        marks = ",".join("?" * len(channels))
-        parts.append(
-            f"SELECT c.key, c.latest_ms, c.latest_seq FROM conversations c"
-            f" WHERE c.key IN ({marks}) AND {window}"
-        )
-        params += [*channels, after_ms, before_ms]
-    cols = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
-    sql = (
-        f"WITH picked (key, ms, seq) AS ({' UNION '.join(parts)})"
-        f" SELECT {cols} FROM picked p JOIN messages m ON m.seq = p.seq"
-        f" ORDER BY p.ms {order}, p.seq {order} LIMIT ?"
-    )
-    params.append(limit)
-    return sql, params
