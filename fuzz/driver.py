@@ -25,7 +25,6 @@ from argon2 import PasswordHasher
 
 import relaychat.passwords
 import relaychat.server  # first: importing it fills the command table
-from relaychat.accounts.service import AccountService
 from relaychat.accounts.store import AccountStore
 from relaychat.accounts.worker import QueueWorker
 from relaychat.config import Config, Oper, load_config
@@ -33,6 +32,7 @@ from relaychat.errors import InputTooLong, ProtocolError
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import MAX_BODY_BYTES, MAX_LINE_BYTES, parse_bytes
+from relaychat.server.accounts import AccountService
 from relaychat.server.chanlists import list_entries
 from relaychat.server.core import COMMANDS, ServerCore
 from relaychat.server.rehash import apply_config
@@ -368,11 +368,11 @@ class World:
     def close(self) -> None:
         """Free what a run holds outside the heap (the SQLite store) and the service's entry.
 
-        ``accounts.service`` keeps services in a WeakKeyDictionary whose value refers to its
+        ``server/accounts.py`` keeps services in a WeakKeyDictionary whose value refers to its
         key, so a core with accounts is never freed on its own; the server has one core per
         process, the fuzzer has one per input.
         """
-        from relaychat.accounts import service
+        from relaychat.server import accounts as service
 
         self.accounts.store.close()
         service._SERVICES.pop(self.core, None)
@@ -456,7 +456,7 @@ def check_core(
     invisible = sum(1 for u in conns.values() if "i" in u.modes)
     if core.invisible_count != invisible:
         bad.append(f"invisible_count {core.invisible_count} != {invisible}")
-    per_ip = Counter(u.ip for u in conns.values())
+    per_ip = Counter(u.ip_group for u in conns.values())  # per address group (throttle.py)
     if core.per_ip != dict(per_ip):
         bad.append(f"per_ip {core.per_ip} != {dict(per_ip)}")
     if core.max_users < core.registered_count:

@@ -231,6 +231,26 @@ class ThreadWorker:
         rounds = self.waiting / max(1, self.concurrency) + 1
         return max(1.0, self._average * rounds)
 
+    def reconfigure(
+        self, *, concurrency: int, max_pending: int, per_key: int, log_interval: float
+    ) -> None:
+        """Take new bounds (a reload); a new thread count takes new threads, the jobs running
+        finish on the old ones."""
+        self.max_pending = max_pending
+        self.per_key = per_key
+        self._log.interval = log_interval
+        if concurrency != self.concurrency:
+            old = self._executor
+            self.concurrency = concurrency
+            self._executor = ThreadPoolExecutor(
+                max_workers=concurrency,
+                thread_name_prefix="relaychat-hash",
+                initializer=_lower_priority,
+            )
+            old.shutdown(wait=False)
+            while self.running < self.concurrency and (nxt := self._next()) is not None:
+                self._start(nxt)
+
     def close(self) -> None:
         """Stop the threads once the jobs running are done; waiting jobs are dropped."""
         self._queues.clear()

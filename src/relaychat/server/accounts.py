@@ -31,6 +31,7 @@ from relaychat.accounts.sasl import MECHANISMS, ChunkBuffer
 from relaychat.accounts.scram import ScramServer
 from relaychat.accounts.store import Account, AccountStore, AccountStoreError
 from relaychat.accounts.worker import Worker
+from relaychat.config import Config
 from relaychat.passwords import verify_nothing, verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
@@ -47,6 +48,7 @@ __all__ = [
     "SaslSession",
     "locked_out",
     "protect_nick",
+    "registration_cap",
     "service_of",
 ]
 
@@ -64,6 +66,23 @@ LOGIN_FAILED = "invalid account name or password"
 EXPIRY_EVERY = 60.0
 
 _SERVICES: weakref.WeakKeyDictionary[ServerCore, AccountService] = weakref.WeakKeyDictionary()
+
+
+def registration_cap(config: Config) -> str | None:
+    """The ``draft/account-registration`` value ``config`` offers, or ``None`` (not offered).
+
+    "before-connect" only when allowed and no server password is set (registering must not
+    bypass it); "email-required" when REGISTER sends a code to verify.
+    """
+    cfg = config.accounts
+    if not cfg.registration:
+        return None
+    keys = ["custom-account-name"]
+    if cfg.email_verification:
+        keys.append("email-required")
+    if cfg.register_before_connect and not config.password:
+        keys.insert(0, "before-connect")
+    return ",".join(keys)
 
 
 def service_of(core: ServerCore) -> AccountService | None:
@@ -181,16 +200,9 @@ class AccountService:
         core.extra_caps["sasl"] = ",".join(
             m for m in MECHANISMS if m != "EXTERNAL" or self.external
         )
-        cfg = core.config.accounts
-        if cfg.registration:
-            # "before-connect" only when allowed and no server password is set (registering
-            # must not bypass it); "email-required" when REGISTER sends a code to verify.
-            keys = ["custom-account-name"]
-            if cfg.email_verification:
-                keys.append("email-required")
-            if self.before_connect():
-                keys.insert(0, "before-connect")
-            core.extra_caps["draft/account-registration"] = ",".join(keys)
+        value = registration_cap(core.config)
+        if value is not None:
+            core.extra_caps["draft/account-registration"] = value
         core.tick_hooks.append(self.tick)
         _SERVICES[core] = self
 

@@ -10,7 +10,6 @@ import contextlib
 import errno
 import logging
 import signal
-import socket
 import ssl
 import sys
 import time
@@ -31,7 +30,7 @@ from relaychat.server.plain import PlainConnection
 from relaychat.server.reload import ConfigSource
 from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import server_context
-from relaychat.server.tlsaccept import TLSListener
+from relaychat.server.tlsaccept import Listening, TLSServer, open_tls_server
 
 if TYPE_CHECKING:
     from relaychat.cluster.node import ClusterNode
@@ -74,12 +73,11 @@ class Server:
         self.commit_error: str | None = None
         self.web: WebApp | None = None  # the HTTP port (relaychat.web), when http.port is set
         self.handshaking = 0  # TLS connections in their handshake (tlsaccept.py)
-        self._tls: list[TLSListener] = []  # the TLS port's listening sockets
         self._due_handle: asyncio.TimerHandle | None = None  # the next deferred answer
         self._due_at = float("inf")
         self.core.wakeup = self._wakeup
-        self._listeners: list[asyncio.Server] = []
-        self._servers: dict[str, list[asyncio.Server]] = {}  # by kind: irc, plain, tls, http
+        self._listeners: list[Listening] = []
+        self._servers: dict[str, list[Listening]] = {}  # by kind: irc, plain, tls, http
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._committing = False
@@ -132,10 +130,6 @@ class Server:
             for sock in srv.sockets:
                 name = sock.getsockname()
                 out.append((str(name[0]), int(name[1])))
-        if kind == "tls":
-            for listener in self._tls:
-                name = listener.sock.getsockname()
-                out.append((str(name[0]), int(name[1])))
         return out
 
     async def _listen(
@@ -163,42 +157,26 @@ class Server:
             self._servers.setdefault(kind, []).append(srv)
 
     async def _listen_tls(self, port: int, context: ssl.SSLContext) -> None:
-        """Open the TLS listening sockets (accepted by ``tlsaccept.TLSListener``).
+        """Open the TLS listeners (``tlsaccept.py``: counted before their handshake), one
+        :class:`TLSServer` per host, listed with the others under ``tls``; not accepting yet.
 
         Raises:
             ListenError: one could not be opened; every listener opened so far is closed.
         """
-        assert self._loop is not None
         for host in self.config.hosts():
             bind: str | None = None if host in ("*", "") else host
             try:
-                infos = await self._loop.getaddrinfo(
-                    bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-                )
-                for family, kind, proto, _, addr in dict.fromkeys(infos):
-                    sock = socket.socket(family, kind, proto)
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        if family == socket.AF_INET6:
-                            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                        sock.bind(addr)
-                        sock.listen(4096)
-                        sock.setblocking(False)
-                    except OSError:
-                        sock.close()
-                        raise
-                    self._tls.append(TLSListener(self, sock, context))
+                srv = await open_tls_server(self, bind, port, context)
             except OSError as exc:
                 self._listen_failed(host, port, exc)
+            self._listeners.append(srv)
+            self._servers.setdefault("tls", []).append(srv)
 
     def _listen_failed(self, host: str, port: int, exc: OSError) -> NoReturn:
         for other in self._listeners:
             other.close()
-        for listener in self._tls:
-            listener.close()
         self._listeners.clear()
         self._servers.clear()
-        self._tls.clear()
         reason = {
             errno.EADDRINUSE: "address already in use",
             errno.EADDRNOTAVAIL: "address not available on this machine",
@@ -257,8 +235,9 @@ class Server:
         if tls is not None:
             # Accepted by hand (tlsaccept.py): counted and limited before the handshake.
             await self._listen_tls(cfg.tls_port, tls)
-            for listener in self._tls:
-                listener.start()
+            for srv in self._servers.get("tls", []):
+                assert isinstance(srv, TLSServer)
+                srv.start()
         if self.web is not None:
             await self._listen("http", cfg.http.port, self.web.connection, ssl_context=web_tls)
             self.web.start()
@@ -378,8 +357,6 @@ class Server:
         log.info("shutting down: %d connections", len(self.connections))
         for srv in self._listeners:
             srv.close()
-        for listener in self._tls:
-            listener.close()
         if self._tick_task is not None:
             self._tick_task.cancel()
         if self.web is not None:

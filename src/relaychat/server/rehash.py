@@ -68,15 +68,19 @@ def apply_config(core: ServerCore, new: Config) -> tuple[list[str], list[str]]:
         # Newest first (appendleft): keep the newest entries.
         keep = list(core.whowas)[: new.limits.whowas]
         core.whowas = deque(keep, maxlen=new.limits.whowas)
-    # Account registration is offered as a capability only while it is allowed.
-    if new.accounts.registration != old.accounts.registration or new.password != old.password:
-        if new.accounts.registration and "sasl" in core.extra_caps:
-            keys = ["custom-account-name"]
-            if not new.password:
-                keys.insert(0, "before-connect")
-            core.extra_caps["draft/account-registration"] = ",".join(keys)
-        else:
+    # Account registration is offered as a capability only while it is allowed, with the keys
+    # the settings give it (server/accounts.py).
+    if "sasl" in core.extra_caps:  # accounts are attached
+        from relaychat.server.accounts import registration_cap
+
+        value = registration_cap(new)
+        if value is None:
             core.extra_caps.pop("draft/account-registration", None)
+        else:
+            core.extra_caps["draft/account-registration"] = value
+    # Throttles take the new settings and keep what they remember (server/throttle.py).
+    core.throttles.reconfigure(new.throttle)
+    core.ratelog.interval = new.throttle.log_interval
     history = core.history
     if history is not None:  # retention reads these live (store/sqlite_retention.py)
         for name in ("max_age_days", "max_per_target"):

@@ -6,7 +6,9 @@ value, a MOTD file or TLS certificate that cannot be read) is refused as a whole
 to the log and to whoever asked; the running configuration stays. Otherwise:
 
 - the core swaps the whole frozen Config (``server/rehash.py``): MOTD, opers, limits, WHOWAS,
-  history retention, account registration; ``CAP NEW``/``CAP DEL`` to cap-notify clients;
+  history retention, account registration, the throttles (what they remember stays);
+  ``CAP NEW``/``CAP DEL`` to cap-notify clients;
+- the password worker takes the new ``throttle.hash_*`` bounds;
 - every connection takes the new flood and queue limits;
 - the TLS certificate and key are loaded into the listening context: new handshakes use them,
   sessions already up go on with theirs;
@@ -29,12 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from relaychat.accounts.worker import ThreadWorker
 from relaychat.config import Config, load_config
 from relaychat.errors import ConfigError
 from relaychat.server.audit import snotice
 from relaychat.server.connection import Connection
 from relaychat.server.rehash import apply_config, keep_restart_only
 from relaychat.server.tls import TLSSetupError, self_signed_certificate, server_context
+from relaychat.server.tlsaccept import Listening, open_tls_server
 
 if TYPE_CHECKING:
     from relaychat.server.listeners import Server
@@ -84,7 +88,7 @@ class Reloader:
         #: The listener changes of the last reload (awaited by tests and at shutdown).
         self.pending: asyncio.Task[None] | None = None
         cfg = server.config
-        self.listeners: dict[tuple[str, str, int], asyncio.Server] = {}
+        self.listeners: dict[tuple[str, str, int], Listening] = {}
         for kind, port in _ports(cfg):
             for host, srv in zip(cfg.hosts(), server._servers.get(kind, []), strict=False):
                 self.listeners[(kind, host, port)] = srv
@@ -113,6 +117,15 @@ class Reloader:
         old = server.config
         server.config = new
         added, deleted = apply_config(server.core, new)
+        worker = server.core.worker
+        if isinstance(worker, ThreadWorker):  # the password worker's bounds (config [throttle])
+            thr = new.throttle
+            worker.reconfigure(
+                concurrency=thr.hash_threads,
+                max_pending=thr.hash_queue,
+                per_key=thr.hash_queue_per_key,
+                log_interval=thr.log_interval,
+            )
         if new.tls_port:
             live = server.tls_context
             if live is None:
@@ -164,7 +177,6 @@ class Reloader:
         loop = asyncio.get_running_loop()
         factories: dict[str, Callable[[], asyncio.Protocol]] = {
             "irc": lambda: Connection(server),
-            "tls": lambda: Connection(server),
             "plain": lambda: PlainConnection(server),
         }
         for key in sorted(want - set(self.listeners)):
@@ -172,25 +184,27 @@ class Reloader:
             tls = server.tls_context if kind == "tls" else None
             if kind == "tls" and tls is None:
                 continue
+            bind = None if host in ("*", "") else host
+            opened: Listening
             try:
-                srv = await loop.create_server(
-                    factories[kind],
-                    None if host in ("*", "") else host,
-                    port,
-                    reuse_address=True,
-                    backlog=4096,
-                    ssl=tls,
-                )
+                if tls is not None:  # counted before the handshake (server/tlsaccept.py)
+                    tls_server = await open_tls_server(server, bind, port, tls)
+                    tls_server.start()
+                    opened = tls_server
+                else:
+                    opened = await loop.create_server(
+                        factories[kind], bind, port, reuse_address=True, backlog=4096
+                    )
             except OSError as exc:
                 reason = {errno.EADDRINUSE: "address already in use"}.get(
                     exc.errno or 0, exc.strerror or str(exc)
                 )
                 log.error("reload: cannot listen on %s:%d (%s): %s", host, port, kind, reason)
                 continue
-            self.listeners[key] = srv
-            server._listeners.append(srv)
-            server._servers.setdefault(kind, []).append(srv)
-            for sock in srv.sockets:
+            self.listeners[key] = opened
+            server._listeners.append(opened)
+            server._servers.setdefault(kind, []).append(opened)
+            for sock in opened.sockets:
                 name = sock.getsockname()
                 log.info("listening on %s port %d (%s)", name[0], name[1], kind)
 

@@ -226,6 +226,23 @@ class Throttles:
         self.register_ip = RateLimiter(cfg.register_ip_burst, cfg.register_ip_interval)
         self.register_all = RateLimiter(cfg.register_burst, cfg.register_interval)
 
+    def reconfigure(self, cfg: Throttle) -> None:
+        """Take new settings (a reload), keeping what each table remembers."""
+        self.config = cfg
+        for table, threshold in (
+            (self.login, cfg.login_failures),
+            (self.account, cfg.account_failures),
+            (self.account_total, cfg.account_failures_total),
+            (self.server_password, cfg.login_failures),
+            (self.oper, cfg.oper_failures),
+        ):
+            table.threshold = threshold
+            table.base, table.cap, table.memory = cfg.lockout, cfg.lockout_max, cfg.failure_memory
+        self.register_ip.burst = float(cfg.register_ip_burst)
+        self.register_ip.interval = cfg.register_ip_interval
+        self.register_all.burst = float(cfg.register_burst)
+        self.register_all.interval = cfg.register_interval
+
     def group(self, ip: str) -> str:
         """``ip``'s address group (:func:`ip_group` with the configured prefixes)."""
         cfg = self.config

@@ -26,16 +26,29 @@ import logging
 import socket
 import ssl
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from relaychat.server.connection import Hub, TLSConnection
 
-__all__ = ["TLSListener"]
+__all__ = ["Listening", "TLSListener", "TLSServer", "open_tls_server"]
 
 log = logging.getLogger("relaychat.server")
 
 #: Seconds to wait before accepting again when the process is out of file descriptors.
 FD_PAUSE = 0.1
+
+
+class Listening(Protocol):
+    """What the server keeps of a listener: an ``asyncio.Server``, or a :class:`TLSServer`."""
+
+    @property
+    def sockets(self) -> tuple[Any, ...]: ...
+
+    def close(self) -> None: ...
+
+    def is_serving(self) -> bool: ...
+
+    async def wait_closed(self) -> None: ...
 
 
 class TLSHub(Hub, Protocol):
@@ -146,3 +159,66 @@ class TLSListener:
             sock.close()
         finally:
             self.hub.handshaking -= 1
+
+
+class TLSServer:
+    """The TLS listening sockets of one host (one per address it resolves to), closed and
+    listed like an ``asyncio.Server`` (``sockets``, ``close``, ``wait_closed``), so the server
+    and the reloader (``server/reload.py``) treat the TLS port like the others."""
+
+    def __init__(self, listeners: list[TLSListener]) -> None:
+        self.listeners = listeners
+        self.serving = False
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(listener.sock for listener in self.listeners)
+
+    def start(self) -> None:
+        for listener in self.listeners:
+            listener.start()
+        self.serving = True
+
+    def is_serving(self) -> bool:
+        return self.serving
+
+    def close(self) -> None:
+        self.serving = False
+        for listener in self.listeners:
+            listener.close()
+
+    async def wait_closed(self) -> None:
+        return None
+
+
+async def open_tls_server(
+    hub: TLSHub, host: str | None, port: int, context: ssl.SSLContext
+) -> TLSServer:
+    """Listen on ``port`` of ``host`` (``None``: every address) for TLS; not accepting yet
+    (:meth:`TLSServer.start`).
+
+    Raises:
+        OSError: an address could not be bound (nothing is left open).
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    listeners: list[TLSListener] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(addr)
+                sock.listen(4096)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            listeners.append(TLSListener(hub, sock, context))
+    except OSError:
+        for listener in listeners:
+            listener.close()
+        raise
+    return TLSServer(listeners)

@@ -32,6 +32,7 @@ def oper(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     opers = core.config.opers
     if not opers:
         out.numeric(N.ERR_PASSWDMISMATCH)
+        audit(core, user, "OPER-FAILED", "o", target=name)
         return
     lockout = core.throttles.oper
     keys = (("ip", user.ip_group), ("connection", user.id))

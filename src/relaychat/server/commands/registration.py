@@ -22,10 +22,9 @@ from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
-from relaychat.server.commands import metadata, monitor
-from relaychat.server.commands.bans import refuse_banned
 from relaychat.server.accounts import protect_nick, service_of
 from relaychat.server.commands import metadata, monitor
+from relaychat.server.commands.bans import refuse_banned
 from relaychat.server.commands.info import send_lusers, send_motd
 from relaychat.server.commands.params import valid_nick
 from relaychat.server.core import Replies, ServerCore, command
