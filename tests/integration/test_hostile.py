@@ -458,3 +458,45 @@ async def test_email_verification_with_a_mail_command(
         await c.expect(r" 900 alice ")
     finally:
         await c.close()
+
+
+async def test_a_reload_keeps_tls_counted_before_the_handshake(tmp_path: Path) -> None:
+    """The reloader moves the TLS port with the same accept path (server/tlsaccept.py), and the
+    throttles take new settings without forgetting."""
+    from relaychat.server.reload import ConfigSource
+    from tests.integration.tls_support import free_port
+
+    conf = tmp_path / "relaychat.toml"
+    first, second = free_port(), free_port()
+
+    def write(tls_port: int, register_burst: int) -> None:
+        conf.write_text(
+            f"tls_port = {tls_port}\ntls_self_signed = true\n[limits]\nmax_per_ip = 3\n"
+            f"[throttle]\nregister_ip_burst = {register_burst}\n"
+        )
+
+    write(first, 3)
+    overrides = {"host": "127.0.0.1", "port": 0, "plain_port": 0, "http.port": 0}
+    source = ConfigSource(file=str(conf), overrides={**overrides, "data_dir": str(tmp_path)})
+    server = Server(source.load(), source=source)
+    await server.start()
+    silent: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        assert server.addresses_of("tls") == [("127.0.0.1", first)]
+        server.core.throttles.login.failure("10.0.0.1", 0.0)
+        write(second, 1)
+        assert server.ops.reloader is not None
+        assert server.ops.reloader.reload("test") == (str(conf), None)
+        await server.ops.reloader.pending
+        assert server.addresses_of("tls") == [("127.0.0.1", second)]
+        assert server.core.throttles.register_ip.burst == 1.0
+        assert server.core.throttles.login.failures("10.0.0.1", 1.0) == 1  # remembered
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", first)
+        silent = [await asyncio.open_connection("127.0.0.1", second) for _ in range(5)]
+        closed = await asyncio.gather(*(eof_within(r, 0.5) for r, _ in silent))
+        assert closed == [False] * 3 + [True] * 2
+    finally:
+        for _, w in silent:
+            w.close()
+        await server.stop()
