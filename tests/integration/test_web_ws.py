@@ -319,3 +319,19 @@ async def test_wss_with_the_tls_certificate(make_server: MakeServer, tmp_path: P
     await tcp.send("WHOIS secure")
     await tcp.expect(r" 311 plainbob secure ")
     await ws.close()
+
+
+@pytest.mark.parametrize("code", [1000, 1001])
+async def test_a_page_that_leaves_quits_with_a_plain_reason(
+    make_server: MakeServer, code: int
+) -> None:
+    """A browser closing its page sends 1001 (going away): a normal quit, not an error."""
+    srv = await web_server(make_server)
+    ws = await WsClient.open(web_port(srv))
+    await ws.register("leaver")
+    bob = await tcp_client(srv, "bob")
+    await ws.send("JOIN #a")
+    await bob.send("JOIN #a")
+    await ws.expect(r":bob!\S+ JOIN #a")
+    await ws.ws.close(code=code)
+    await bob.expect(r"^:leaver!\S+ QUIT :Connection closed$")

@@ -53,6 +53,8 @@ CACHE_MAX_BYTES = 4096
 #: Most cached framings per mode before the cache starts afresh.
 CACHE_ENTRIES = 256
 _CACHES: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})  # text, binary
+#: Close codes that end a connection normally (the server going away, too).
+_PLAIN_CLOSES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY})
 
 PING = Frame(Opcode.PING, b"").serialize(mask=False)
 
@@ -227,11 +229,12 @@ class WebSocketConnection(Connection):
         self._write(chunks)
         user = self.user
         if user is not None and not user.quitting:
-            received = ws.close_rcvd
-            if ws.close_sent is not None and ws.close_sent.code != CloseCode.NORMAL_CLOSURE:
-                reason = f"WebSocket error: {ws.close_sent.reason or ws.close_sent.code}"
-            elif received is not None:
+            received, sent = ws.close_rcvd, ws.close_sent
+            if received is not None and (sent is None or ws.close_rcvd_then_sent):
+                # The peer closed first (a page left: 1001, or 1000): our frame only echoed it.
                 reason = "Connection closed"
+            elif sent is not None and sent.code not in _PLAIN_CLOSES:
+                reason = f"WebSocket error: {sent.reason or sent.code}"
             else:
                 reason = "WebSocket closed"
             self.core.now = time.time()
