@@ -436,9 +436,12 @@ class TestConformanceFixes:
         ]
 
     def test_7_without_echo_once(self, h: CoreHarness) -> None:
-        with_caps(h, "foo", "labeled-response")
+        """labeled-response: "When a client sends a message to itself, the server MUST NOT
+        include the label tag, except for any acknowledgment sent with echo-message": without
+        echo-message the delivery is unlabeled and the label gets ACK."""
+        with_caps(h, "foo", "labeled-response", "batch")
         h.send("foo", "@label=1 PRIVMSG foo :hi")
-        assert h.lines("foo") == [f"@label=1 :{src('foo')} PRIVMSG foo :hi"]
+        assert h.lines("foo") == [f":{src('foo')} PRIVMSG foo :hi", f"@label=1 :{SERVER} ACK"]
 
     def test_7_history_keeps_a_self_message_once(self) -> None:
         h = harness()

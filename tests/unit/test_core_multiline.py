@@ -146,11 +146,36 @@ class TestDelivery:
         assert [m.command for m in echo] == ["BATCH", "PRIVMSG", "PRIVMSG", "BATCH", "301"]
         assert h.lines("bob") == []
 
-    def test_to_oneself_arrives_once(self, h: CoreHarness) -> None:
+    def test_to_oneself_arrives_twice_with_echo(self, h: CoreHarness) -> None:
+        """Issue 11 fix 7's parity: the delivery, then the echo (labeled), one msgid, two
+        batch references."""
         send_batch(
-            h, "alice", "@batch=123 PRIVMSG alice :me", head="BATCH +123 draft/multiline alice"
+            h,
+            "alice",
+            "@batch=123 PRIVMSG alice :me",
+            head="@label=L9 BATCH +123 draft/multiline alice",
         )
-        assert [m.command for m in batches(h.lines("alice"))] == ["BATCH", "PRIVMSG", "BATCH"]
+        got = batches(h.lines("alice"))
+        assert [m.command for m in got] == ["BATCH", "PRIVMSG", "BATCH"] * 2
+        delivery, echo = got[0], got[3]
+        assert "label" not in delivery.tags and echo.tags["label"] == "L9"
+        assert delivery.tags["msgid"] == echo.tags["msgid"]
+        assert delivery.params[0] != echo.params[0]  # each batch has its own reference
+        assert [m.params for m in got if m.command == "PRIVMSG"] == [("alice", "me")] * 2
+
+    def test_to_oneself_without_echo_once_and_ack(self) -> None:
+        h = make()
+        client(h, "alice", "batch", "labeled-response", "message-tags", ML)
+        h.clear()
+        send_batch(
+            h,
+            "alice",
+            "@batch=123 PRIVMSG alice :me",
+            head="@label=L9 BATCH +123 draft/multiline alice",
+        )
+        got = batches(h.lines("alice"))
+        assert [m.command for m in got] == ["BATCH", "PRIVMSG", "BATCH", "ACK"]
+        assert "label" not in got[0].tags and got[3].tags["label"] == "L9"
 
     def test_unknown_targets_and_refusals_are_the_privmsg_numerics(self, h: CoreHarness) -> None:
         send_batch(

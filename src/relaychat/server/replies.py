@@ -109,7 +109,7 @@ class Replies:
 
     def _in_batch(self, items: list[bytes], ref: bytes, final: bool) -> list[bytes]:
         tag = b"batch=" + ref
-        out = [add_tag(item, tag) for item in items]
+        out = [add_tag(item, tag) if _one_line(item) else _nest(item, tag) for item in items]
         if final:
             out.append(b":%s BATCH -%s\r\n" % (self.core.name.encode(), ref))
         return out
@@ -118,7 +118,9 @@ class Replies:
         tag = self._label_tag(label)
         if not items:
             return [b"@" + tag + b" :" + self.core.name.encode() + b" ACK\r\n"]
-        if len(items) == 1:
+        # One message, or one batch holding the whole answer (a multiline echo, a chathistory
+        # or metadata batch): the label goes on it, on the BATCH + line for a batch.
+        if len(items) == 1 and (_one_line(items[0]) or _one_batch(items[0])):
             return [add_tag(items[0], tag)]
         ref = self.core.new_batch_id()
         start = b"@%s :%s BATCH +%s labeled-response\r\n" % (tag, self.core.name.encode(), ref)
@@ -153,6 +155,55 @@ def _shortened(msg: Message) -> bytes:
         params[i] = _clip(params[i], max(size - excess, 1))
         excess = len(Message(msg.command, tuple(params), msg.source).to_bytes()) - MAX_REPLY_BYTES
     return Message(msg.command, tuple(params), msg.source).to_bytes()
+
+
+def _one_line(item: bytes) -> bool:
+    """Whether ``item`` (serialised lines, each ending in CR-LF) is a single line."""
+    return item.find(b"\n") == len(item) - 1
+
+
+def _lines(item: bytes) -> list[bytes]:
+    return [line + b"\n" for line in item.split(b"\n")[:-1]]
+
+
+def _command_of(line: bytes) -> tuple[dict[bytes, bytes], list[bytes]]:
+    """The tag keys (to values) and the words after the tags and the source of ``line``."""
+    tags: dict[bytes, bytes] = {}
+    rest = line
+    if rest[:1] == b"@":
+        head, _, rest = rest.partition(b" ")
+        for part in head[1:].split(b";"):
+            key, _, value = part.partition(b"=")
+            tags[key] = value
+    if rest[:1] == b":":
+        rest = rest.partition(b" ")[2]
+    return tags, rest.split(b" ", 3)[:3]
+
+
+def _one_batch(item: bytes) -> bool:
+    """Whether ``item`` is exactly one batch: ``BATCH +ref ...``, its lines, ``BATCH -ref``.
+
+    labeled-response: a batch "of an existing type applicable to the entire response" may
+    carry the label itself.
+    """
+    lines = _lines(item)
+    if len(lines) < 2:
+        return False
+    _, first = _command_of(lines[0])
+    _, last = _command_of(lines[-1])
+    if len(first) < 2 or len(last) < 2 or first[0] != b"BATCH" or last[0] != b"BATCH":
+        return False
+    ref = first[1][1:]
+    return first[1][:1] == b"+" and last[1].rstrip(b"\r\n") == b"-" + ref
+
+
+def _nest(item: bytes, tag: bytes) -> bytes:
+    """Several lines into the batch of ``tag`` (batch spec, nested batches): each line that is
+    not already inside a batch gets ``tag`` (so a nested batch's ``BATCH +``/``BATCH -`` lines
+    do, and its own lines keep their inner ``batch`` tag)."""
+    return b"".join(
+        line if b"batch" in _command_of(line)[0] else add_tag(line, tag) for line in _lines(item)
+    )
 
 
 def add_tag(line: bytes, tag: bytes) -> bytes:

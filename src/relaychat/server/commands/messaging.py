@@ -123,12 +123,13 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
             if key is not None:
                 sent.append((dest.nick, event.msgid))
             if dest is user:
-                # A message to oneself: the delivery, and with echo-message also the echo (the
-                # labeled reply); both carry one msgid, as history keeps it once.
+                # A message to oneself: the delivery, and with echo-message also the echo; both
+                # carry one msgid, as history keeps it once. labeled-response: only the echo
+                # carries the label (no echo: the delivery is unlabeled, and the label gets ACK).
                 if not tagmsg or user.profile & MSGTAGS:
+                    user.send(event.data(user))
                     if echo:
-                        user.send(event.data(user))
-                    out.relay(event)
+                        out.relay(event)
             else:
                 if not tagmsg or dest.profile & MSGTAGS:
                     dest.send(event.data(dest))

@@ -216,8 +216,12 @@ def _deliver(core: ServerCore, user: User, batch: ClientBatch, out: Replies) -> 
     message = _message(core, user, batch, dest.nick)
     key = conversation_key(user.nick, dest.nick)
     _store(core, user, batch, message, key, to_account=dest.account)
-    if dest is user:  # as for PRIVMSG: a message to oneself arrives once, as the reply
-        out.raw(message.data(user))
+    if dest is user:
+        # As for PRIVMSG: a message to oneself is delivered (unlabeled), and with echo-message
+        # echoed too (the labeled reply), each batch with its own reference.
+        user.send(_message(core, user, batch, dest.nick, msgid=message.event.msgid).data(user))
+        if "echo-message" in user.caps:
+            out.raw(message.data(user))
     else:
         dest.send(message.data(dest))
         if "echo-message" in user.caps:
@@ -226,14 +230,17 @@ def _deliver(core: ServerCore, user: User, batch: ClientBatch, out: Replies) -> 
         out.numeric(N.RPL_AWAY, dest.nick, text=dest.away)
 
 
-def _message(core: ServerCore, user: User, batch: ClientBatch, shown: str) -> Multiline:
+def _message(
+    core: ServerCore, user: User, batch: ClientBatch, shown: str, *, msgid: str | None = None
+) -> Multiline:
+    """The message to send (``msgid``: another copy of that one, with a new batch reference)."""
     return Multiline(
         source=user.prefix,
         verb=batch.verb,
         target=shown,
         lines=batch.lines,
         time=core.time_tag(),
-        msgid=core.new_msgid(),
+        msgid=msgid or core.new_msgid(),
         account=user.account,
         client_tags=batch.tags,
         ref=core.new_batch_id(),

@@ -1,0 +1,92 @@
+"""Issue 11, the last polish, in memory: labeled multiline batches and nested batches, the
+``bot`` tag kept in history, CTCP kept out of history, metadata and read markers across the
+connections of one account, idempotency keys on multiline batches, HELP for every command."""
+
+from __future__ import annotations
+
+from relaychat.protocol.message import Message
+from tests.unit.v3_support import BASE, ML, batches, client, make
+
+
+def nested_ok(got: list[Message]) -> None:
+    """Every line is in at most one batch, every batch opened before use and closed once; a
+    batch's BATCH lines carry the batch enclosing it (batch spec, nested batches)."""
+    open_: dict[str, str | None] = {}
+    for m in got:
+        outer = m.tags.get("batch")
+        if m.command == "BATCH" and m.params[0][:1] == "+":
+            assert outer is None or outer in open_, m
+            open_[m.params[0][1:]] = outer
+        elif m.command == "BATCH":
+            ref = m.params[0][1:]
+            assert open_.pop(ref) == outer, m
+        else:
+            assert outer is None or outer in open_, m
+    assert not open_
+
+
+class TestLabeledMultiline:
+    def test_label_on_the_echo_batch(self) -> None:
+        h = make()
+        client(h, "alice", *BASE, ML)
+        client(h, "bob", *BASE, ML)
+        h.send("alice", "JOIN #t")
+        h.send("bob", "JOIN #t")
+        h.clear()
+        h.send("alice", "@label=L1;+x=y BATCH +b draft/multiline #t")
+        h.send("alice", "@batch=b PRIVMSG #t :one")
+        h.send("alice", "@batch=b PRIVMSG #t :two")
+        h.send("alice", "BATCH -b")
+        got = batches(h.lines("alice"))
+        assert [m.command for m in got] == ["BATCH", "PRIVMSG", "PRIVMSG", "BATCH"]
+        assert got[0].tags["label"] == "L1" and got[0].params[1] == ML
+        assert sum("label" in m.tags for m in got) == 1
+        nested_ok(got)
+        assert all("label" not in m.tags for m in batches(h.lines("bob")))
+
+    def test_away_reply_nests_the_echo_in_a_labeled_response_batch(self) -> None:
+        """The answer is two messages (the echo batch and 301): a labeled-response batch holds
+        them; the multiline batch's BATCH lines carry the outer reference, its lines only the
+        inner one."""
+        h = make()
+        client(h, "alice", *BASE, ML)
+        client(h, "carol", *BASE)
+        h.send("carol", "AWAY :lunch")
+        h.clear()
+        h.send("alice", "@label=L2 BATCH +b draft/multiline carol")
+        h.send("alice", "@batch=b PRIVMSG carol :one")
+        h.send("alice", "@batch=b PRIVMSG carol :two")
+        h.send("alice", "BATCH -b")
+        got = batches(h.lines("alice"))
+        assert [m.command for m in got] == ["BATCH"] * 2 + ["PRIVMSG"] * 2 + ["BATCH", "301"] + [
+            "BATCH"
+        ]
+        outer, inner = got[0].params[0][1:], got[1].params[0][1:]
+        assert got[0].params[1:] == ("labeled-response",) and got[0].tags["label"] == "L2"
+        assert got[1].params[1:] == (ML, "carol") and got[1].tags["batch"] == outer
+        assert [m.tags["batch"] for m in got[2:4]] == [inner, inner]
+        assert got[4].params == ("-" + inner,) and got[4].tags["batch"] == outer
+        assert got[5].tags["batch"] == outer
+        assert got[6].params == ("-" + outer,) and "batch" not in got[6].tags
+        assert sum("label" in m.tags for m in got) == 1
+        nested_ok(got)
+
+    def test_fallback_lines_in_a_labeled_answer_are_each_in_the_batch(self) -> None:
+        """A multiline message to a client without the cap comes line by line: in a labeled
+        answer of several messages each of those lines is in the labeled-response batch."""
+        h = make(replay_lines=5)
+        client(h, "alice", "batch", "labeled-response", "message-tags", "echo-message", ML)
+        client(h, "dave", "batch", "labeled-response")
+        h.send("alice", "JOIN #t")
+        h.send("alice", "BATCH +b draft/multiline #t")
+        h.send("alice", "@batch=b PRIVMSG #t :one")
+        h.send("alice", "@batch=b PRIVMSG #t :two")
+        h.send("alice", "BATCH -b")
+        h.clear()
+        h.send("dave", "@label=J JOIN #t")  # JOIN, names, then the replay, in one answer
+        got = batches(h.lines("dave"))
+        assert got[0].tags["label"] == "J" and got[0].params[1] == "labeled-response"
+        texts = [m for m in got if m.command == "PRIVMSG"]
+        assert [m.params[1][-3:] for m in texts] == ["one", "two"]
+        assert all(m.tags.get("batch") == got[0].params[0][1:] for m in got[1:-1])
+        nested_ok(got)
