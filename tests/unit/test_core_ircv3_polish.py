@@ -5,6 +5,8 @@ connections of one account, idempotency keys on multiline batches, HELP for ever
 from __future__ import annotations
 
 from relaychat.protocol.message import Message
+from relaychat.server.core import COMMANDS
+from tests.harness import CoreHarness, free_config
 from tests.unit.v3_support import BASE, ML, batches, client, make
 
 
@@ -90,3 +92,29 @@ class TestLabeledMultiline:
         assert [m.params[1][-3:] for m in texts] == ["one", "two"]
         assert all(m.tags.get("batch") == got[0].params[0][1:] for m in got[1:-1])
         nested_ok(got)
+
+
+class TestHelpForEveryCommand:
+    """HELP/HELPOP: every command of the table has its syntax and a short text, so a new
+    command without help fails here."""
+
+    def test_every_command_has_a_syntax_and_a_summary(self) -> None:
+        assert len(COMMANDS) > 50
+        for name, cmd in COMMANDS.items():
+            assert cmd.help.split()[0] == name, (name, cmd.help)
+            assert cmd.summary and cmd.summary.endswith("."), name
+            assert cmd.summary != cmd.help, name
+
+    def test_help_answers_each_of_them(self) -> None:
+        h = CoreHarness(free_config())
+        h.connect("nick")
+        h.send("nick", "HELP")
+        listed = " ".join(m.params[-1] for m in h.messages("nick") if m.command == "705").split()
+        assert sorted(listed) == sorted(COMMANDS)
+        for name, cmd in COMMANDS.items():
+            h.send("nick", f"HELPOP {name.lower()}")
+            got = h.messages("nick")
+            assert [m.command for m in got[:2]] == ["704", "705"], name
+            assert got[0].params[1:] == (name, cmd.help)
+            assert got[1].params[1:] == (name, cmd.summary)
+            assert got[-1].command == "706"

@@ -62,7 +62,10 @@ def _show(text: str, limit: int = 64) -> str:
 
 @command("REGISTER", min_params=3, pre_registration=True)
 def register(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """REGISTER <account> <email|*> <password>"""
+    """REGISTER <account> <email|*> <password>
+
+    Create an account (* for the account: your nick); see VERIFY.
+    """
     raw, email, password = msg.params[0], msg.params[1], msg.params[2]
 
     def fail(code: str, text: str, context: str = raw) -> None:
@@ -305,7 +308,10 @@ def _undo(svc: AccountService, name: str) -> None:
 
 @command("VERIFY", min_params=2, pre_registration=True)
 def verify(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """VERIFY <account> <code>"""
+    """VERIFY <account> <code>
+
+    Confirm a new account with the code REGISTER sent to its e-mail address.
+    """
     name, code = msg.params[0], msg.params[1]
 
     def fail(reason: str, text: str, context: str = name) -> None:
@@ -385,7 +391,10 @@ def verify(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("CERT", min_params=1)
 def cert(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """CERT <LIST|ADD|DEL> [<fingerprint>]"""
+    """CERT <LIST|ADD|DEL> [<fingerprint>]
+
+    List, add or remove the TLS client certificates that log in to your account.
+    """
     sub = msg.params[0].upper()
 
     def fail(code: str, text: str, *context: str) -> None:

@@ -162,31 +162,46 @@ def _unset(core: ServerCore, user: User, msg: Message, out: Replies, kind: str) 
 
 @command("KLINE", min_params=1, oper=True)
 def kline(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """KLINE [<duration>] <user@host|nick> [<reason>]"""
+    """KLINE [<duration>] <user@host|nick> [<reason>]
+
+    Ban a user@host mask from the server, for a duration in seconds or for good.
+    """
     _set(core, user, msg, out, "K")
 
 
 @command("UNKLINE", min_params=1, oper=True)
 def unkline(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """UNKLINE <user@host>"""
+    """UNKLINE <user@host>
+
+    Lift a K-line.
+    """
     _unset(core, user, msg, out, "K")
 
 
 @command("DLINE", min_params=1, oper=True)
 def dline(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """DLINE [<duration>] <ip|cidr> [<reason>]"""
+    """DLINE [<duration>] <ip|cidr> [<reason>]
+
+    Ban an address or network from connecting, for a duration in seconds or for good.
+    """
     _set(core, user, msg, out, "D")
 
 
 @command("UNDLINE", min_params=1, oper=True)
 def undline(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """UNDLINE <ip|cidr>"""
+    """UNDLINE <ip|cidr>
+
+    Lift a D-line.
+    """
     _unset(core, user, msg, out, "D")
 
 
 @command("STATS", min_params=1)
 def stats(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """STATS <k|d|u>"""
+    """STATS <k|d|u>
+
+    Server statistics: K-lines (k), D-lines (d) or uptime (u).
+    """
     query = msg.params[0][:1]
     now = core.now
     if query in ("k", "K", "d", "D"):

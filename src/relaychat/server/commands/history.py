@@ -149,7 +149,10 @@ class _Request:
 
 @command("CHATHISTORY")
 def chathistory(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """CHATHISTORY <BEFORE|AFTER|LATEST|AROUND|BETWEEN|TARGETS> <target> <ref> [<ref>] <limit>"""
+    """CHATHISTORY <BEFORE|AFTER|LATEST|AROUND|BETWEEN|TARGETS> <target> <ref> [<ref>] <limit>
+
+    Earlier messages of a channel or conversation, by msgid= or timestamp= (or *).
+    """
     store = core.history
     if store is None:
         out.numeric(N.ERR_UNKNOWNCOMMAND, "CHATHISTORY")

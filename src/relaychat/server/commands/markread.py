@@ -91,7 +91,10 @@ def _target_key(core: ServerCore, target: str) -> str | None:
 
 @command("MARKREAD")
 def markread(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """MARKREAD <target> [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]"""
+    """MARKREAD <target> [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]
+
+    Set or ask how far you have read a channel or conversation (draft/read-marker).
+    """
     if core.history is None or core.config.history.max_read_markers <= 0:
         out.numeric(N.ERR_UNKNOWNCOMMAND, "MARKREAD")
         return

@@ -64,7 +64,10 @@ def _fail(out: Replies, batch: ClientBatch, code: str, *context: str, text: str)
 
 @command("BATCH", min_params=1)
 def batch_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """BATCH +<ref> draft/multiline <target> | BATCH -<ref>"""
+    """BATCH +<ref> draft/multiline <target> | BATCH -<ref>
+
+    Open or close a batch of PRIVMSG or NOTICE lines sent as one message (draft/multiline).
+    """
     ref = msg.params[0]
     if ref[:1] == "+" and len(ref) > 1:
         _open(core, user, msg, out, ref[1:])

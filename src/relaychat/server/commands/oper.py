@@ -125,7 +125,10 @@ def wallops(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
 
 @command("REHASH", oper=True)
 def rehash(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """REHASH"""
+    """REHASH
+
+    Read the configuration file again and apply what can change while running.
+    """
     hook = core.rehash_hook
     if hook is None:
         out.standard("FAIL", "REHASH", "CANNOT_RELOAD", text="This server cannot reload")

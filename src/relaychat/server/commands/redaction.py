@@ -61,7 +61,10 @@ def _own(user: User, entry: Entry) -> bool:
 
 @command("REDACT", min_params=2)
 def redact(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """REDACT <target> <msgid> [<reason>]"""
+    """REDACT <target> <msgid> [<reason>]
+
+    Take back a message you sent (or, as a channel operator, one sent to the channel).
+    """
     store = core.history
     if store is None:
         out.numeric(N.ERR_UNKNOWNCOMMAND, "REDACT")

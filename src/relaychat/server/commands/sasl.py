@@ -62,7 +62,10 @@ def _show(text: str, limit: int = 64) -> str:
 
 @command("AUTHENTICATE", min_params=1, pre_registration=True)
 def authenticate(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
-    """AUTHENTICATE <mechanism> | <base64 chunk> | + | *"""
+    """AUTHENTICATE <mechanism> | <base64 chunk> | + | *
+
+    Log in to an account with SASL (PLAIN, SCRAM-SHA-256, EXTERNAL); * aborts.
+    """
     svc = service_of(core)
     if svc is None:
         out.numeric(N.ERR_SASLFAIL, text="SASL authentication failed: this server has no accounts")
