@@ -4,8 +4,11 @@ connections of one account, idempotency keys on multiline batches, HELP for ever
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from relaychat.protocol.message import Message
 from relaychat.server.core import COMMANDS
+from relaychat.store.sqlite import SqliteHistory
 from tests.harness import CoreHarness, free_config
 from tests.unit.v3_support import BASE, ML, batches, client, make
 
@@ -118,3 +121,79 @@ class TestHelpForEveryCommand:
             assert got[0].params[1:] == (name, cmd.help)
             assert got[1].params[1:] == (name, cmd.summary)
             assert got[-1].command == "706"
+
+
+def bot_room(h: CoreHarness) -> None:
+    """``bot`` (+B) and ``reader`` (history caps) and ``plain`` (no tags) in #r."""
+    client(h, "bot", *BASE, ML)
+    client(h, "reader", *BASE, ML, "draft/chathistory")
+    client(h, "plain", "batch", "draft/chathistory")
+    h.send("bot", "MODE bot +B")
+    for nick in ("bot", "reader", "plain"):
+        h.send(nick, "JOIN #r")
+    h.clear()
+
+
+class TestBotTagInHistory:
+    """bot-mode: "the bot message tag ... on messages from bots"; a message keeps it in
+    history, so CHATHISTORY replays it as it was relayed."""
+
+    def send_both(self, h: CoreHarness) -> None:
+        h.send("bot", "PRIVMSG #r :beep")
+        h.send("bot", "BATCH +m draft/multiline #r")
+        h.send("bot", "@batch=m PRIVMSG #r :two")
+        h.send("bot", "@batch=m PRIVMSG #r :lines")
+        h.send("bot", "BATCH -m")
+        h.send("reader", "PRIVMSG #r :human")
+
+    def check(self, h: CoreHarness) -> None:
+        live = [m for m in batches(h.lines("reader")) if m.command in ("PRIVMSG", "BATCH")]
+        assert [(m.command, "bot" in m.tags) for m in live] == [
+            ("PRIVMSG", True),
+            ("BATCH", True),  # the multiline batch carries the message's tags
+            ("PRIVMSG", False),
+            ("PRIVMSG", False),
+            ("BATCH", False),
+            ("PRIVMSG", False),  # its own, echoed
+        ]
+        h.clear()
+        h.send("reader", "CHATHISTORY LATEST #r * 10")
+        got = batches(h.lines("reader"))
+        tagged = {m.params[1]: "bot" in m.tags for m in got if m.command == "PRIVMSG"}
+        assert tagged == {"beep": True, "human": False, "two": False, "lines": False}
+        heads = [m for m in got if m.command == "BATCH" and m.params[1:2] == (ML,)]
+        assert len(heads) == 1 and heads[0].tags["bot"] == ""
+        h.send("plain", "CHATHISTORY LATEST #r * 10")
+        assert not any("bot" in m.tags for m in batches(h.lines("plain")))
+
+    def test_in_memory(self) -> None:
+        h = make()
+        bot_room(h)
+        self.send_both(h)
+        self.check(h)
+
+    def test_in_sqlite(self, tmp_path: Path) -> None:
+        h = make(history=False)
+        h.core.history = SqliteHistory(tmp_path / "history.db", maintenance_interval=None)
+        h.core.extra_caps["draft/chathistory"] = ""
+        try:
+            bot_room(h)
+            self.send_both(h)
+            h.core.history.commit_pending()
+            self.check(h)
+        finally:
+            h.core.history.close()
+
+    def test_private_and_not_after_minus_b(self) -> None:
+        h = make()
+        bot_room(h)
+        h.send("bot", "PRIVMSG reader :psst")
+        h.send("bot", "MODE bot -B")
+        h.send("bot", "PRIVMSG reader :me again")
+        h.clear()
+        h.send("reader", "CHATHISTORY LATEST bot * 10")
+        got = [m for m in batches(h.lines("reader")) if m.command == "PRIVMSG"]
+        assert [(m.params[1], "bot" in m.tags) for m in got] == [
+            ("psst", True),
+            ("me again", False),
+        ]

@@ -51,6 +51,7 @@ class Multiline:
         account: the sender's account, or ``None``.
         client_tags: the sender's client-only tags, or ``None``.
         ref: the batch reference to use on the wire.
+        bot: the sender is in bot mode (the ``bot`` tag, as on any of its messages).
     """
 
     __slots__ = ("_cache", "_end", "_lines", "_prefix", "event", "ref", "target")
@@ -67,12 +68,15 @@ class Multiline:
         account: str | None,
         client_tags: dict[str, str] | None,
         ref: bytes,
+        bot: bool = False,
     ) -> None:
         self.ref = ref
         self.target = target
         head = f":{source} BATCH +{ref.decode()} {BATCH_TYPE} {target}\r\n".encode()
         #: The ``BATCH +`` line and the message's tags (msgid, time, account, client tags).
-        self.event = Relay(head, time=time, msgid=msgid, account=account, client_tags=client_tags)
+        self.event = Relay(
+            head, time=time, msgid=msgid, account=account, client_tags=client_tags, bot=bot
+        )
         self._end = f":{source} BATCH -{ref.decode()}\r\n".encode()
         overhead = len(source.encode()) + len(verb) + len(target.encode()) + 5
         self._prefix = f":{source} {verb} {target} :"

@@ -64,6 +64,7 @@ __all__ = [
     "select",
     "select_redactions",
     "select_targets",
+    "stored_tags",
     "visible",
 ]
 
@@ -94,6 +95,14 @@ def conversation_key(a: str, b: str) -> str:
     return f"{x} {y}"  # a space cannot occur in a nick, so the key is unambiguous
 
 
+def stored_tags(client_tags: dict[str, str] | None, *, bot: bool = False) -> dict[str, str]:
+    """The tags kept with a message: the sender's client-only tags, with ``bot`` first when
+    the sender was in bot mode (so a replay tags it as the live message was)."""
+    if bot:
+        return {"bot": "", **(client_tags or {})}
+    return dict(client_tags) if client_tags else {}
+
+
 def is_private(key: str) -> bool:
     """Whether ``key`` is a private conversation's (a channel's key has no space)."""
     return " " in key
@@ -112,7 +121,9 @@ class StoredMessage:
         command: ``PRIVMSG``, ``NOTICE``, ``TAGMSG`` or ``REDACT``.
         target: the target as sent (channel name or recipient nick).
         text: the message text ("" for TAGMSG; the reason for REDACT).
-        tags: the sender's client-only tags (``+...``).
+        tags: the sender's client-only tags (``+...``), and ``bot`` (empty value) when the
+            sender was in bot mode (https://ircv3.net/specs/extensions/bot-mode): replayed
+            as they were relayed (see :func:`stored_tags`).
         to_account: the recipient's account, for a private message to a logged-in user.
         multiline: for a ``draft/multiline`` message, one flag per line of ``text.split("\n")``:
             whether that line continues the previous one (``draft/multiline-concat``);

@@ -21,9 +21,10 @@ from relaychat.server.commands.params import fit
 from relaychat.server.commands.typing_tag import allow as typing_allowed
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.idempotency import CAP, MAX_KEY_LEN, TAG, sender_of, valid_key
+from relaychat.server.isupport import BOT_MODE
 from relaychat.server.relay import Relay
 from relaychat.server.state import User
-from relaychat.store.base import StoredMessage, conversation_key
+from relaychat.store.base import StoredMessage, conversation_key, stored_tags
 from relaychat.store.keys import KeyRecord
 
 __all__ = ["post_internal"]
@@ -166,7 +167,16 @@ def _keyed_first(
         for shown, msgid in done.sent:
             line = _line(done.source, done.command, shown, done.text)
             tags = done.tags or None
-            out.relay(Relay(line, time=stamp, msgid=msgid, account=user.account, client_tags=tags))
+            out.relay(
+                Relay(
+                    line,
+                    time=stamp,
+                    msgid=msgid,
+                    account=user.account,
+                    client_tags=tags,
+                    bot=BOT_MODE in user.modes,
+                )
+            )
     return False
 
 
@@ -219,7 +229,7 @@ def _stored(
         command=verb,
         target=target,
         text=text,
-        tags=event.client_tags or {},
+        tags=stored_tags(event.client_tags, bot=event.bot),
         to_account=to_account,
     )
 

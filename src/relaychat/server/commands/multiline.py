@@ -39,9 +39,10 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.channels import refusal
 from relaychat.server.core import Replies, ServerCore, command
+from relaychat.server.isupport import BOT_MODE
 from relaychat.server.multiline import BATCH_TYPE, CAP, CONCAT, Multiline
 from relaychat.server.state import ClientBatch, User
-from relaychat.store.base import StoredMessage, conversation_key
+from relaychat.store.base import StoredMessage, conversation_key, stored_tags
 
 __all__ = ["collect"]
 
@@ -247,6 +248,7 @@ def _message(
         account=user.account,
         client_tags=batch.tags,
         ref=core.new_batch_id(),
+        bot=BOT_MODE in user.modes,
     )
 
 
@@ -272,7 +274,7 @@ def _store(
             command=batch.verb,
             target=message.target,
             text="\n".join(text for text, _ in batch.lines),
-            tags=batch.tags or {},
+            tags=stored_tags(batch.tags, bot=message.event.bot),
             to_account=to_account,
             multiline=tuple(concat for _, concat in batch.lines),
         )
