@@ -197,3 +197,38 @@ class TestBotTagInHistory:
             ("psst", True),
             ("me again", False),
         ]
+
+
+class TestCtcpNotInHistory:
+    """CTCP other than ACTION (a DCC offer carries an IP address and a port; a VERSION request
+    would be answered again) is relayed live and never kept; ACTION is kept."""
+
+    def test_private_and_channel(self) -> None:
+        h = make()
+        client(h, "alice", *BASE, ML, "draft/chathistory")
+        client(h, "bob", *BASE, "draft/chathistory")
+        h.send("alice", "JOIN #c")
+        h.send("bob", "JOIN #c")
+        h.clear()
+        offer = "\x01DCC SEND notes.txt 2130706433 5000 12\x01"
+        for line in (
+            f"PRIVMSG bob :{offer}",
+            "PRIVMSG bob :\x01VERSION\x01",
+            "PRIVMSG bob :\x01ACTION waves\x01",
+            "PRIVMSG bob :plain",
+            "PRIVMSG #c :\x01PING 123\x01",
+            "PRIVMSG #c :\x01ACTION nods\x01",
+            "NOTICE bob :\x01VERSION relaychat\x01",
+            "PRIVMSG bob :\x01broken",
+        ):
+            h.send("alice", line)
+        h.send("alice", "BATCH +m draft/multiline bob")
+        h.send("alice", "@batch=m PRIVMSG bob :\x01DCC CHAT chat 2130706433 5001")
+        h.send("alice", "@batch=m PRIVMSG bob :second\x01")
+        h.send("alice", "BATCH -m")
+        live = [m.params[1] for m in batches(h.lines("bob")) if m.command in ("PRIVMSG", "NOTICE")]
+        assert offer in live and "\x01VERSION\x01" in live  # relayed live
+        h.send("bob", "CHATHISTORY LATEST alice * 20")
+        h.send("bob", "CHATHISTORY LATEST #c * 20")
+        kept = [m.params[1] for m in batches(h.lines("bob")) if m.command in ("PRIVMSG", "NOTICE")]
+        assert kept == ["\x01ACTION waves\x01", "plain", "\x01ACTION nods\x01"]

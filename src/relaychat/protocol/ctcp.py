@@ -43,6 +43,7 @@ __all__ = [
     "decode_address",
     "encode_address",
     "format_ctcp",
+    "is_ctcp_not_action",
     "parse_ctcp",
     "parse_dcc",
     "quote_name",
@@ -78,6 +79,17 @@ def parse_ctcp(text: str) -> tuple[str, str] | None:
     if not command or CTCP_DELIM in body:
         return None
     return command.upper(), args
+
+
+def is_ctcp_not_action(text: str) -> bool:
+    """Whether ``text`` is CTCP other than ``ACTION`` (a request or reply: VERSION, PING, a DCC
+    offer...): text starting with ``\\x01`` that is not ``\\x01ACTION``. Such messages are
+    relayed live but never kept in history (a DCC offer carries an IP address and a port, and
+    a stale request would be answered again)."""
+    if text[:1] != CTCP_DELIM:
+        return False
+    parsed = parse_ctcp(text)
+    return parsed is None or parsed[0] != "ACTION"
 
 
 def format_ctcp(command: str, args: str = "") -> str:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.ctcp import is_ctcp_not_action
 from relaychat.protocol.message import Message
 from relaychat.protocol.servertime import format_server_time as server_time
 from relaychat.protocol.servertime import parse_server_time as parse_timestamp
@@ -422,10 +423,6 @@ def send_batch(
     out.raw(b"".join(lines))
 
 
-def _is_ctcp_request(text: str) -> bool:
-    return text.startswith("\x01") and not text.startswith("\x01ACTION ")
-
-
 def replay_on_join(core: ServerCore, user: User, channel: Channel, out: Replies) -> None:
     """Send the channel's last lines to a client that cannot ask for them (rule 5).
 
@@ -442,7 +439,8 @@ def replay_on_join(core: ServerCore, user: User, channel: Channel, out: Replies)
     except Exception:
         log.exception("replay on join to %s failed (connection #%d)", channel.name, user.id)
         return
-    entries = [e for e in entries if not _is_ctcp_request(e.message.text)]
+    # Kept from before CTCP was left out of history (``is_ctcp_not_action``): never replayed.
+    entries = [e for e in entries if not is_ctcp_not_action(e.message.text)]
     if not entries:
         return
     if "batch" in user.caps and "server-time" in user.caps:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.ctcp import is_ctcp_not_action
 from relaychat.protocol.message import Message
 from relaychat.protocol.servertime import format_server_time
 from relaychat.server.caps import MSGTAGS
@@ -78,6 +79,8 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
     sent: list[tuple[str, str]] = []
     keep: list[StoredMessage] = []
     store = keep.append if key is not None else history.append if history is not None else None
+    if is_ctcp_not_action(text):
+        store = None  # relayed live only: never kept (a DCC offer carries an address)
     for target in targets(core, params[0], out, quiet=quiet):
         if tagmsg and not typing_allowed(
             user, target, client_tags or {}, core.now, typing_interval

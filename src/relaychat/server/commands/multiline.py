@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.ctcp import is_ctcp_not_action
 from relaychat.protocol.message import Message
 from relaychat.server.commands.channels import refusal
 from relaychat.server.core import Replies, ServerCore, command
@@ -262,8 +263,8 @@ def _store(
 ) -> None:
     """Rule 4: one history record, before a byte is sent."""
     history = core.history
-    if history is None:
-        return
+    if history is None or is_ctcp_not_action(batch.lines[0][0]):
+        return  # CTCP other than ACTION is relayed live only (as for PRIVMSG)
     history.append(
         StoredMessage(
             msgid=message.event.msgid,
