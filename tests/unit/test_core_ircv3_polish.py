@@ -7,9 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from relaychat.protocol.message import Message
+from relaychat.server.accounts import AccountService
 from relaychat.server.core import COMMANDS
 from relaychat.store.sqlite import SqliteHistory
 from tests.harness import CoreHarness, free_config
+from tests.unit.accounts_support import add_account, plain, sasl_client
+from tests.unit.accounts_support import harness as accounts_harness
+from tests.unit.core_support import SERVER
 from tests.unit.v3_support import BASE, ML, batches, client, make
 
 
@@ -232,3 +236,87 @@ class TestCtcpNotInHistory:
         h.send("bob", "CHATHISTORY LATEST #c * 20")
         kept = [m.params[1] for m in batches(h.lines("bob")) if m.command in ("PRIVMSG", "NOTICE")]
         assert kept == ["\x01ACTION waves\x01", "plain", "\x01ACTION nods\x01"]
+
+
+def account_conn(h: CoreHarness, conn: str, nick: str, account: str, *caps: str) -> None:
+    """Register ``conn`` as ``nick``, logged in to ``account`` with SASL PLAIN, with ``caps``."""
+    sasl_client(h, conn, nick=nick)
+    if caps:
+        h.send(conn, "CAP REQ :" + " ".join(caps))
+    h.send(conn, "AUTHENTICATE PLAIN")
+    h.send(conn, "AUTHENTICATE " + plain(account))
+    h.send(conn, "CAP END")
+    assert h.users[conn].registered and h.users[conn].account == account
+    h.lines(conn)
+
+
+class TestMetadataAcrossConnections:
+    """metadata-2 (rule 7 of commands/metadata.py): a logged-in user's keys are its account's;
+    a change made on one connection is made, and told, on the account's other connections."""
+
+    def room(self) -> tuple[CoreHarness, AccountService]:
+        h, svc = accounts_harness()
+        add_account(svc, "jilles")
+        caps = ("draft/metadata-2", "batch")
+        account_conn(h, "one", "j1", "jilles", *caps)
+        account_conn(h, "two", "j2", "jilles", *caps)
+        for conn in ("one", "two"):
+            h.send(conn, "METADATA * SUB avatar")
+        client(h, "w", "draft/metadata-2", "batch")
+        h.send("w", "METADATA * SUB avatar")
+        h.send("w", "JOIN #c")
+        h.send("two", "JOIN #c")
+        h.clear()
+        return h, svc
+
+    def test_set_is_seen_live_by_the_other_connection_and_its_watchers(self) -> None:
+        h, svc = self.room()
+        h.send("one", "METADATA * SET avatar :a.png")
+        assert h.lines("one") == [f":{SERVER} 761 j1 j1 avatar * a.png"]
+        assert h.lines("two") == [f":{SERVER} METADATA j2 avatar * a.png"]
+        assert h.lines("w") == [f":{SERVER} METADATA j2 avatar * a.png"]
+        h.send("w", "METADATA j2 GET avatar")
+        assert any(" 761 w j2 avatar * a.png" in line for line in h.lines("w"))
+        assert svc.store.metadata("jilles") == {"avatar": "a.png"}
+        h.send("one", "METADATA * SET avatar :a.png")  # no change: nobody is told
+        assert h.lines("two") == [] and h.lines("w") == []
+
+    def test_delete_and_clear_too(self) -> None:
+        h, svc = self.room()
+        h.send("one", "METADATA * SET avatar :a.png")
+        h.send("one", "METADATA * SET color :red")
+        h.clear()
+        h.send("one", "METADATA * SET avatar")
+        assert h.numerics("one") == ["766"]
+        assert h.lines("two") == [f":{SERVER} METADATA j2 avatar *"]
+        h.send("two", "METADATA * CLEAR")
+        assert h.lines("one") == []  # subscribed to avatar only, which is gone already
+        assert h.users["one"].meta is not None and h.users["one"].meta.values == {}
+        assert svc.store.metadata("jilles") == {}
+
+    def test_keys_brought_at_login_reach_the_connections_already_in(self) -> None:
+        h, svc = self.room()
+        h.send("one", "METADATA * SET avatar :old.png")
+        h.clear()
+        h.open("three")
+        h.send("three", "CAP LS 302")
+        h.send("three", "CAP REQ :sasl draft/metadata-2 batch")
+        h.send("three", "METADATA * SET avatar :new.png")  # before login: these win
+        h.send("three", "NICK j3")
+        h.send("three", "USER j3 0 * :j3")
+        h.send("three", "AUTHENTICATE PLAIN")
+        h.send("three", "AUTHENTICATE " + plain("jilles"))
+        h.send("three", "CAP END")
+        assert h.lines("one") == [f":{SERVER} METADATA j1 avatar * new.png"]
+        assert h.lines("two") == [f":{SERVER} METADATA j2 avatar * new.png"]
+        assert svc.store.metadata("jilles") == {"avatar": "new.png"}
+
+    def test_other_accounts_are_not_touched(self) -> None:
+        h, svc = self.room()
+        add_account(svc, "other")
+        account_conn(h, "x", "x", "other", "draft/metadata-2", "batch")
+        h.send("x", "METADATA * SUB avatar")
+        h.clear()
+        h.send("one", "METADATA * SET avatar :a.png")
+        assert h.lines("x") == []
+        assert h.users["x"].meta is not None and h.users["x"].meta.values == {}

@@ -26,6 +26,11 @@ Rules:
    keys to the watcher when it comes online or is added (``commands/monitor.py``).
 6. before-connect: with ``metadata.before_connect`` an unregistered client may use METADATA on
    ``*`` (itself); its replies name it ``*``.
+7. One account, one set of keys: a change of a logged-in user's keys (SET, CLEAR, the keys it
+   brings at login) is made on every connection logged in to the same account at once, and
+   each of them tells who hears of it (rule 4: its subscribed self, its channels' members and
+   monitors) under its own nick (https://ircv3.net/specs/extensions/metadata: "clients
+   automatically receive metadata updates for themselves").
 """
 
 from __future__ import annotations
@@ -118,6 +123,32 @@ def _notify_user(core: ServerCore, sender: User, target: User, key: str, value: 
             other.send(line)
     if target is not sender and _subscribed(target, key):
         target.send(line)
+
+
+def _same_account(
+    core: ServerCore, sender: User, target: User, key: str | None, value: str | None
+) -> None:
+    """Rule 7: ``target``'s change of ``key`` (``None``: every key cleared) made on the other
+    connections of its account, each telling who hears of it (but ``sender``)."""
+    if target.account is None:
+        return
+    max_keys = core.config.metadata.max_keys
+    for other in list(core.sessions.get(target.account, ())):
+        if other is target:
+            continue
+        values = _state(core, other).values
+        changes: list[tuple[str, str | None]] = []
+        if key is None:
+            changes = [(k, None) for k in sorted(values)]
+            values.clear()
+        elif value is None:
+            if values.pop(key, None) is not None:
+                changes.append((key, None))
+        elif values.get(key) != value and (key in values or len(values) < max_keys):
+            values[key] = value
+            changes.append((key, value))
+        for k, v in changes:
+            _notify_user(core, sender, other, k, v)
 
 
 def _notify_channel(
@@ -286,6 +317,7 @@ def _set(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     else:
         _store_write(core, target, key, value)
         _notify_user(core, user, target, key, value)
+        _same_account(core, user, target, key, value)
 
 
 def _clear(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
@@ -310,6 +342,7 @@ def _clear(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         out.raw(item)
     if isinstance(target, User) and cleared:
         _store_write(core, target, None, None)
+        _same_account(core, user, target, None, None)
     for key in cleared:
         if isinstance(target, Channel):
             _notify_channel(core, user, target, key, None)
@@ -503,6 +536,7 @@ def _on_account(core: ServerCore, user: User) -> None:
     for key, value in before.items():
         if stored.get(key) != value:
             _store_write(core, user, key, value)
+            _same_account(core, user, user, key, value)
     if user.registered:
         for key, value in merged.items():
             if key not in before:
