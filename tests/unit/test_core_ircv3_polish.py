@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from relaychat.protocol.message import Message
+from relaychat.protocol.servertime import parse_server_time
 from relaychat.server.accounts import AccountService
 from relaychat.server.core import COMMANDS
 from relaychat.store.sqlite import SqliteHistory
@@ -320,3 +321,70 @@ class TestMetadataAcrossConnections:
         h.send("one", "METADATA * SET avatar :a.png")
         assert h.lines("x") == []
         assert h.users["x"].meta is not None and h.users["x"].meta.values == {}
+
+
+RM = "draft/read-marker"
+T1, T2, T3 = "2019-01-04T14:33:26.100Z", "2019-01-04T14:33:26.200Z", "2019-01-04T14:33:26.300Z"
+
+
+def markreads(h: CoreHarness, name: str) -> list[tuple[str, ...]]:
+    return [m.params for m in h.messages(name) if m.command == "MARKREAD"]
+
+
+class TestReadMarkersAtLogin:
+    """read-marker: markers are "the user's", for all its clients; once logged in the user is
+    the account: what the connection marked before is carried to it, never backwards, and
+    whoever now sees other markers is told (rule 7 of commands/markread.py)."""
+
+    def test_carried_to_the_account_never_backwards(self) -> None:
+        h = make()
+        client(h, "alice", RM, "batch")
+        client(h, "s1", RM, name="s1")
+        h.core.set_account(h.users["s1"], "acct")
+        h.send("s1", f"MARKREAD #a timestamp={T1}")
+        h.send("s1", f"MARKREAD #b timestamp={T3}")
+        h.send("s1", f"MARKREAD #c timestamp={T2}")
+        h.send("alice", f"MARKREAD #a timestamp={T2}")  # newer than the account's
+        h.send("alice", f"MARKREAD #b timestamp={T1}")  # older: the account's stays
+        h.send("alice", "JOIN #c")  # told * on JOIN
+        h.clear()
+        h.core.set_account(h.users["alice"], "acct")
+        assert sorted(markreads(h, "alice")) == [
+            ("#a", f"timestamp={T2}"),
+            ("#b", f"timestamp={T3}"),
+            ("#c", f"timestamp={T2}"),
+        ]
+        assert markreads(h, "s1") == [("#a", f"timestamp={T2}")]  # only what moved
+        assert h.users["alice"].read_markers is None
+        store = h.core.history
+        assert store is not None
+        got = [store.read_marker("acct", k) for k in ("#a", "#b", "#c")]
+        assert got == [parse_server_time(t) for t in (T2, T3, T2)]
+        h.send("alice", f"MARKREAD #b timestamp={T2}")  # the account's, kept: T3
+        assert markreads(h, "alice") == [("#b", f"timestamp={T3}")]
+
+    def test_nothing_to_carry_nothing_sent(self) -> None:
+        h = make()
+        client(h, "alice", RM)
+        h.core.set_account(h.users["alice"], "acct")
+        assert h.lines("alice") == []
+
+    def test_without_the_capability_carried_but_not_told(self) -> None:
+        h = make()
+        client(h, "alice")
+        h.send("alice", f"MARKREAD bob timestamp={T1}")
+        h.clear()
+        h.core.set_account(h.users["alice"], "acct")
+        assert h.lines("alice") == []
+        assert h.core.history is not None
+        assert h.core.history.read_marker("acct", "bob") == parse_server_time(T1)
+
+    def test_logging_out_starts_afresh(self) -> None:
+        h = make()
+        client(h, "alice", RM)
+        h.core.set_account(h.users["alice"], "acct")
+        h.send("alice", f"MARKREAD #a timestamp={T1}")
+        h.core.set_account(h.users["alice"], None)
+        h.clear()
+        h.send("alice", "MARKREAD #a")
+        assert markreads(h, "alice") == [("#a", "*")]

@@ -19,6 +19,14 @@ Rules:
    holds the bytes until the group commit, ``server/listeners.py``).
 6. Errors are standard replies: ``FAIL MARKREAD NEED_MORE_PARAMS``, ``INVALID_PARAMS`` (a bad
    target or timestamp), ``INTERNAL_ERROR`` (the store failed).
+7. Logging in: the spec gives markers to "the user", shared by all its clients, and says
+   nothing of a login; here the user is the account once logged in. The markers the connection
+   set before logging in are carried to the account, each by rule 2 (the later time wins, so
+   none moves backwards), then dropped from the connection. Every marker of the account that
+   moved is sent to the account's connections with the capability (rule 3), and the connection
+   that logged in is sent the account's marker of every target whose marker it knew (its own
+   ones, and its channels': it was sent those on JOIN) when the account's differs. Logging out
+   starts the connection afresh with no markers (what it knew was the account's).
 
 The capability is offered with history only (``listeners.py``); without a store the command is
 unknown.
@@ -34,7 +42,7 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.protocol.servertime import format_server_time, parse_server_time
 from relaychat.server.commands.registration import valid_nick
-from relaychat.server.core import Replies, ServerCore, command
+from relaychat.server.core import ACCOUNT_HOOKS, Replies, ServerCore, command
 from relaychat.server.state import User
 
 __all__ = ["CAP", "marker_line", "send_on_join"]
@@ -161,3 +169,43 @@ def send_on_join(core: ServerCore, user: User, channel_name: str, out: Replies) 
         log.exception("read marker on JOIN %s failed (connection #%d)", channel_name, user.id)
         return
     out.raw(marker_line(core, channel_name, kept))
+
+
+def _on_account(core: ServerCore, user: User) -> None:
+    """Rule 7: carry ``user``'s own markers to the account it logged in to."""
+    own, user.read_markers = user.read_markers or {}, None
+    account = user.account
+    if account is None or core.history is None or core.config.history.max_read_markers <= 0:
+        return
+    # What this connection was told: its own markers, and on JOIN its channels' (or *).
+    known: dict[str, int | None] = dict(own)
+    for key in user.channels:
+        known.setdefault(key, None)
+    if not known:
+        return
+    shown = {key: channel.name for key, channel in user.channels.items()}
+    moved: dict[str, int] = {}
+    told: dict[str, int | None] = {}
+    try:
+        for key, was in known.items():
+            kept = _kept(core, user, key)
+            if key in own and (kept is None or own[key] > kept):
+                _keep(core, user, key, own[key])
+                moved[key] = kept = own[key]
+            if kept != was:
+                told[key] = kept
+    except Exception:  # the login stands; the markers stay as the store has them
+        log.exception("read markers at login failed (connection #%d)", user.id)
+        return
+    if user.registered and CAP in user.caps:
+        for key, ms in told.items():
+            if key not in moved:
+                user.send(marker_line(core, shown.get(key, key), ms))
+    for key, ms in moved.items():
+        line = marker_line(core, shown.get(key, key), ms)
+        for other in core.sessions.get(account, ()):
+            if other.registered and CAP in other.caps:
+                other.send(line)
+
+
+ACCOUNT_HOOKS.append(_on_account)
