@@ -385,3 +385,119 @@ def test_wire_form_of_a_repeat_is_a_plain_echo(h: CoreHarness) -> None:
     h.send("alice", keyed("same", K1))
     assert h.lines("alice") == first
     assert isinstance(parse(first[0]), Message)
+
+
+class TestMultiline:
+    """A keyed draft/multiline batch: the key on the BATCH + line; a resent batch with the same
+    key is not relayed again and gets the original answer (the echo batch)."""
+
+    ML = "draft/multiline"
+    CONCAT = "draft/multiline-concat"
+
+    def send_batch(self, h: CoreHarness, key: str, label: str, target: str = "#a") -> None:
+        h.send("alice", f"@{TAG}={key};label={label} BATCH +m {self.ML} {target}")
+        h.send("alice", f"@batch=m PRIVMSG {target} :first")
+        h.send("alice", f"@batch=m;{self.CONCAT} PRIVMSG {target} :, glued")
+        h.send("alice", f"@batch=m PRIVMSG {target} :second")
+        h.send("alice", "BATCH -m")
+
+    def setup(self, h: CoreHarness) -> None:
+        register(h, "alice", *CAPS, self.ML)
+        register(h, "carol", "batch", "message-tags", self.ML)
+        room(h, "alice", "carol")
+
+    def check_repeat(self, h: CoreHarness, first: list[Message]) -> None:
+        again = h.messages("alice")
+        assert again[0].tags["label"] == "l2" and first[0].tags["label"] == "l1"
+        for m in (first[0], again[0]):
+            del m.tags["label"]
+
+        def shape(got: list[Message]) -> list[tuple[object, ...]]:
+            """The messages without their batch reference (each batch has its own)."""
+            ref = got[0].params[0][1:]
+            assert all(m.tags.get("batch") == ref for m in got[1:-1])
+            assert got[-1].params == ("-" + ref,)
+            return [
+                (m.command, m.params[1:], {k: v for k, v in m.tags.items() if k != "batch"})
+                for m in got
+            ]
+
+        assert shape(again) == shape(first)
+        assert h.lines("bob") == []
+        if "carol" in h.users:
+            assert h.lines("carol") == []
+
+    def test_a_resent_batch_is_not_relayed_twice(self, h: CoreHarness) -> None:
+        self.setup(h)
+        self.send_batch(h, K1, "l1")
+        first = h.messages("alice")
+        assert [m.command for m in first] == ["BATCH", "PRIVMSG", "PRIVMSG", "PRIVMSG", "BATCH"]
+        assert first[0].tags[TAG] == K1 and first[0].tags["msgid"]
+        assert texts(h, "bob") == ["first", ", glued", "second"]  # line by line, no cap
+        assert [m.command for m in h.messages("carol")] == ["BATCH"] + ["PRIVMSG"] * 3 + ["BATCH"]
+        h.now += 30
+        self.send_batch(h, K1, "l2")
+        self.check_repeat(h, first)
+        assert h.core.history is not None
+        kept = h.core.history.query("#a", limit=10)
+        assert [(e.message.text, e.message.multiline) for e in kept] == [
+            ("first\n, glued\nsecond", (False, True, False))
+        ]
+
+    def test_a_key_first_used_by_a_plain_message_answers_with_it(self, h: CoreHarness) -> None:
+        self.setup(h)
+        h.send("alice", keyed("plain", K1, label="l1"))
+        (echo,) = h.messages("alice")
+        self.send_batch(h, K1, "l2")
+        (again,) = h.messages("alice")
+        assert again.params == echo.params and again.tags["msgid"] == echo.tags["msgid"]
+        assert texts(h, "bob") == ["plain"]
+
+    def test_private_batch_and_without_echo(self, h: CoreHarness) -> None:
+        self.setup(h)
+        self.send_batch(h, K1, "l1", target="bob")
+        first = h.messages("alice")
+        assert texts(h, "bob") == ["first", ", glued", "second"]
+        self.send_batch(h, K1, "l2", target="bob")
+        self.check_repeat(h, first)
+        register(h, "dave", "labeled-response", "batch", "message-tags", CAP, self.ML)
+        h.send("dave", f"@{TAG}={K2};label=d1 BATCH +m {self.ML} bob")
+        h.send("dave", "@batch=m PRIVMSG bob :x")
+        h.send("dave", "BATCH -m")
+        h.send("dave", f"@{TAG}={K2};label=d2 BATCH +m {self.ML} bob")
+        h.send("dave", "@batch=m PRIVMSG bob :x")
+        h.send("dave", "BATCH -m")
+        assert h.lines("dave") == [f"@label=d1 :{SERVER} ACK", f"@label=d2 :{SERVER} ACK"]
+        assert texts(h, "bob") == ["x"]
+
+    def test_a_bad_key_is_refused(self, h: CoreHarness) -> None:
+        self.setup(h)
+        self.send_batch(h, "bad*key", "l1")
+        (fail,) = h.messages("alice")
+        assert fail.command == "FAIL" and fail.params[:3] == (
+            "BATCH",
+            "INVALID_IDEMPOTENCY_KEY",
+            "#a",
+        )
+        assert fail.tags["label"] == "l1"
+        assert h.lines("bob") == []
+
+    def test_the_answer_survives_a_restart(self, tmp_path: Path) -> None:
+        path = tmp_path / "history.db"
+        first_store = SqliteHistory(path, maintenance_interval=None)
+        h = make(first_store)
+        token = register(h, "alice", *CAPS, self.ML)
+        room(h, "alice")
+        self.send_batch(h, K1, "l1")
+        first = h.messages("alice")
+        first_store.close()
+        second = SqliteHistory(path, maintenance_interval=None)
+        try:
+            h2 = make(second)
+            h2.now = h.now + 60
+            register(h2, "alice", *CAPS, self.ML, token=token)
+            room(h2, "alice")
+            self.send_batch(h2, K1, "l2")
+            self.check_repeat(h2, first)
+        finally:
+            second.close()

@@ -14,15 +14,14 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.ctcp import is_ctcp_not_action
 from relaychat.protocol.message import Message
-from relaychat.protocol.servertime import format_server_time
 from relaychat.server.caps import MSGTAGS
 from relaychat.server.commands.channels import refusal, targets
+from relaychat.server.commands.idempotency import keyed_first
 from relaychat.server.commands.multiline import collect
-from relaychat.server.commands.params import fit
+from relaychat.server.commands.params import message_line
 from relaychat.server.commands.typing_tag import allow as typing_allowed
 from relaychat.server.core import Replies, ServerCore, command
-from relaychat.server.idempotency import CAP, MAX_KEY_LEN, TAG, sender_of, valid_key
-from relaychat.server.isupport import BOT_MODE
+from relaychat.server.idempotency import CAP, TAG, sender_of
 from relaychat.server.relay import Relay
 from relaychat.server.state import User
 from relaychat.store.base import StoredMessage, conversation_key, stored_tags
@@ -69,7 +68,7 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
     key: str | None = None
     if core.keys is not None and msg.tags and CAP in user.caps:
         key = msg.tags.get(TAG)
-        if key is not None and not _keyed_first(core, user, key, verb, params[0], out):
+        if key is not None and not keyed_first(core, user, key, verb, params[0], out):
             return
     user.last_active = core.now
     echo = "echo-message" in user.caps
@@ -148,41 +147,6 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
         core.keys.record(record, keep, core.now)
 
 
-def _keyed_first(
-    core: ServerCore, user: User, key: str, verb: str, target: str, out: Replies
-) -> bool:
-    """Whether a message with idempotency ``key`` is to be relayed: the key is valid and new.
-
-    A bad key is refused with ``FAIL``; a key relayed within the window gets the first answer
-    again (the echo of every copy, same msgid and time, for echo-message; else nothing, which
-    labeled-response turns into ``ACK``).
-    """
-    if not valid_key(key):
-        text = f"Idempotency key must be 1 to {MAX_KEY_LEN} characters of A-Z a-z 0-9 - _"
-        out.standard("FAIL", verb, "INVALID_IDEMPOTENCY_KEY", target, text=text)
-        return False
-    assert core.keys is not None
-    done = core.keys.lookup(sender_of(user), key, core.now)
-    if done is None:
-        return True
-    if "echo-message" in user.caps:
-        stamp = format_server_time(int(done.time * 1000))
-        for shown, msgid in done.sent:
-            line = _line(done.source, done.command, shown, done.text)
-            tags = done.tags or None
-            out.relay(
-                Relay(
-                    line,
-                    time=stamp,
-                    msgid=msgid,
-                    account=user.account,
-                    client_tags=tags,
-                    bot=BOT_MODE in user.modes,
-                )
-            )
-    return False
-
-
 def _event(
     core: ServerCore,
     user: User,
@@ -191,26 +155,10 @@ def _event(
     text: str,
     client_tags: dict[str, str] | None,
 ) -> Relay:
-    """The relayed message, its text cut so that it fits in 512 bytes with the sender's prefix.
-
-    The text always goes as a trailing parameter (with its colon), as naive clients expect. The
-    line is built directly rather than through Message: this is the hottest line in the server,
-    and every part is already valid (the parser refused CR, LF and NUL; names are validated).
-    """
+    """The relayed message, its text cut so that it fits in 512 bytes with the sender's prefix
+    (``params.message_line``)."""
     core.messages_relayed += 1
-    return core.relay(user, _line(user.prefix, verb, target, text), client_tags=client_tags)
-
-
-def _line(prefix: str, verb: str, target: str, text: str) -> bytes:
-    """``:prefix VERB target :text`` (no text for TAGMSG), cut to fit 512 bytes."""
-    if verb == "TAGMSG":
-        return f":{prefix} TAGMSG {target}\r\n".encode("utf-8", "replace")
-    line = f":{prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
-    if len(line) > 512:
-        overhead = len(prefix.encode()) + len(verb) + len(target.encode()) + 5
-        text = fit(text, overhead)
-        line = f":{prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
-    return line
+    return core.relay(user, message_line(user.prefix, verb, target, text), client_tags=client_tags)
 
 
 def _stored(

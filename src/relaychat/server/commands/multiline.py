@@ -28,6 +28,11 @@ Rules:
    copy, the label (if any) on the ``BATCH +`` line.
 6. History replay (CHATHISTORY, replay on JOIN) sends a stored multiline message the same way:
    a ``draft/multiline`` batch nested in the ``chathistory`` batch, or the lines one by one.
+7. Idempotency keys (``relaychat.dev/idempotency``, docs/delivery.md): the key is a client-only
+   tag of the ``BATCH +`` line, checked at ``BATCH -``. A new key is stored with the message in
+   one step; a key relayed within the window relays nothing again and gets the first answer
+   (the echo batch, same msgid and time; ``commands/idempotency.py``); a malformed key is
+   ``FAIL BATCH INVALID_IDEMPOTENCY_KEY <target>``.
 
 How a multiline message is written on the wire (rules 5 and 6) is ``server/multiline.py``.
 """
@@ -39,11 +44,16 @@ from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.ctcp import is_ctcp_not_action
 from relaychat.protocol.message import Message
 from relaychat.server.commands.channels import refusal
+from relaychat.server.commands.idempotency import keyed_first
 from relaychat.server.core import Replies, ServerCore, command
+from relaychat.server.idempotency import CAP as IDEM_CAP
+from relaychat.server.idempotency import TAG as IDEM_TAG
+from relaychat.server.idempotency import sender_of
 from relaychat.server.isupport import BOT_MODE
 from relaychat.server.multiline import BATCH_TYPE, CAP, CONCAT, Multiline
 from relaychat.server.state import ClientBatch, User
 from relaychat.store.base import StoredMessage, conversation_key, stored_tags
+from relaychat.store.keys import KeyRecord
 
 __all__ = ["collect"]
 
@@ -176,13 +186,20 @@ def _close(core: ServerCore, user: User, out: Replies, ref: str) -> None:
             text="Invalid multiline batch with blank lines only",
         )
         return
-    _deliver(core, user, batch, out)
+    key: str | None = None
+    if core.keys is not None and batch.tags and IDEM_CAP in user.caps:
+        key = batch.tags.get(IDEM_TAG)
+        if key is not None and not keyed_first(core, user, key, "BATCH", batch.target, out):
+            return  # rule 7: a repeat gets the first answer again
+    _deliver(core, user, batch, out, key)
 
 
 # --- delivery (rules 4 and 5) --------------------------------------------------------------------
 
 
-def _deliver(core: ServerCore, user: User, batch: ClientBatch, out: Replies) -> None:
+def _deliver(
+    core: ServerCore, user: User, batch: ClientBatch, out: Replies, key: str | None
+) -> None:
     verb, target = batch.verb, batch.target
     quiet = verb == "NOTICE"
     if "," in target or (target[:1] in ("@", "+") and target[1:2] == "#"):
@@ -206,7 +223,7 @@ def _deliver(core: ServerCore, user: User, batch: ClientBatch, out: Replies) -> 
                 out.numeric(N.ERR_CANNOTSENDTOCHAN, channel.name, text=why)
             return
         message = _message(core, user, batch, channel.name)
-        _store(core, user, batch, message, channel.key)
+        _store(core, user, batch, message, channel.key, idem=key)
         for member in channel.members:
             if member is not user:
                 member.send(message.data(member))
@@ -219,8 +236,8 @@ def _deliver(core: ServerCore, user: User, batch: ClientBatch, out: Replies) -> 
             out.numeric(N.ERR_NOSUCHNICK, target)
         return
     message = _message(core, user, batch, dest.nick)
-    key = conversation_key(user.nick, dest.nick)
-    _store(core, user, batch, message, key, to_account=dest.account)
+    conv = conversation_key(user.nick, dest.nick)
+    _store(core, user, batch, message, conv, to_account=dest.account, idem=key)
     if dest is user:
         # As for PRIVMSG: a message to oneself is delivered (unlabeled), and with echo-message
         # echoed too (the labeled reply), each batch with its own reference.
@@ -260,23 +277,41 @@ def _store(
     message: Multiline,
     key: str,
     to_account: str | None = None,
+    idem: str | None = None,
 ) -> None:
-    """Rule 4: one history record, before a byte is sent."""
+    """Rule 4: one history record, before a byte is sent; with an idempotency key (rule 7) the
+    key's record and the message go to the store in one step."""
     history = core.history
-    if history is None or is_ctcp_not_action(batch.lines[0][0]):
-        return  # CTCP other than ACTION is relayed live only (as for PRIVMSG)
-    history.append(
-        StoredMessage(
-            msgid=message.event.msgid,
-            time=core.now,
-            key=key,
-            source=user.prefix,
-            account=user.account,
-            command=batch.verb,
-            target=message.target,
-            text="\n".join(text for text, _ in batch.lines),
-            tags=stored_tags(batch.tags, bot=message.event.bot),
-            to_account=to_account,
-            multiline=tuple(concat for _, concat in batch.lines),
+    stored: list[StoredMessage] = []
+    if history is not None and not is_ctcp_not_action(batch.lines[0][0]):
+        # (CTCP other than ACTION is relayed live only, as for PRIVMSG.)
+        stored.append(
+            StoredMessage(
+                msgid=message.event.msgid,
+                time=core.now,
+                key=key,
+                source=user.prefix,
+                account=user.account,
+                command=batch.verb,
+                target=message.target,
+                text="\n".join(text for text, _ in batch.lines),
+                tags=stored_tags(batch.tags, bot=message.event.bot),
+                to_account=to_account,
+                multiline=tuple(concat for _, concat in batch.lines),
+            )
         )
-    )
+    if idem is not None and core.keys is not None:
+        text = "\n".join(text for text, _ in batch.lines)
+        record = KeyRecord(
+            sender_of(user),
+            idem,
+            core.now,
+            user.prefix,
+            batch.verb,
+            text,
+            batch.tags or {},
+            ((message.target, message.event.msgid),),
+        )
+        core.keys.record(record, stored, core.now)
+    elif stored and history is not None:
+        history.append(stored[0])

@@ -11,7 +11,7 @@ import re
 
 from relaychat.protocol.message import MAX_BODY_BYTES
 
-__all__ = ["fit", "number", "pack", "valid_nick"]
+__all__ = ["fit", "message_line", "number", "pack", "valid_nick"]
 
 # RFC 2812 §2.3.1: nickname = ( letter / special ) *( letter / digit / special / "-" )
 _NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
@@ -64,3 +64,21 @@ def pack(items: list[str], room: int, sep: str = ",") -> list[str]:
     if current:
         out.append(sep.join(current))
     return out
+
+
+def message_line(prefix: str, verb: str, target: str, text: str) -> bytes:
+    """``:prefix VERB target :text`` (no text for TAGMSG), cut to fit 512 bytes.
+
+    The text always goes as a trailing parameter (with its colon), as naive clients expect.
+    The line is built directly rather than through Message: this is the hottest line in the
+    server, and every part is already valid (the parser refused CR, LF and NUL; names are
+    validated).
+    """
+    if verb == "TAGMSG":
+        return f":{prefix} TAGMSG {target}\r\n".encode("utf-8", "replace")
+    line = f":{prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
+    if len(line) > 512:
+        overhead = len(prefix.encode()) + len(verb) + len(target.encode()) + 5
+        text = fit(text, overhead)
+        line = f":{prefix} {verb} {target} :{text}\r\n".encode("utf-8", "replace")
+    return line
