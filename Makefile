@@ -21,8 +21,8 @@ run: $(STAMP)
 	$(BIN)/relaychat serve $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests fuzz benchmarks/soak.py
-	$(BIN)/ruff format --check src tests fuzz benchmarks/soak.py
+	$(BIN)/ruff check src tests fuzz benchmarks
+	$(BIN)/ruff format --check src tests fuzz benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

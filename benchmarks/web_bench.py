@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for r in w3_runs + w2_runs:
         if "error" in r or r.get("errors"):
-            print(f"  {r['transport']} {r.get('workload')}: {r.get('error') or r.get('error_samples')}")
+            problem = r.get("error") or r.get("error_samples")
+            print(f"  {r['transport']} {r.get('workload')}: {problem}")
     report = {
         "command": "benchmarks/web_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "source": source_state(),
