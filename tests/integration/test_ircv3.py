@@ -71,8 +71,10 @@ async def test_labeled_response_batch_and_ack(server: Server) -> None:
     assert inner.string.startswith(f"@batch={ref} ")
     await alice.expect(rf"BATCH -{ref}$")
     await alice.send("@label=p1 PRIVMSG alice :note to self")
-    # A message to oneself without echo-message: the only reply is the message itself.
-    await alice.expect(r"^@label=p1 :alice!\S+ PRIVMSG alice :note to self$")
+    # A message to oneself without echo-message: delivered unlabeled, and the label gets ACK
+    # (labeled-response: only an echo-message echo of a message to oneself carries the label).
+    await alice.expect(r"^:alice!\S+ PRIVMSG alice :note to self$")
+    await alice.expect(r"^@label=p1 :\S+ ACK$")
     await alice.send("@label=a1 AWAY")
     await alice.expect(r"^@label=a1 :\S+ 305 ")
     await alice.close()
