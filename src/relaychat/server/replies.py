@@ -6,6 +6,13 @@ replies are labeled: one reply carries the label, several go in a ``labeled-resp
 and a command with no reply at all gets ``ACK``
 (https://ircv3.net/specs/extensions/labeled-response).
 
+An item may hold several lines (a batch of its own: a multiline echo, a ``chathistory`` or
+``metadata`` batch; or lines sent one by one): labeled, one batch alone carries the label on
+its ``BATCH +`` line (its type applies to the whole answer); anything else of more than one
+line goes in a ``labeled-response`` batch, where every line not already in a batch gets its
+tag, so a nested batch's ``BATCH +`` and ``BATCH -`` lines carry it and its own lines keep
+theirs (https://ircv3.net/specs/extensions/batch, nested batches).
+
 A reply that is answered in several parts (a streamed ``LIST``, see ``server/pending.py``) keeps
 one labeled batch open across them: :meth:`Replies.flush` with ``final=False`` opens it, and the
 later parts carry its reference in :attr:`Replies.batch` until the last closes it.

@@ -408,9 +408,10 @@ def send_batch(
 ) -> None:
     """``entries`` for ``user`` in a ``chathistory`` batch (plain lines without ``batch``).
 
-    The batch is one item of ``out``: when the reply is labeled, the label (or the enclosing
-    labeled-response batch) tags its ``BATCH +`` line, and the lines inside keep the one batch
-    tag they may carry. Without ``batch`` each line is an item of its own.
+    The batch is one item of ``out``: when the reply is labeled, the label tags its ``BATCH +``
+    line (or an enclosing labeled-response batch tags its ``BATCH +`` and ``BATCH -`` lines:
+    ``replies.py``), and the lines inside keep the one batch tag they carry. Without ``batch``
+    each line is an item of its own.
     """
     if "batch" not in user.caps:
         for entry in entries:

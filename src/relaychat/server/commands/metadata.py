@@ -84,7 +84,8 @@ def _line(core: ServerCore, target: str, key: str, value: str | None) -> bytes:
 def _batch(core: ServerCore, user: User, kind: str, param: str, lines: list[bytes]) -> list[bytes]:
     """``lines`` as one ``kind`` batch for ``user`` (one item), or as they are without ``batch``.
 
-    As one item of a ``Replies``, a labeled reply tags only its ``BATCH +`` line (nesting).
+    As one item of a ``Replies``: a labeled reply tags its ``BATCH +`` line, or nests it in a
+    labeled-response batch (its two ``BATCH`` lines tagged, ``replies.py``).
     """
     if "batch" not in user.caps:
         return lines
