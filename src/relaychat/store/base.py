@@ -100,7 +100,7 @@ def stored_tags(client_tags: dict[str, str] | None, *, bot: bool = False) -> dic
     the sender was in bot mode (so a replay tags it as the live message was)."""
     if bot:
         return {"bot": "", **(client_tags or {})}
-    return dict(client_tags) if client_tags else {}
+    return client_tags or {}  # (shared with the relayed event: neither is ever changed)
 
 
 def is_private(key: str) -> bool:
