@@ -162,6 +162,12 @@ class TestDelivery:
         assert delivery.tags["msgid"] == echo.tags["msgid"]
         assert delivery.params[0] != echo.params[0]  # each batch has its own reference
         assert [m.params for m in got if m.command == "PRIVMSG"] == [("alice", "me")] * 2
+        h.send("alice", "CAP REQ draft/chathistory")
+        h.lines("alice")
+        h.send("alice", "CHATHISTORY LATEST alice * 10")  # kept once, as the one msgid
+        kept = batches(h.lines("alice"))
+        heads = [m for m in kept if m.command == "BATCH" and m.params[1:2] == (ML,)]
+        assert [m.tags["msgid"] for m in heads] == [echo.tags["msgid"]]
 
     def test_to_oneself_without_echo_once_and_ack(self) -> None:
         h = make()
