@@ -93,6 +93,7 @@ def start_server(history: bool, data: Path, cpu: int | None) -> tuple[subprocess
     port = free_port()
     argv = [sys.executable, "-m", "relaychat", "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--plain-port", "0", "--http-port", "0", "--max-clients", "16000", "--max-per-ip", "0"]
+    argv += ["--throttle-connect-per-minute", "0"]
     argv += ["--flood-rate", "0", "--log-level", "WARNING", "--data-dir", str(data)]
     if not history:
         argv.append("--no-history-enabled")

@@ -99,6 +99,8 @@ def _relaychat(bin_dir: Path, extra: list[str]) -> ServerSpec:
     exe = bin_dir / "relaychat"
     helptext = _serve_flags(exe) if exe.exists() else ""
     limits = ["--max-clients", "16000", "--max-per-ip", "0", "--flood-rate", "0"]
+    if "--throttle-connect-per-minute" in helptext:  # thousands of clients from one address
+        limits += ["--throttle-connect-per-minute", "0"]
     # Everything else as a user runs it, except: quiet logs, and (when this version has them)
     # a fresh data directory per run and no second listener on a fixed port.
     optional = []

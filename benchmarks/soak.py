@@ -109,6 +109,8 @@ class Soak:
             str(self.args.clients * 2 + 100),
             "--max-per-ip",
             "0",
+            "--throttle-connect-per-minute",
+            "0",
             "--http-port",
             "0",
             *self.args.server_arg,

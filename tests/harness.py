@@ -31,8 +31,8 @@ def scratch_dir() -> str:
 
 
 def free_config(**kwargs: Any) -> Config:
-    """A config for tests: loopback, port 0, a scratch data dir, no flood throttle unless asked,
-    no plain-text or HTTP port.
+    """A config for tests: loopback, port 0, a scratch data dir, no flood throttle and no
+    connection-rate limit unless asked, no plain-text or HTTP port.
 
     A section given as a dict (``limits={"monitor": 3}``, ``metadata={...}``) changes only
     those keys of the section.
@@ -49,10 +49,21 @@ def free_config(**kwargs: Any) -> Config:
         },
     )
     lim = replace(base.limits, **{"flood_rate": 0.0, **limits})
+    if isinstance(kwargs.get("throttle"), dict):
+        kwargs["throttle"] = {"connect_per_minute": 0.0, **kwargs["throttle"]}
+    elif "throttle" not in kwargs:
+        kwargs["throttle"] = {"connect_per_minute": 0.0}
     for name in SECTIONS:
         if isinstance(kwargs.get(name), dict):
             kwargs[name] = replace(getattr(base, name), **kwargs[name])
     return replace(base, limits=lim, **kwargs)
+
+
+def memory_config() -> Config:
+    """The defaults, but no limit on the rate of new connections (tests connect many users
+    from one address at one instant; ``throttle.connect_*`` has its own tests)."""
+    base = load_config(environ={})
+    return replace(base, throttle=replace(base.throttle, connect_per_minute=0.0))
 
 
 class MemoryPeer:
@@ -79,7 +90,7 @@ class CoreHarness:
     """An in-memory server with named clients; time moves only when the test says so."""
 
     def __init__(self, config: Config | None = None, now: float = 1_000_000.0) -> None:
-        self.config = config or load_config(environ={})
+        self.config = config or memory_config()
         self.now = now
         self.core = ServerCore(self.config, now)
         self.peers: dict[str, MemoryPeer] = {}

@@ -172,6 +172,12 @@ class Throttle:
     log_interval: float = _opt(
         10.0, "seconds between log lines of one repeated cause (the rest are counted)"
     )
+    connect_burst: int = _opt(
+        30, "connections one address group may open at once before connect_per_minute applies"
+    )
+    connect_per_minute: float = _opt(
+        60.0, "new connections per minute from one address group after its burst (0 = no limit)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,7 +755,7 @@ def _validate_throttle(config: Config) -> None:
     for key in ("login_failures", "account_failures", "account_failures_total", "oper_failures"):
         if getattr(thr, key) < 1:
             raise ConfigError(f"throttle.{key}", "must be at least 1")
-    for key in ("register_ip_burst", "register_burst"):
+    for key in ("register_ip_burst", "register_burst", "connect_burst"):
         if getattr(thr, key) < 1:
             raise ConfigError(f"throttle.{key}", "must be at least 1")
     acc = config.accounts

@@ -49,7 +49,14 @@ class Member:
 async def test_thousand_clients_every_message_delivered() -> None:
     raise_fd_limit(4 * CLIENTS)
     server = await ServerProcess.start(
-        "--max-per-ip", "0", "--flood-rate", "0", "--sendq", str(4 << 20)
+        "--max-per-ip",
+        "0",
+        "--throttle-connect-per-minute",
+        "0",
+        "--flood-rate",
+        "0",
+        "--sendq",
+        str(4 << 20),
     )
     members = [Member(i) for i in range(CLIENTS)]
     tasks = []

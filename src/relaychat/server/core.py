@@ -47,7 +47,7 @@ from relaychat.server.pending import MAX_WAITING, Held, Pending
 from relaychat.server.relay import Relay
 from relaychat.server.replies import Replies, add_tag
 from relaychat.server.state import Channel, User, WhowasEntry
-from relaychat.server.throttle import Throttles
+from relaychat.server.throttle import Throttles, retry_text
 from relaychat.store.base import HistoryStore, Position
 from relaychat.store.keys import KeyStore
 
@@ -311,6 +311,17 @@ class ServerCore(Pending):
             peer.close("Closing Link: %s (Server is full)" % ip)
             return None
         group = self.throttles.group(ip)
+        wait = self.throttles.connect.take(group, now)
+        if wait > 0:
+            self.ratelog.warning(
+                "refused: connecting too fast",
+                "refused %s: %s connects faster than throttle.connect_per_minute",
+                ip,
+                group,
+                now=now,
+            )
+            peer.close(f"Too many connections from your host ({retry_text(wait)})")
+            return None
         count = self.per_ip.get(group, 0)
         if lim.max_per_ip and count >= lim.max_per_ip:
             self.ratelog.warning(

@@ -8,7 +8,8 @@ decide what a key is and what to tell the client.
   IPv4 (``throttle.ipv4_prefix``, /32 by default), its /64 network for IPv6
   (``throttle.ipv6_prefix``), since one IPv6 host usually owns a whole /64.
 - :class:`RateLimiter` is a token bucket per key: ``burst`` at once, then one more every
-  ``interval`` seconds (account registration per address and for the whole server).
+  ``interval`` seconds (account registration per address and for the whole server, new
+  connections per address).
 - :class:`Lockout` counts failures per key: after ``threshold`` failures the key is locked for
   ``base`` seconds, doubling with each further failure up to ``cap``; a key with no failure for
   ``memory`` seconds starts afresh, and a success clears it (logins, OPER, server passwords).
@@ -67,6 +68,11 @@ def seconds(wait: float) -> int:
 def retry_text(wait: float) -> str:
     """ "try again in N seconds" (or "try again now" when the wait is over)."""
     return "try again now" if wait <= 0 else f"try again in {seconds(wait)} seconds"
+
+
+def _per_minute(rate: float) -> float:
+    """A rate per minute as a token bucket's interval in seconds (``0``: no limit)."""
+    return 60.0 / rate if rate > 0 else 0.0
 
 
 class RateLimiter:
@@ -210,6 +216,8 @@ class Throttles:
         oper: failed OPER attempts, per address group and per connection.
         register_ip: account registrations per address group.
         register_all: account registrations on the whole server.
+        connect: new connections per address group (``connect_burst`` at once, then
+            ``connect_per_minute``).
     """
 
     def __init__(self, cfg: Throttle) -> None:
@@ -225,6 +233,7 @@ class Throttles:
         self.oper = lockout(cfg.oper_failures)
         self.register_ip = RateLimiter(cfg.register_ip_burst, cfg.register_ip_interval)
         self.register_all = RateLimiter(cfg.register_burst, cfg.register_interval)
+        self.connect = RateLimiter(cfg.connect_burst, _per_minute(cfg.connect_per_minute))
 
     def reconfigure(self, cfg: Throttle) -> None:
         """Take new settings (a reload), keeping what each table remembers."""
@@ -242,6 +251,8 @@ class Throttles:
         self.register_ip.interval = cfg.register_ip_interval
         self.register_all.burst = float(cfg.register_burst)
         self.register_all.interval = cfg.register_interval
+        self.connect.burst = float(cfg.connect_burst)
+        self.connect.interval = _per_minute(cfg.connect_per_minute)
 
     def group(self, ip: str) -> str:
         """``ip``'s address group (:func:`ip_group` with the configured prefixes)."""
