@@ -29,6 +29,7 @@ import platformdirs
 from relaychat.errors import ConfigError
 
 __all__ = [
+    "FLOOD_ACTIONS",
     "SECTIONS",
     "Accounts",
     "Cluster",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "RELAYCHAT_"
+#: The values of ``limits.flood_action`` (see server/connection.py, docs/security.md).
+FLOOD_ACTIONS = ("throttle", "fakelag", "disconnect")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -82,6 +85,11 @@ class Limits:
     )
     monitor: int = _opt(100, "most nicks in one client's MONITOR list (ISUPPORT MONITOR)")
     who_results: int = _opt(200, "most users one WHO with a mask lists; its 315 says when cut")
+    flood_action: str = _opt(
+        "throttle",
+        "past flood_burst: throttle (delay lines, Excess Flood past recvq), fakelag (delay "
+        "lines and stop reading, never disconnect) or disconnect (Excess Flood at once)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,6 +596,8 @@ def validate(config: Config) -> None:
     lim = config.limits
     for f in dataclasses.fields(Limits):
         value = getattr(lim, f.name)
+        if isinstance(value, str):
+            continue
         floor = 0 if f.name in ("max_per_ip", "flood_rate", "typing_interval") else 1
         if value < floor:
             raise ConfigError(f"limits.{f.name}", f"must be at least {floor}")
@@ -595,6 +605,10 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.nicklen", "must be at least 9 (RFC 2812)")
     if lim.channellen < 2:
         raise ConfigError("limits.channellen", "must be at least 2")
+    if lim.flood_action not in FLOOD_ACTIONS:
+        raise ConfigError(
+            "limits.flood_action", f"{lim.flood_action!r} is not throttle, fakelag or disconnect"
+        )
     if lim.recvq < 1024:
         raise ConfigError("limits.recvq", "must be at least 1024")
     if lim.sendq < 4096:

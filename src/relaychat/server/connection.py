@@ -4,9 +4,13 @@ Rules:
 1. No IRC logic here: every decision about a line is the core's.
 2. Writes are coalesced: ``send`` only appends; the server flushes every connection that has
    output once per event-loop turn, in one ``transport.write`` each.
-3. Bounded: a client whose unsent output passes ``limits.sendq`` is dropped (SendQ exceeded); one
-   that sends faster than ``limits.flood_rate`` is throttled (reading pauses), and dropped (Excess
-   Flood) when its throttled input passes ``limits.recvq``.
+3. Bounded: a client whose unsent output passes ``limits.sendq`` is dropped (SendQ exceeded). One
+   that sends more than ``limits.flood_burst`` lines, faster than ``limits.flood_rate``, meets
+   ``limits.flood_action``: ``throttle`` delays its lines (reading pauses while they wait) and
+   drops it (Excess Flood) when its waiting input passes ``limits.recvq``; ``fakelag`` delays
+   them the same way and never drops it (reading stays paused while lines wait, so what is held
+   is at most one read of the socket: the client's own buffers fill and it blocks);
+   ``disconnect`` drops it (Excess Flood) at once.
 4. Closing always ends: a peer that never reads its last bytes is aborted after a deadline.
 5. A streamed answer (``server/pending.py``: a long LIST) goes on only when this connection's
    output has drained: after a flush that left the transport's buffer below its high-water
@@ -92,6 +96,7 @@ class Connection(asyncio.Protocol):
         "continuing",
         "core",
         "dirty",
+        "flood_action",
         "lines",
         "out",
         "out_size",
@@ -125,6 +130,7 @@ class Connection(asyncio.Protocol):
         self.recvq = limits.recvq
         self.rate = limits.flood_rate
         self.burst = float(limits.flood_burst)
+        self.flood_action = limits.flood_action
         self.tokens = self.burst
         self.refilled = time.monotonic()
         self.backlog: deque[bytes | Overlong] = deque()
@@ -241,7 +247,7 @@ class Connection(asyncio.Protocol):
     def _drain(self) -> None:
         """Process queued lines: at most TURN_LINES a loop turn, and no faster than the flood
         bucket allows. While lines wait, reading pauses (so memory stays bounded) and a later
-        turn continues; waiting lines past ``recvq`` bytes are an Excess Flood."""
+        turn continues; past the burst, ``flood_action`` says what else happens (rule 3)."""
         self.resume_handle = None
         budget = TURN_LINES
         if self.rate > 0:
@@ -271,7 +277,8 @@ class Connection(asyncio.Protocol):
             return
         delay = 0.0
         if self.rate > 0 and self.tokens < 1.0:
-            if self.backlog_size > self.recvq:
+            action = self.flood_action
+            if action == "disconnect" or (action == "throttle" and self.backlog_size > self.recvq):
                 backlog.clear()
                 self.backlog_size = 0
                 self.core.disconnect(self.user, "Excess Flood")

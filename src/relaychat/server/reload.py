@@ -139,6 +139,7 @@ class Reloader:
                 continue
             conn.sendq, conn.recvq = lim.sendq, lim.recvq
             conn.rate, conn.burst = lim.flood_rate, float(lim.flood_burst)
+            conn.flood_action = lim.flood_action
         logging.getLogger().setLevel(new.log_level.upper())
         if new.log_format != old.log_format:
             from relaychat.logs import configure
