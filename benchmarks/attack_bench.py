@@ -461,7 +461,7 @@ def run_one(
     argv += ["--log-level", "WARNING"]
     if "--throttle-connect-per-minute" in _serve_help(env):
         # The set-ups open hundreds of connections from one address at once (the connection
-        # rate per address, issue 14, would refuse them; tests/integration/test_connect_rate.py).
+        # rate per address, issue 14, would refuse them; tests/integration/test_accept_limits.py).
         argv += ["--throttle-connect-per-minute", "0"]
     password = None
     if name == "oper":

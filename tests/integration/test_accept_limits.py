@@ -1,25 +1,30 @@
-"""Issue 14: the rate of new connections per address group (``throttle.connect_*``), real sockets.
+"""Issue 14: connections refused at accept, real sockets.
 
-A burst of 200 connections from one address gets the limit and a clear ``ERROR`` while another
-address (127.0.0.2: loopback aliases work on Linux) connects normally; the TLS port refuses
-before the handshake; a reload takes new values.
+- The rate of new connections per address group (``throttle.connect_*``): a burst of 200
+  connections from one address gets the limit and a clear ``ERROR`` while another address
+  (127.0.0.2: loopback aliases work on Linux) connects normally; the TLS port refuses before the
+  handshake; a reload takes new values.
+- A D-lined address is refused on the TLS port at accept, without a handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import trustme
 
 from relaychat.config import Throttle
+from relaychat.server.bans import Ban
 from relaychat.server.listeners import Server
 from relaychat.server.reload import ConfigSource
 from tests.harness import TIMEOUT, LineClient
-from tests.integration.tls_support import tls_config
+from tests.integration.tls_support import client_context, tls_config
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="needs the 127.0.0.0/8 loopback aliases of Linux"
@@ -141,6 +146,34 @@ async def test_the_tls_port_refuses_before_the_handshake(tmp_path: Path) -> None
         held, refused = await sort_out(server, "127.0.0.1", pairs)
         assert held == 3 and refused == [b""] * 3  # closed without a byte: nothing to read
         assert server.handshaking == 3  # the held ones wait for their handshake
+    finally:
+        close_all(pairs)
+        await server.stop()
+
+
+async def test_a_dlined_address_is_refused_before_the_tls_handshake(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server = Server(tls_config(ca, tmp_path))
+    await server.start()
+    pairs: list[Pair] = []
+    try:
+        tls_port = server.addresses_of("tls")[0][1]
+        server.core.bans.add(Ban("D", "127.0.0.2/32", "range", "test", time.time()))
+        # A client that never starts its handshake is closed at once, with nothing sent: the
+        # server cannot have handshaken with it.
+        pairs = await burst("127.0.0.1", tls_port, "127.0.0.2", 3)
+        held, refused = await sort_out(server, "127.0.0.2", pairs)
+        assert held == 0 and refused == [b""] * 3
+        assert server.handshaking == 0
+        # A real TLS client from there fails its handshake; from another address it works.
+        context = client_context(ca)
+        with pytest.raises((ConnectionError, ssl.SSLError)):
+            await asyncio.open_connection(
+                "127.0.0.1", tls_port, ssl=context, local_addr=("127.0.0.2", 0)
+            )
+        fine = await LineClient.open("127.0.0.1", tls_port, ssl=context)
+        await fine.register("fine")
+        await fine.close()
     finally:
         close_all(pairs)
         await server.stop()
