@@ -66,6 +66,8 @@ class Server:
         # Operations (server/operations.py): pid file, bans, audit log, admin socket, reload.
         self.ops = Operations(self, source or ConfigSource(fixed=config))
         self.tls_context: ssl.SSLContext | None = None
+        #: The HTTPS port's context (``http.tls``), reloaded like the TLS port's.
+        self.web_tls_context: ssl.SSLContext | None = None
         self.core = ServerCore(config, time.time())
         self.connections: set[Connection] = set()
         self.stats = EdgeStats()  # counters for /metrics (server/stats.py)
@@ -208,6 +210,7 @@ class Server:
             self.web = WebApp(self)
             web_tls = self.web.tls_context()
         self.tls_context = tls
+        self.web_tls_context = web_tls
         if self.cluster is not None:  # join the network before anyone can connect
             await self.cluster.start()
         if service_of(self.core) is None:

@@ -10,8 +10,8 @@ to the log and to whoever asked; the running configuration stays. Otherwise:
   ``CAP NEW``/``CAP DEL`` to cap-notify clients;
 - the password worker takes the new ``throttle.hash_*`` bounds;
 - every connection takes the new flood and queue limits;
-- the TLS certificate and key are loaded into the listening context: new handshakes use them,
-  sessions already up go on with theirs;
+- the TLS certificate and key are loaded into the listening contexts (the TLS port's, and the
+  HTTP port's with ``http.tls``): new handshakes use them, sessions already up go on with theirs;
 - listeners are opened and closed to match ``host``, ``port``, ``plain_port`` and ``tls_port``;
   connections accepted by a listener that closes stay connected;
 - the log level and format follow.
@@ -108,7 +108,7 @@ class Reloader:
             new = self.source.load()
             new, kept = keep_restart_only(server.config, new)
             fresh_tls: ssl.SSLContext | None = None
-            if new.tls_port:
+            if new.tls_port or server.web_tls_context is not None:
                 fresh_tls, _ = server_context(new)  # proves the certificate and key load
         except (ConfigError, TLSSetupError) as exc:
             log.error("reload by %s refused, the running configuration stays: %s", actor, exc)
@@ -133,6 +133,9 @@ class Reloader:
             else:  # new handshakes use the new pair; sessions already up keep theirs
                 cert, key = tls_files(new)
                 live.load_cert_chain(cert, key)
+        if server.web_tls_context is not None:  # HTTPS (http.tls): the same certificate
+            cert, key = tls_files(new)
+            server.web_tls_context.load_cert_chain(cert, key)
         lim = new.limits
         for conn in list(server.connections):
             if not isinstance(conn, Connection):
