@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -65,7 +64,8 @@ LOGIN_FAILED = "invalid account name or password"
 #: Seconds between two expiry passes over unconfirmed accounts.
 EXPIRY_EVERY = 60.0
 
-_SERVICES: weakref.WeakKeyDictionary[ServerCore, AccountService] = weakref.WeakKeyDictionary()
+#: The key of the accounts service in ``ServerCore.parts``.
+PART = "accounts"
 
 
 def registration_cap(config: Config) -> str | None:
@@ -87,7 +87,8 @@ def registration_cap(config: Config) -> str | None:
 
 def service_of(core: ServerCore) -> AccountService | None:
     """The accounts attached to ``core``, or ``None`` when it has none."""
-    return _SERVICES.get(core)
+    svc = core.parts.get(PART)
+    return svc if isinstance(svc, AccountService) else None
 
 
 def protect_nick(core: ServerCore, user: User, out: Replies) -> None:
@@ -95,7 +96,7 @@ def protect_nick(core: ServerCore, user: User, out: Replies) -> None:
 
     A no-op on a core without accounts.
     """
-    svc = _SERVICES.get(core)
+    svc = service_of(core)
     if svc is not None:
         svc.check_nick(user, out)
 
@@ -204,7 +205,7 @@ class AccountService:
         if value is not None:
             core.extra_caps["draft/account-registration"] = value
         core.tick_hooks.append(self.tick)
-        _SERVICES[core] = self
+        core.parts[PART] = self
 
     def before_connect(self) -> bool:
         """Whether REGISTER and VERIFY are accepted before the connection has registered."""

@@ -169,6 +169,10 @@ class ServerCore(Pending):
         self.keys: KeyIndex | None = None
         #: Called by ``tick(now)`` after keepalive: optional parts' timers (nick protection...).
         self.tick_hooks: list[Callable[[float], None]] = []
+        #: Optional parts the edge attaches, by name (``"accounts"``: the accounts glue's
+        #: service, ``server/accounts.py``); the core never looks inside. Kept here, not in a
+        #: module-level table, so a core and its parts are freed together.
+        self.parts: dict[str, object] = {}
         #: Capabilities contributed by optional parts (sasl, chathistory), name -> 302 value.
         self.extra_caps: dict[str, str] = {}
         #: ISUPPORT tokens contributed by optional parts, per user (uploads: the upload URL).
