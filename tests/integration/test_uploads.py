@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from relaychat.server.listeners import Server
-from relaychat.web.upload_auth import FAILURES
 from tests.harness import TIMEOUT, LineClient
 from tests.integration.upload_support import (
     account,
@@ -157,7 +156,7 @@ async def test_failed_logins_lock_the_address_out(make_server: MakeServer) -> No
     port = web_port(srv)
     alice = await account(srv, "alice")
     try:
-        for _ in range(FAILURES):
+        for _ in range(srv.config.throttle.login_failures):
             headers = {"Authorization": "Bearer made-up"}
             answer, _ = await exchange(port, "POST", "/upload", headers, b"x")
             assert answer.status == 401

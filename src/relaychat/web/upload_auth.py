@@ -5,11 +5,13 @@ Rules:
 1. A password is checked by the accounts' worker (argon2 runs in a thread, never on the event
    loop), exactly as a SASL PLAIN login is; an unknown account costs the same argon2 work as a
    wrong password and gets the same answer, so the answer does not tell which accounts exist.
-2. Failures (a wrong password, an unknown or used token) are counted per client address: after
-   :data:`FAILURES` of them within :data:`MEMORY` seconds the address is refused (429 with
-   ``Retry-After``) for :data:`LOCKOUT` seconds, doubling with each further failure up to
-   :data:`LOCKOUT_MAX`. A success forgets the address's failures. The table is bounded
-   (:data:`MAX_KEYS`, least recently used forgotten first).
+2. Failures (a wrong password, an unknown or used token) are the server's failed logins
+   (``server/throttle.py``, the ``[throttle]`` section): the same tables and keys as SASL, so
+   failures here and over IRC add up. Per address group (``throttle.login_failures``), and for
+   a password also per account from that group and per account from everywhere
+   (``throttle.account_failures``, ``throttle.account_failures_total``); a locked-out address
+   (or account) is refused (429 with ``Retry-After``) without a password being checked. A
+   success forgets the account's failures from that address, as a SASL login does.
 3. Every refusal is a :class:`~relaychat.web.http.Response` with one line saying why: 401 with
    ``WWW-Authenticate`` (Basic and Bearer challenges when nothing usable was sent; the one of
    the scheme used otherwise, so a browser's ``fetch`` with a bad token does not pop up a
@@ -22,32 +24,21 @@ import asyncio
 import base64
 import binascii
 import logging
-import math
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from relaychat.accounts.store import AccountStoreError
 from relaychat.passwords import hash_password, verify_password
+from relaychat.protocol.casemap import irc_lower
 from relaychat.server.accounts import service_of
 from relaychat.server.authtokens import tokens_of
 from relaychat.server.core import ServerCore
+from relaychat.server.throttle import seconds
 from relaychat.web.http import Response
 
-__all__ = ["FAILURES", "LOCKOUT", "Identity", "UploadAuth"]
+__all__ = ["Identity", "UploadAuth"]
 
 log = logging.getLogger("relaychat.web")
-
-#: Failed attempts from one address before it is locked out.
-FAILURES = 5
-#: Seconds of the first lock-out (doubling after each further failure).
-LOCKOUT = 30.0
-#: Longest lock-out.
-LOCKOUT_MAX = 900.0
-#: Seconds after which an address's failures are forgotten.
-MEMORY = 900.0
-#: Addresses remembered.
-MAX_KEYS = 10_000
 
 REALM = "relaychat uploads"
 _BASIC = ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
@@ -78,37 +69,6 @@ class Identity:
     method: str
 
 
-class _Lockout:
-    """Failures per key (rule 2)."""
-
-    def __init__(self) -> None:
-        self.entries: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
-        # key -> (failures, last failure, locked until)
-
-    def wait(self, key: str, now: float) -> float:
-        entry = self.entries.get(key)
-        if entry is None:
-            return 0.0
-        if now - entry[1] > MEMORY:
-            del self.entries[key]
-            return 0.0
-        return max(0.0, entry[2] - now)
-
-    def failure(self, key: str, now: float) -> None:
-        count, last, until = self.entries.pop(key, (0, now, 0.0))
-        if now - last > MEMORY:
-            count, until = 0, 0.0
-        count += 1
-        if count >= FAILURES:
-            until = now + min(LOCKOUT_MAX, LOCKOUT * 2 ** (count - FAILURES))
-        self.entries[key] = (count, now, until)
-        while len(self.entries) > MAX_KEYS:
-            self.entries.popitem(last=False)
-
-    def success(self, key: str) -> None:
-        self.entries.pop(key, None)
-
-
 class UploadAuth:
     """Checks the ``Authorization`` of uploads for one server.
 
@@ -120,26 +80,39 @@ class UploadAuth:
     def __init__(self, core: ServerCore, clock: Callable[[], float]) -> None:
         self.core = core
         self.clock = clock
-        self.lockout = _Lockout()
+
+    def _locked(self, group: str, account: str | None, now: float) -> Response | None:
+        """The 429 for a login from ``group`` (to ``account``, folded) while it is locked out."""
+        wait = self.core.throttles.login_wait(group, account, now)
+        if wait <= 0:
+            return None
+        self.core.ratelog.info(
+            "upload login refused: locked out",
+            "upload login from %s refused: too many failed logins (%d s to wait)",
+            group,
+            seconds(wait),
+            now=now,
+        )
+        return Response.text(
+            429,
+            f"Too many failed logins from your address; try again in {seconds(wait)} seconds",
+            headers=(("Retry-After", str(seconds(wait))),),
+        )
 
     async def authenticate(self, header: str | None, ip: str) -> Identity | Response:
         """The account ``header`` proves, or the refusal to send (rule 3)."""
         now = self.clock()
-        wait = self.lockout.wait(ip, now)
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            return Response.text(
-                429,
-                f"Too many failed logins from your address; try again in {seconds} seconds",
-                headers=(("Retry-After", str(seconds)),),
-            )
+        group = self.core.throttles.group(ip)
+        locked = self._locked(group, None, now)
+        if locked is not None:
+            return locked
         scheme, _, credentials = (header or "").strip().partition(" ")
         scheme = scheme.lower()
         credentials = credentials.strip()
         if scheme == "bearer" and credentials:
-            return self._token(credentials, ip, now)
+            return self._token(credentials, group, now)
         if scheme == "basic" and credentials:
-            return await self._password(credentials, ip)
+            return await self._password(credentials, group, now)
         return Response.text(
             401,
             "Log in to upload: HTTP Basic with your account and password, or "
@@ -147,20 +120,20 @@ class UploadAuth:
             headers=(_BASIC, _BEARER),
         )
 
-    def _token(self, token: str, ip: str, now: float) -> Identity | Response:
+    def _token(self, token: str, group: str, now: float) -> Identity | Response:
         tokens = tokens_of(self.core)
         grant = tokens.take(token, now, service="FILEHOST") if tokens is not None else None
         if grant is None:
-            self.lockout.failure(ip, now)
+            self.core.throttles.login_failed(group, None, now)
             return Response.text(
                 401,
                 "The token is unknown, used or expired; get a new one with TOKEN GENERATE FILEHOST",
                 headers=(_BEARER_BAD,),
             )
-        self.lockout.success(ip)
+        self.core.throttles.login_succeeded(group, irc_lower(grant.account))
         return Identity(grant.account, "token")
 
-    async def _password(self, credentials: str, ip: str) -> Identity | Response:
+    async def _password(self, credentials: str, group: str, now: float) -> Identity | Response:
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
@@ -175,6 +148,10 @@ class UploadAuth:
         svc = service_of(self.core)
         if svc is None:
             return Response.text(503, "Accounts are not available on this server")
+        folded = irc_lower(name)
+        locked = self._locked(group, folded, now)
+        if locked is not None:
+            return locked
         try:
             account = svc.store.get(name)
         except AccountStoreError as exc:
@@ -204,7 +181,7 @@ class UploadAuth:
         ok = await answer
         now = self.clock()
         if not ok or account is None:
-            self.lockout.failure(ip, now)
+            self.core.throttles.login_failed(group, folded, now)
             return Response.text(401, "Wrong account name or password", headers=(_BASIC,))
-        self.lockout.success(ip)
+        self.core.throttles.login_succeeded(group, folded)
         return Identity(account.name, "password")
