@@ -8,7 +8,9 @@ Usage (from the repository root):
 It drives the sans-I/O core in memory (no sockets), so the figure is the core's own cost per
 request: the scan, the matching and the replies. Every user is registered with its own nick,
 host and realname; a tenth of them are invisible (+i). Each mask is asked ``--rounds`` times by
-a user sharing no channel with the others; the median time per request is printed.
+a user sharing no channel with the others. Printed, as medians: the whole request (every part
+of a scan answered in parts, as a client reading at once gets them: the server's cost), and its
+longest part (how long the event loop is held at once: what a bystander may wait).
 """
 
 from __future__ import annotations
@@ -73,17 +75,28 @@ def main() -> None:
     args = ap.parse_args()
     core, asker = build(args.users)
     print(f"{args.users} users; median of {args.rounds} requests each")
-    print(f"{'mask':<28} {'ms/request':>10} {'replies':>8}")
+    print(f"{'mask':<28} {'ms/request':>10} {'longest part':>12} {'parts':>5} {'replies':>8}")
     for label, mask in MASKS:
-        times = []
+        times, longest = [], []
         peer = asker.peer  # type: ignore[attr-defined]
         for _ in range(args.rounds):
             before = peer.lines
             t0 = time.perf_counter()
             core.handle(asker, parse(f"WHO {mask}"), core.now)  # type: ignore[arg-type]
+            worst = time.perf_counter() - t0
+            parts = 1
+            while getattr(asker, "stream", None) is not None:  # answered in parts (who.py)
+                t1 = time.perf_counter()
+                core.writable(asker, core.now)  # type: ignore[arg-type]
+                worst = max(worst, time.perf_counter() - t1)
+                parts += 1
             times.append(time.perf_counter() - t0)
+            longest.append(worst)
             lines = peer.lines - before
-        print(f"{label:<28} {statistics.median(times) * 1000:>10.2f} {lines:>8}")
+        print(
+            f"{label:<28} {statistics.median(times) * 1000:>10.2f}"
+            f" {statistics.median(longest) * 1000:>12.2f} {parts:>5} {lines:>8}"
+        )
 
 
 if __name__ == "__main__":

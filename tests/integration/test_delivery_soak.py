@@ -75,6 +75,8 @@ SERVE_FLAGS = (
     "1.5",
     "--flood-rate",
     "0",
+    "--throttle-connect-per-minute",  # the fault proxy reconnects senders many times a second
+    "0",
     "--log-level",
     "DEBUG",
 )

@@ -367,7 +367,13 @@ async def test_admin_socket_refuses_other_users() -> None:
     source = ConfigSource(
         fixed=load_config(
             environ={},
-            overrides={"host": "127.0.0.1", "port": 0, "data_dir": str(data), "http.port": 0},
+            overrides={
+                "host": "127.0.0.1",
+                "port": 0,
+                "plain_port": 0,
+                "data_dir": str(data),
+                "http.port": 0,
+            },
         )
     )
     server = Server(source.load(), source=source)

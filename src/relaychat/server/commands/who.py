@@ -10,6 +10,12 @@ Rules:
    with ``!`` or ``@``, against the whole ``nick!user@host``). A mask matching this server's
    name matches everyone. At most ``limits.who_results`` users are listed; when more matched,
    the 315 says so.
+6. Bounded for everyone else: a scan examines :data:`WHO_PART` users per part, as a streamed
+   answer (``server/pending.py``, like LIST): the next part only once the asker's output has
+   drained, other clients served between parts, the asker's later commands held meanwhile. So
+   however many users are connected, one WHO holds the event loop for at most one part; the
+   whole scan costs one pass over the users taken when it began (a user who left meanwhile is
+   skipped).
 3. Visibility: an invisible (+i) user is listed only to itself, to operators and to users
    sharing a channel with it; a secret channel's members only to its members.
 4. Flags: ``H``/``G`` (here/gone), ``*`` for an operator, ``B`` for a bot (ISUPPORT ``BOT``),
@@ -32,7 +38,11 @@ from relaychat.server.isupport import BOT_MODE
 from relaychat.server.masks import folded_matcher, longest_literal, match_mask
 from relaychat.server.state import Channel, User
 
-__all__ = ["who_flags"]
+__all__ = ["WHO_PART", "who_flags"]
+
+#: Users examined per part of a WHO scan (rule 6): about 0.5 ms of the loop when every one of
+#: them must be matched (benchmarks/who_bench.py).
+WHO_PART = 1000
 
 #: WHOX fields in the order of the reply.
 _WHOX_ORDER = "tcuihsnfdlaor"
@@ -142,18 +152,8 @@ def who(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             reply.line(exact, None)
         out.numeric(N.RPL_ENDOFWHO, mask)
         return
-    limit = core.config.limits.who_results
-    found, more = _scan(core, user, mask, only_opers, limit)
-    for other in found:
-        reply.line(other, None)
-    if more:
-        out.numeric(
-            N.RPL_ENDOFWHO,
-            mask,
-            text=f"End of WHO list (only the first {limit} matches: narrow the mask)",
-        )
-    else:
-        out.numeric(N.RPL_ENDOFWHO, mask)
+    scan = _Scan(core, user, mask, only_opers, reply)
+    core.stream(user, out, scan.part)
 
 
 def _channel(core: ServerCore, user: User, name: str, only_opers: bool, reply: _Reply) -> None:
@@ -171,40 +171,84 @@ def _channel(core: ServerCore, user: User, name: str, only_opers: bool, reply: _
         reply.line(member, channel)
 
 
-def _scan(
-    core: ServerCore, user: User, mask: str, only_opers: bool, limit: int
-) -> tuple[list[User], bool]:
-    """The registered users ``mask`` matches and ``user`` may see (rules 2 and 3), at most
-    ``limit``; and whether there were more."""
-    everyone = mask in ("*", "0") or match_mask(mask, core.name)
-    matcher = folded_matcher(mask)
-    literal = "" if everyone else longest_literal(mask)
-    whole = "!" in mask or "@" in mask
-    shared: set[User] | None = None
-    found: list[User] = []
-    for other in core.users.values():
-        if not other.registered or (only_opers and not other.is_oper):
-            continue
-        if not everyone:
-            text = other.who_text
-            if literal not in text:
+class _Scan:
+    """A WHO scan of the registered users, in parts (rules 2, 3 and 6)."""
+
+    __slots__ = (
+        "core",
+        "everyone",
+        "found",
+        "limit",
+        "literal",
+        "mask",
+        "matcher",
+        "only_opers",
+        "position",
+        "reply",
+        "shared",
+        "user",
+        "users",
+        "whole",
+    )
+
+    def __init__(
+        self, core: ServerCore, user: User, mask: str, only_opers: bool, reply: _Reply
+    ) -> None:
+        self.core = core
+        self.user = user
+        self.mask = mask
+        self.only_opers = only_opers
+        self.reply = reply
+        self.everyone = mask in ("*", "0") or match_mask(mask, core.name)
+        self.matcher = folded_matcher(mask)
+        self.literal = "" if self.everyone else longest_literal(mask)
+        self.whole = "!" in mask or "@" in mask
+        self.shared: set[User] | None = None
+        self.limit = core.config.limits.who_results
+        self.found = 0
+        self.users = list(core.users.values())  # as they are now
+        self.position = 0
+
+    def part(self, out: Replies) -> bool:
+        """List the matches among the next :data:`WHO_PART` users; ``True`` once the 315 is
+        sent (the list is done, or cut at ``limits.who_results``)."""
+        self.reply.out = out
+        users, user, literal, matcher = self.users, self.user, self.literal, self.matcher
+        end = min(self.position + WHO_PART, len(users))
+        for index in range(self.position, end):
+            other = users[index]
+            if other.quitting or not other.registered or (self.only_opers and not other.is_oper):
                 continue
-            if whole:
-                if not matcher.match(text.partition("\n")[0]):
+            if not self.everyone:
+                text = other.who_text
+                if literal not in text:
                     continue
-            else:
-                # Only a field holding the literal can match: most fields are ruled out here.
-                for field in other.who_fields:
-                    if literal in field and matcher.match(field):
-                        break
+                if self.whole:
+                    if not matcher.match(text.partition("\n")[0]):
+                        continue
                 else:
+                    # Only a field holding the literal can match: most are ruled out here.
+                    for field in other.who_fields:
+                        if literal in field and matcher.match(field):
+                            break
+                    else:
+                        continue
+            if "i" in other.modes and other is not user and not user.is_oper:
+                if self.shared is None:
+                    self.shared = set(self.core.neighbours(user))
+                if other not in self.shared:
                     continue
-        if "i" in other.modes and other is not user and not user.is_oper:
-            if shared is None:
-                shared = set(core.neighbours(user))
-            if other not in shared:
-                continue
-        if len(found) >= limit:
-            return found, True
-        found.append(other)
-    return found, False
+            if self.found >= self.limit:
+                out.numeric(
+                    N.RPL_ENDOFWHO,
+                    self.mask,
+                    text=f"End of WHO list (only the first {self.limit} matches: narrow the mask)",
+                )
+                return True
+            self.found += 1
+            self.reply.line(other, None)
+        self.position = end
+        if end < len(users):
+            return False
+        out.numeric(N.RPL_ENDOFWHO, self.mask)
+        return True
