@@ -12,9 +12,10 @@ Rules:
    is at most one read of the socket: the client's own buffers fill and it blocks);
    ``disconnect`` drops it (Excess Flood) at once.
 4. Closing always ends: a peer that never reads its last bytes is aborted after a deadline.
-5. A streamed answer (``server/pending.py``: a long LIST) goes on only when this connection's
-   output has drained: after a flush that left the transport's buffer below its high-water
-   mark, or when the transport says it may write again (``resume_writing``).
+5. A streamed answer (``server/pending.py``: a long LIST, a WHO scan) goes on only when this
+   connection's output has drained: after a flush that left the transport's buffer below its
+   high-water mark, when the transport says it may write again (``resume_writing``), or at
+   once when a part sent nothing (a WHO scan's part that matched nobody).
 6. TLS (:class:`TLSConnection`, accepted by ``tlsaccept.py``): the connection is counted and
    limited by the core *before* the handshake (per address group, server full); nothing is
    written to the socket before the handshake ends.
@@ -243,6 +244,12 @@ class Connection(asyncio.Protocol):
             self.core.protocol_error(user, exc, now)
             return
         self.core.handle(user, msg, now)
+        self.handled(user)
+
+    def handled(self, user: User) -> None:
+        """After a command: a streamed answer whose first part sent nothing goes on (rule 5)."""
+        if user.stream is not None and not self.dirty:
+            self._want_more()
 
     def _drain(self) -> None:
         """Process queued lines: at most TURN_LINES a loop turn, and no faster than the flood

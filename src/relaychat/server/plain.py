@@ -116,6 +116,7 @@ class PlainConnection(Connection):
         msg = self._command(text)
         if msg is not None:
             self.core.handle(user, msg, now)
+            self.handled(user)
 
     def _command(self, text: str) -> Message | None:
         """The IRC message for one line of text, or ``None`` when it was handled here."""
