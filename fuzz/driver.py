@@ -366,16 +366,9 @@ class World:
                 self.send(user, item)
 
     def close(self) -> None:
-        """Free what a run holds outside the heap (the SQLite store) and the service's entry.
-
-        ``server/accounts.py`` keeps services in a WeakKeyDictionary whose value refers to its
-        key, so a core with accounts is never freed on its own; the server has one core per
-        process, the fuzzer has one per input.
-        """
-        from relaychat.server import accounts as service
-
+        """Free what a run holds outside the heap (the SQLite store); the core and its accounts
+        service (``core.parts``) are freed with the run."""
         self.accounts.store.close()
-        service._SERVICES.pop(self.core, None)
         self.core.tick_hooks.clear()
         logging.getLogger("relaychat").removeHandler(_ERRORS)
         _cheap_hashing(False, self._saved)
