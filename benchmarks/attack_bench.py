@@ -23,6 +23,9 @@ the rate of new connections, which the set-ups would pass):
   the attacker's nick, then the attacker sends ``CHATHISTORY TARGETS`` 10 times a second.
 - ``list`` (item 9): 5,000 channels (100 helpers joining 50 each), then the attacker sends
   ``LIST`` 10 times a second and reads everything.
+- ``connect`` (issue 14, the connection rate): 16 loops from 127.0.0.2 connect, register and
+  close as fast as the server lets them (reported: registrations and refusals). The only
+  attack run with ``throttle.connect_*`` at its defaults.
 
 Rules: the server is pinned to one core (``taskset``), the bystander and the attacker run in two
 other processes pinned to the other; the server and the bystander run at ``nice -10`` when the
@@ -69,6 +72,7 @@ ATTACKS = {
     "sasl": "item 4: 80 connections from one address cycling wrong SASL passwords",
     "targets": "item 5: CHATHISTORY TARGETS at 10/s over 4,000 conversations",
     "list": "item 9: LIST at 10/s with 5,000 channels",
+    "connect": "issue 14: 16 loops from one address connecting, registering, closing",
 }
 TARGET_P99_MS = 20.0
 
@@ -363,6 +367,34 @@ async def _list(port: int, seconds: float, ready: Ready) -> dict[str, Any]:
     return {"sent": sent, "answered": answers[0]}
 
 
+async def _connect(port: int, seconds: float, ready: Ready) -> dict[str, Any]:
+    await ready()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    counts = {"registered": 0, "refused": 0, "failed": 0}
+
+    async def churn(k: int) -> None:
+        n = 0
+        while loop.time() < end:
+            n += 1
+            try:
+                c = await Client.open(port, local="127.0.0.2")
+            except OSError:
+                counts["failed"] += 1
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                c.send(f"NICK c{k}x{n}", "USER c 0 * :c")
+                line = await c.expect(" 001 ", "ERROR", timeout=10.0)
+                counts["registered" if " 001 " in line else "refused"] += 1
+            except (TimeoutError, ConnectionError):
+                counts["failed"] += 1
+            c.close()
+
+    await asyncio.gather(*(churn(k) for k in range(16)))
+    return counts
+
+
 _ATTACKS = {
     "idle": _idle,
     "oper": _oper,
@@ -370,6 +402,7 @@ _ATTACKS = {
     "sasl": _sasl,
     "targets": _targets,
     "list": _list,
+    "connect": _connect,
 }
 
 
@@ -459,7 +492,7 @@ def run_one(
     argv = [sys.executable, "-m", "relaychat", "serve", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--plain-port", "0", "--data-dir", str(work / "data")]
     argv += ["--log-level", "WARNING"]
-    if "--throttle-connect-per-minute" in _serve_help(env):
+    if name != "connect" and "--throttle-connect-per-minute" in _serve_help(env):
         # The set-ups open hundreds of connections from one address at once (the connection
         # rate per address, issue 14, would refuse them; tests/integration/test_accept_limits.py).
         argv += ["--throttle-connect-per-minute", "0"]
