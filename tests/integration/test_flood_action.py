@@ -8,6 +8,7 @@ delays them and never drops it; ``disconnect`` drops it as soon as it passes the
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,13 +16,15 @@ from typing import Any
 
 import pytest
 
-from relaychat.config import load_config
+from relaychat.config import Oper, load_config
 from relaychat.errors import ConfigError
+from relaychat.passwords import hash_password
 from relaychat.server.listeners import Server
 from relaychat.server.reload import ConfigSource
 from tests.harness import TIMEOUT, LineClient
 
 MakeServer = Callable[..., Any]
+OPER_HASH = hash_password("the-right-one")
 LINES = 300
 RATE = 200.0
 BURST = 5
@@ -111,3 +114,43 @@ async def test_a_reload_changes_the_action_of_connected_clients(make_server: Mak
 def test_a_wrong_action_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"limits\.flood_action.*'drop' is not"):
         load_config(environ={}, overrides={"limits.flood_action": "drop"})
+
+
+async def pending_flood(make_server: MakeServer, action: str) -> list[str]:
+    """A command held pending for a second (an OPER refused after the tarpit), and meanwhile
+    40 long lines, past ``recvq``; what the client reads until the last answer or the end."""
+    server: Server = await make_server(
+        limits={"flood_rate": 1000.0, "flood_burst": 50, "recvq": 2048, "flood_action": action},
+        throttle={"oper_failures": 1, "tarpit": 1.0},
+        opers=(Oper("admin", OPER_HASH),),
+    )
+    c = await connect(server, "pending")
+    await c.send("OPER admin wrong")  # a failure: locked out of OPER
+    await c.expect(r" 464 pending :Password incorrect$")
+    lines = [f"PING :{i}-" + "x" * 300 for i in range(40)]
+    c.writer.write(("OPER admin wrong\r\n" + "\r\n".join(lines) + "\r\n").encode())
+    seen: list[str] = []
+    try:
+        while True:
+            seen.append(await c.readline(timeout=4 * TIMEOUT))
+            if seen[-1].startswith("ERROR") or re.search(r" PONG \S+ :?39-x", seen[-1]):
+                return seen
+    except ConnectionError:
+        return seen
+
+
+async def test_throttle_drops_a_flood_held_behind_a_pending_command(
+    make_server: MakeServer,
+) -> None:
+    seen = await pending_flood(make_server, "throttle")
+    assert any("Excess Flood" in line for line in seen), seen[-3:]
+
+
+async def test_fakelag_keeps_a_flood_behind_a_pending_command_in_order(
+    make_server: MakeServer,
+) -> None:
+    seen = await pending_flood(make_server, "fakelag")
+    assert not any(line.startswith("ERROR") for line in seen), seen[-3:]
+    assert "too many failed attempts" in seen[0], seen[:2]  # the OPER's answer first
+    pongs = [m.group(1) for line in seen if (m := re.search(r" PONG \S+ :?(\d+)-x", line))]
+    assert pongs == [str(i) for i in range(40)]

@@ -9,7 +9,9 @@ Rules:
    ``limits.flood_action``: ``throttle`` delays its lines (reading pauses while they wait) and
    drops it (Excess Flood) when its waiting input passes ``limits.recvq``; ``fakelag`` delays
    them the same way and never drops it (reading stays paused while lines wait, so what is held
-   is at most one read of the socket: the client's own buffers fill and it blocks);
+   is at most one read of the socket: the client's own buffers fill and it blocks), and while
+   one of its commands is pending (a password check, a streamed answer) its later lines wait
+   here, not in the core;
    ``disconnect`` drops it (Excess Flood) at once.
 4. Closing always ends: a peer that never reads its last bytes is aborted after a deadline.
 5. A streamed answer (``server/pending.py``: a long LIST, a WHO scan) goes on only when this
@@ -43,6 +45,8 @@ __all__ = ["TURN_LINES", "Connection", "Hub", "TLSConnection", "peer_ip", "set_k
 
 #: Most lines of one connection handled in one loop turn; the rest wait their turn.
 TURN_LINES = 200
+#: Seconds between two looks at a fakelagged connection whose command is still pending.
+BUSY_POLL = 0.05
 
 log = logging.getLogger("relaychat.server")
 
@@ -265,7 +269,14 @@ class Connection(asyncio.Protocol):
         now = time.time()
         backlog = self.backlog
         done = 0
+        user = self.user
+        assert user is not None
+        # fakelag: while a command is pending the lines wait here, reading paused, rather than
+        # in the core (which bounds what it holds by recvq: Excess Flood).
+        hold_back = self.flood_action == "fakelag" and self.rate > 0
         while backlog and done < budget:
+            if hold_back and user.busy:
+                break
             item = backlog.popleft()
             self.backlog_size -= len(item) if isinstance(item, bytes) else 1
             done += 1
@@ -295,6 +306,8 @@ class Connection(asyncio.Protocol):
                 self.server.stats.flood_throttles += 1
                 self.core.throttled(self.user, self.rate)
             delay = (1.0 - self.tokens) / self.rate
+        if hold_back and user.busy:
+            delay = max(delay, BUSY_POLL)
         transport.pause_reading()
         self.resume_handle = asyncio.get_running_loop().call_later(delay, self._drain)
 
