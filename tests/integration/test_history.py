@@ -398,3 +398,50 @@ async def _until(cond: Callable[[], bool], what: str, timeout: float = TIMEOUT) 
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def test_client_backlog_on_first_join_then_resume_not_repeat(
+    proxied: tuple[Server, FaultProxy],
+) -> None:
+    """With ``backlog=3`` (what ``relaychat chat`` does), joining a channel shows its last three
+    messages (from history), then live ones in order; a reconnect resumes, never repeats them."""
+    server, proxy = proxied
+    host, port = server.addresses[0]
+    alice = await LineClient.open(host, port)
+    await alice.register("alice")
+    await alice.send("JOIN #back")
+    await alice.expect(r" 366 alice #back ")
+    for i in range(6):
+        await alice.send(f"PRIVMSG #back :old {i}")
+    await alice.send("PING :stored")
+    await alice.expect(r" PONG .* :?stored$")
+
+    got: list[tuple[str, bool]] = []
+    connects: list[Connected] = []
+    bob = Client(*proxy.address, nick="bob", channels=("#back",), backlog=3, **FAST)  # type: ignore[arg-type]
+
+    async def collect() -> None:
+        async for event in bob.events(Message, Connected):
+            if isinstance(event, Connected):
+                connects.append(event)
+            elif isinstance(event, Message) and event.target == "#back":
+                got.append((event.text, event.history))
+
+    collector = asyncio.ensure_future(collect())
+    await asyncio.sleep(0)
+    try:
+        await bob.connect(TIMEOUT)
+        await _until(lambda: len(got) >= 3, "the backlog")
+        await alice.send("PRIVMSG #back :live 0")
+        await _until(lambda: len(got) >= 4, "the live line")
+        assert got == [("old 3", True), ("old 4", True), ("old 5", True), ("live 0", False)]
+        proxy.drop()
+        await _until(lambda: len(connects) >= 2, "Bob's reconnection")
+        await alice.send("PRIVMSG #back :live 1")
+        await _until(lambda: len(got) >= 5, "the line after the reconnection")
+        await asyncio.sleep(0.2)  # room for a repeated backlog to show up
+        assert [t for t, _ in got] == ["old 3", "old 4", "old 5", "live 0", "live 1"]
+    finally:
+        await alice.close()
+        await bob.close(timeout=1.0)
+        collector.cancel()

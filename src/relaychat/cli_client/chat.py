@@ -30,6 +30,10 @@ from relaychat.client.plain import PLAIN_PORT, PlainClient
 __all__ = ["plain_client", "run_chat"]
 
 
+#: Messages a channel shows when it is first opened (the config file's ``backlog`` changes it).
+BACKLOG = 50
+
+
 async def run_chat(args: argparse.Namespace) -> int:
     """Run ``chat`` until the user leaves; returns the exit code.
 
@@ -43,7 +47,9 @@ async def run_chat(args: argparse.Namespace) -> int:
         link = plain_client(args)
     else:
         channels = tuple(c.strip() for c in (args.join or "").split(",") if c.strip())
-        config, note = await _discovered_config(args, load_config(args, join=channels))
+        config, note = await _discovered_config(
+            args, load_config(args, {"backlog": BACKLOG}, join=channels)
+        )
         link = Client(config=config)
     events = link.events()
     seen = await first_connection(link, events)

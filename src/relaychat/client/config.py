@@ -93,6 +93,9 @@ class ClientConfig:
     resend_unconfirmed: bool = False
     history_limit: int = 100  # CHATHISTORY page size
     history_pages: int = 10
+    # Messages fetched (CHATHISTORY LATEST) when a channel is first joined in this session, so
+    # a reader sees the conversation it walks into (0: none; a reconnect resumes instead).
+    backlog: int = 0
     seen_msgids: int = 4096
     max_garbage_lines: int = 3  # consecutive unparseable lines before reconnecting
     nick_attempts: int = 10  # fallback nicks tried when the nick is taken
@@ -118,6 +121,8 @@ class ClientConfig:
         ):
             if getattr(self, key) <= 0:
                 raise ConfigError(key, "must be greater than 0")
+        if self.backlog < 0:
+            raise ConfigError("backlog", "must not be negative")
         if self.ack_delay < 0 or self.pace_rate < 0:
             raise ConfigError("pace_rate", "must not be negative")
         for key in (

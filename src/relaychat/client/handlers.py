@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from relaychat.client.events import Ctcp, Join, Kick, Message, NickChange, Part, Quit, Topic
 from relaychat.client.guarantee import IDEM_CAP, IDEM_TAG
-from relaychat.client.history import BATCH_TYPES
+from relaychat.client.history import BATCH_TYPES, HISTORY_CAPS
 from relaychat.client.protocol import (
     HANDLERS,
     WANTED_CAPS,
@@ -277,6 +277,11 @@ def _join(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
             p._user_len, p._host_len = len(user), len(host)
     if nick and channel:
         p._events.append(Join(nick, channel, msg.source, own))
+    if own and channel and p.config.backlog and p.caps & HISTORY_CAPS and "batch" in p.caps:
+        ask = p.history.backlog(channel, p.config.backlog)
+        if ask is not None:
+            p._control.append((0, ask))
+            p._pump(now)
 
 
 @_on("PART")

@@ -16,6 +16,9 @@ Rules:
   fetched ones, so that a reader sees each conversation in order (a message relayed between
   the JOIN and the CHATHISTORY comes live *and* in the batch: it is delivered once, in place).
 - A full page (``limit`` messages) asks for the next page, at most ``max_pages`` times.
+- A backlog (the last messages of a channel joined for the first time in the session) is asked
+  with ``CHATHISTORY LATEST`` once per channel, never for one being resumed or already read;
+  live messages are held back meanwhile, like a resume.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from typing import NamedTuple
 
 from relaychat.protocol.message import Message
 
-__all__ = ["BATCH_TYPES", "Closed", "History"]
+__all__ = ["BATCH_TYPES", "HISTORY_CAPS", "Closed", "History"]
 
 #: The batch types a CHATHISTORY reply may use (the draft name first appeared with the prefix).
 BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
+#: The capabilities that offer CHATHISTORY (the draft name first, as servers offer it today).
+HISTORY_CAPS = frozenset({"draft/chathistory", "chathistory"})
 
 
 @dataclass(slots=True)
@@ -61,6 +66,7 @@ class History:
     """
 
     __slots__ = (
+        "_backlogged",
         "_batches",
         "_held",
         "_pages",
@@ -94,6 +100,7 @@ class History:
         self.last_time: str | None = None
         self._batches: dict[str, _Batch] = {}
         self._pages: dict[str, int] = {}
+        self._backlogged: set[str] = set()
 
     # --- live traffic ------------------------------------------------------------------------
 
@@ -170,6 +177,17 @@ class History:
             out.append(Message("CHATHISTORY", ("AFTER", target, anchor, str(self.limit))))
             self._held.setdefault(self.fold(target), [])
         return out
+
+    def backlog(self, target: str, count: int) -> Message | None:
+        """The ``CHATHISTORY LATEST`` for a channel just joined, or ``None`` when it was asked
+        before in this session, is being resumed, or has messages seen already."""
+        key = self.fold(target)
+        if count <= 0 or key in self._backlogged or key in self._held or key in self.last:
+            return None
+        self._backlogged.add(key)
+        self._held[key] = []
+        self._pages[key] = self.max_pages  # the latest page only: no paging after it
+        return Message("CHATHISTORY", ("LATEST", target, "*", str(min(count, self.limit))))
 
     def open_batch(self, ref: str, target: str) -> None:
         """A ``BATCH +ref chathistory <target>`` arrived."""

@@ -38,7 +38,7 @@ from relaychat.client.events import (
     Outgoing,
 )
 from relaychat.client.guarantee import IDEM_TAG, DeliveryState, new_key
-from relaychat.client.history import History
+from relaychat.client.history import HISTORY_CAPS, History
 from relaychat.client.keepalive import Keepalive
 from relaychat.client.outbox import Outbox
 from relaychat.client.requests import (
@@ -416,7 +416,7 @@ class ClientProtocol(Sending):
             rid = self._new_id()
             self._internal[rid] = name
             self._control.append((rid, IrcMessage("JOIN", (name, key) if key else (name,))))
-        if self.caps & {"draft/chathistory", "chathistory"} and "batch" in self.caps:
+        if self.caps & HISTORY_CAPS and "batch" in self.caps:
             targets = [name for name, _ in self.channels.values()]
             targets += [t for t, _ in self.history.last.values() if not self.is_channel(t)]
             limit = self.isupport.get("CHATHISTORY", "")
