@@ -12,6 +12,8 @@ unchanged):
   history is loaded for the replay on join.
 - ``CHATHISTORY`` first loads what the streams hold beyond the node's index.
 - ``KILL`` of a user of another node asks that node to disconnect it.
+- ``PRIVMSG``, ``NOTICE`` and ``TAGMSG`` with an idempotency key first claim the key in the
+  network's bucket (``idem.py``): relayed once, whichever node a repeat reaches.
 - ``RENAME`` (channel renaming) is refused: a channel's name is its key in every node's state.
 - Every other command except the hot ones (``PRIVMSG``...) is followed by a sync of what it may
   have changed: the user's record and memberships, and the channels it names.
@@ -28,12 +30,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from relaychat.cluster.idem import Claim
 from relaychat.cluster.peer import RemotePeer
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.commands.params import valid_nick
 from relaychat.server.core import COMMANDS, Handler, Replies, ServerCore
+from relaychat.server.idempotency import CAP as IDEM_CAP
+from relaychat.server.idempotency import TAG, sender_of, valid_key
 from relaychat.server.state import User
 from relaychat.store.base import conversation_key
 
@@ -287,6 +292,77 @@ def _chathistory(real: Handler) -> Handler:
     return handler
 
 
+# --- PRIVMSG, NOTICE, TAGMSG with an idempotency key ---------------------------------------------
+
+
+def _keyed(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        """PRIVMSG|NOTICE|TAGMSG <target>{,<target>} [<text>]"""
+        tags = msg.tags
+        if not tags or TAG not in tags or core.keys is None or IDEM_CAP not in user.caps:
+            real(core, user, msg, out)  # the hot path: no key
+            return
+        node = _node(core, user)
+        keys = node.keys if node is not None else None
+        key = tags[TAG]
+        if (
+            node is None
+            or keys is None
+            or not valid_key(key)  # the handler refuses it as on one process
+            or not msg.params
+            or "batch" in tags
+            or not user.registered
+        ):
+            real(core, user, msg, out)
+            return
+        sender = sender_of(user)
+        if keys.known(sender, key, core.now):  # a repeat on this node: answered from memory
+            real(core, user, msg, out)
+            return
+        if node.isolated or not node.jet.connected:
+            out.standard(
+                "FAIL",
+                msg.command,
+                "TEMPORARILY_UNAVAILABLE",
+                msg.params[0],
+                text="This server is cut off from the network: messages with an idempotency "
+                "key wait until it is back",
+            )
+            return
+        outcome: list[Claim] = []
+
+        async def work() -> bool:
+            outcome.append(await keys.claim(sender, key, user.prefix, msg.params[0]))
+            return True
+
+        def then(replies: Replies) -> None:
+            found = outcome[0] if outcome else Claim.UNAVAILABLE
+            if found is Claim.UNAVAILABLE:
+                replies.standard(
+                    "FAIL",
+                    msg.command,
+                    "TEMPORARILY_UNAVAILABLE",
+                    msg.params[0],
+                    text="The network could not be asked whether this message was sent before",
+                )
+                return
+            if found is Claim.KNOWN:
+                record = keys.recall_key(sender, key, core.now - keys.window)
+                if record is not None and core.keys is not None:
+                    core.keys.learn(record, core.now)
+                real(core, user, msg, replies)
+                return
+            try:
+                real(core, user, msg, replies)
+            finally:
+                keys.release(sender, key)  # still claimed: nothing was relayed
+
+        _later(node, user, out, work, then)
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
 # --- KILL and RENAME -----------------------------------------------------------------------------
 
 
@@ -327,6 +403,9 @@ def _rename(real: Handler) -> Handler:
 
 
 _SPECIAL: dict[str, Callable[[Handler], Handler]] = {
+    "PRIVMSG": _keyed,
+    "NOTICE": _keyed,
+    "TAGMSG": _keyed,
     "NICK": _nick,
     "JOIN": _join,
     "CHATHISTORY": _chathistory,

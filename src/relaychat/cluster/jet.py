@@ -333,6 +333,25 @@ class Jet:
                     direct=True,
                 )
             )
+        await self._idem_bucket()
+
+    async def _idem_bucket(self) -> None:
+        """The idempotency keys' bucket (``idem.py``): its TTL is the window, which may change."""
+        cfg = KeyValueConfig(
+            bucket=self.names.idem_bucket,
+            history=1,
+            ttl=max(1.0, self.config.idempotency.window),
+            storage=StorageType.FILE,
+            replicas=self.config.cluster.replicas,
+            direct=True,
+        )
+        try:
+            await self.js.create_key_value(cfg)
+        except nats.js.errors.BadRequestError:  # made with another window: take the new one
+            info = await self.js.stream_info(f"KV_{cfg.bucket}")
+            config = info.config
+            config.max_age = cfg.ttl
+            await self.js.update_stream(config)
 
     async def close(self) -> None:
         """Wait briefly for what is queued, then close the connection."""

@@ -18,8 +18,11 @@ Layout (``P`` is the prefix)::
                         c.<chan>                a channel: modes, topic, bans, key, limit, ops
                         m.<chan>.<node>.<uid>   a membership
                         r.<owner>.<target>      a read marker (draft/read-marker)
+                        s.idem                  the secret signing IDEM TOKEN tokens
     KV P-nodes          <node>                  heartbeats (bucket TTL)
     KV P-accounts       <account>               registered accounts
+    KV P-idem           <sender>.<key>          idempotency keys (bucket TTL: the window;
+                                                ``idem.py``)
     subject P.n.<node>.<incarnation>            bytes for one node's users, and requests to it
 """
 
@@ -54,6 +57,7 @@ class Names:
         self.state_bucket = f"{prefix}-state"
         self.nodes_bucket = f"{prefix}-nodes"
         self.accounts_bucket = f"{prefix}-accounts"
+        self.idem_bucket = f"{prefix}-idem"
         #: Where this node's JetStream acknowledgements arrive: ``<ack_prefix>.<n>``.
         self.ack_prefix = f"_{prefix}_ack.{node}.{incarnation}"
 

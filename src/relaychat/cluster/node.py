@@ -34,6 +34,7 @@ from relaychat.cluster import commands
 from relaychat.cluster.accounts import ClusterAccounts
 from relaychat.cluster.feeds import Feeds
 from relaychat.cluster.history import ClusterHistory
+from relaychat.cluster.idem import ClusterKeys
 from relaychat.cluster.jet import ClusterError, Jet
 from relaychat.cluster.liveness import Liveness
 from relaychat.cluster.mirror import SPLIT_REASON, Mirror
@@ -88,6 +89,12 @@ class ClusterNode:
             if self.config.history.enabled
             else None
         )
+        #: Idempotency keys in the network's bucket (``idem.py``), when offered.
+        self.keys = (
+            ClusterKeys(self)
+            if self.config.idempotency.enabled and self.config.history.enabled
+            else None
+        )
         self.mirror = Mirror(self)
         self.accounts = ClusterAccounts(self)
         self.sync = Sync(self)
@@ -128,6 +135,8 @@ class ClusterNode:
             for key in list(self.mirror.keys_of.get(self.name, ())):
                 self.jet.kv_delete(self.names.state_bucket, key)  # an earlier run's leftovers
             self.mirror.keys_of.pop(self.name, None)
+            if self.keys is not None:
+                await self.keys.start()
             await self.jet.settled()
         except ClusterError:
             self.closing = True
@@ -141,6 +150,8 @@ class ClusterNode:
         core.backplane = self
         if self.history is not None:
             core.history = self.history
+        if self.keys is not None:  # exactly-once: keys in the network's bucket
+            core.enable_idempotency(self.keys)
         commands.register(core, self)
         self.liveness.heartbeat()
         loop = asyncio.get_running_loop()

@@ -146,14 +146,21 @@ class KeyIndex:
             return found
         return None
 
+    def learn(self, record: KeyRecord, now: float) -> None:
+        """Note ``record``, which the store holds already (another server of a cluster relayed
+        it: ``cluster/idem.py``), so that :meth:`lookup` asks the store for it."""
+        self._note(f"{record.sender} {record.key}", record.time, now)
+
     def record(self, record: KeyRecord, messages: Sequence[StoredMessage], now: float) -> None:
         """Remember ``record``; hand it to the store with the ``messages`` it relayed."""
         self.store.append_keyed(record, messages)
+        self._note(f"{record.sender} {record.key}", record.time, now)
+
+    def _note(self, entry: str, at: float, now: float) -> None:
         index = self._index
-        entry = f"{record.sender} {record.key}"
         index.pop(entry, None)
-        index[entry] = record.time
+        index[entry] = at
         self._expire(now)
         while len(index) > self.max_keys:
-            _, at = index.popitem(last=False)
-            self._gap_until = max(self._gap_until, at)
+            _, dropped = index.popitem(last=False)
+            self._gap_until = max(self._gap_until, dropped)

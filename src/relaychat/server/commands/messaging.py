@@ -77,7 +77,9 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
     # With a key, what is relayed is remembered, and stored with the key in one step.
     sent: list[tuple[str, str]] = []
     keep: list[StoredMessage] = []
-    store = keep.append if key is not None else history.append if history is not None else None
+    store = history.append if history is not None else None
+    if key is not None and core.keys is not None and core.keys.store is history:
+        store = keep.append  # keys live with history: a key and its messages in one step
     if is_ctcp_not_action(text):
         store = None  # relayed live only: never kept (a DCC offer carries an address)
     for target in targets(core, params[0], out, quiet=quiet):
