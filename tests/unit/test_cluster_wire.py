@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from relaychat.cluster.names import Names, hexname, unhex
 from relaychat.cluster.peer import Link, decode_batch
 from relaychat.cluster.wire import (
     apply,
+    channel_payload,
     diff,
+    dumps,
     private_payload,
+    read_channel,
     read_private,
     stored_from_json,
     stored_to_json,
@@ -144,3 +149,51 @@ def test_private_payloads_carry_bytes_ahead_of_the_record() -> None:
     assert read_private(b'{"h": {"i": "m2"}}') == (0, "", None, {"i": "m2"})
     with pytest.raises(ValueError):
         read_private(payload[:30])
+
+
+def test_channel_payloads_carry_the_line_as_is_and_the_record_unparsed() -> None:
+    meta = {"n": "node1", "g": "beef", "s": 3, "t": "2026-01-01T00:00:00.000Z", "i": "m1"}
+    line = b":a!u@h PRIVMSG #c :\xc3\xa9 {not json} E1 1 2\n\r\n"
+    record = {"i": "m1", "t": 1.0, "k": "#c", "s": "a!u@h", "c": "PRIVMSG", "g": "#c", "x": "é"}
+    payload = channel_payload(meta, line, dumps(record))
+    got_meta, got_line, got_record = read_channel(payload)
+    assert (got_meta, got_line, json.loads(got_record)) == (meta, line, record)
+    assert read_private(payload) == (0, "", None, record)  # history reads the record
+    assert read_channel(channel_payload(meta, line)) == (meta, line, b"")
+    # An older node's JSON form, and a history record alone.
+    old = dumps({**meta, "l": line.decode(), "h": record})
+    assert read_channel(old)[1] == line and json.loads(read_channel(old)[2]) == record
+    assert read_channel(dumps({"h": record}))[1] == b""
+    with pytest.raises(ValueError):
+        read_channel(payload[:20])
+
+
+def test_an_unread_busy_channel_leaves_the_history_index() -> None:
+    from relaychat.cluster.history import RAW_LIMIT, ClusterHistory
+    from relaychat.config import Config
+
+    history = ClusterHistory(Config(), None, Names("p", "n", "i"))  # type: ignore[arg-type]
+    history._loaded["#c"] = 0  # loaded, empty
+    for seq in range(1, 6):
+        history.feed("#c", seq, seq - 1, dumps(stored_to_json(msg(seq))))
+    assert history.ready("#c")  # parsed on reading
+    assert [e.message.msgid for e in history._by_key["#c"]] == [f"m{i}" for i in range(1, 6)]
+    for seq in range(6, 6 + RAW_LIMIT):
+        history.feed("#c", seq, seq - 1, dumps(stored_to_json(msg(seq))))
+    assert not history.ready("#c") and "#c" not in history._by_key  # the stream has it
+    history.feed("#c", 7 + RAW_LIMIT, 6 + RAW_LIMIT, b"{}")  # nothing kept until reloaded
+    assert "#c" not in history._raw
+
+
+def msg(i: int) -> StoredMessage:
+    return StoredMessage(
+        msgid=f"m{i}",
+        time=1000.0 + i,
+        key="#c",
+        source="a!u@h",
+        account=None,
+        command="PRIVMSG",
+        target="#c",
+        text=f"line {i}",
+        tags={},
+    )

@@ -19,7 +19,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from relaychat.cluster.peer import RemotePeer
-from relaychat.cluster.wire import dumps, stored_to_json
+from relaychat.cluster.wire import channel_payload, dumps, read_channel, stored_to_json
 from relaychat.protocol.message import parse_bytes
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
@@ -78,7 +77,6 @@ class Feeds:
             "n": node.name,
             "g": node.incarnation,
             "s": skip.id if skip is not None and skip.server is None else 0,
-            "l": event.line.decode("utf-8", "replace"),
             "t": event.time,
             "i": event.msgid,
         }
@@ -94,14 +92,13 @@ class Feeds:
             data["tg"] = 1
         if others_only:
             data["ro"] = 1
-        if stored is not None:
-            data["h"] = stored_to_json(stored)
         if b" KICK " in event.line[:600]:
             target = self._kicked(event.line)
             if target is not None:
                 data["k"] = target
+        record = dumps(stored_to_json(stored)) if stored is not None else b""
         subject = node.names.channel_subject(channel.key, "m" if stored is not None else "e")
-        node.jet.publish_js(subject, dumps(data))
+        node.jet.publish_js(subject, channel_payload(data, event.line, record))
         self.published += 1
 
     def _kicked(self, line: bytes) -> list[Any] | None:
@@ -239,19 +236,18 @@ class Feeds:
         return last
 
     def _handle(self, chan_key: str, seq: int, prev: int, payload: bytes) -> None:
-        data = json.loads(payload.decode("utf-8"))
+        data, line, record = read_channel(payload)
         node = self.node
         mine = data.get("n") == node.name and data.get("g") == node.incarnation
-        record = data.get("h")
-        if record is not None and node.history is not None:
+        if record and node.history is not None:
             node.history.feed(chan_key, seq, prev, record)
         core = self.core
         channel = core.channels.get(chan_key)
-        if channel is None or (mine and data.get("ro")):
-            return
+        if channel is None or not line or (mine and data.get("ro")):
+            return  # (no line: a history record alone, such as a redaction's)
         ext = data.get("x")
         event = Relay(
-            str(data["l"]).encode("utf-8"),
+            line,
             time=str(data["t"]),
             msgid=str(data["i"]),
             account=data.get("a"),

@@ -26,10 +26,11 @@ Rules (on top of ``store/base.py``):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -51,7 +52,7 @@ log = logging.getLogger("relaychat.cluster")
 IDLE_EVICT = 600.0
 #: Messages fetched per request when the index loads a conversation.
 FETCH_BATCH = 500
-#: Live records kept unparsed per conversation before the index takes them in anyway.
+#: Live records kept unparsed per conversation; past it, the conversation leaves the index.
 RAW_LIMIT = 1000
 
 
@@ -84,8 +85,8 @@ class ClusterHistory(MemoryHistory):
         #: to there). A key absent was never loaded.
         self._loaded: dict[str, int] = {}
         self._live: set[str] = set()  # keys fed live by a channel subscription
-        #: Live records not parsed yet, per key: (sequence, record) (see :meth:`feed`).
-        self._raw: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        #: Live records not parsed yet, per key: (sequence, record JSON) (see :meth:`feed`).
+        self._raw: dict[str, list[tuple[int, bytes]]] = {}
         self._used: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -181,28 +182,34 @@ class ClusterHistory(MemoryHistory):
         self.insert(Entry(ms, seq, message))
         self._loaded[key] = seq
 
-    def feed(self, key: str, seq: int, last: int, record: dict[str, Any]) -> None:
+    def feed(self, key: str, seq: int, last: int, record: bytes) -> None:
         """A channel message arrived live (``last``: the previous sequence of its subject;
-        ``record``: its history record as JSON).
+        ``record``: its history record's JSON).
 
         The index takes it only when it follows what it holds (otherwise the next
         :meth:`refresh` loads the gap), and parses it only when the conversation is read
-        (:meth:`ready`): most live messages are never asked for.
+        (:meth:`ready`): most live messages are never asked for. A conversation nobody read
+        for :data:`RAW_LIMIT` messages is dropped from the index instead (the stream has it;
+        the next read loads it again), so an unread busy channel costs nothing here.
         """
         self._live.add(key)
         if self._loaded.get(key) != last:
             return
-        raw = self._raw.setdefault(key, [])
+        raw = self._raw.get(key)
+        if raw is None:
+            raw = self._raw[key] = []
         raw.append((seq, record))
         self._loaded[key] = seq
         if len(raw) >= RAW_LIMIT:
-            self._materialize(key)
+            del self._raw[key]
+            self._loaded.pop(key, None)
+            self.forget(key)
 
     def _materialize(self, key: str) -> None:
         """Parse the records :meth:`feed` kept raw for ``key`` into the index."""
         for seq, record in self._raw.pop(key, ()):
             try:
-                message = stored_from_json(record)
+                message = stored_from_json(json.loads(record))
             except (KeyError, TypeError, ValueError):
                 continue
             self._ingest(key, seq, message)

@@ -46,7 +46,7 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from relaychat.cluster.jet import WRONG_LAST_SEQUENCE, Ack, Stored
-from relaychat.cluster.wire import dumps, read_private
+from relaychat.cluster.wire import dumps, read_channel, read_private
 from relaychat.protocol.casemap import irc_lower
 from relaychat.server.idempotency import TAG
 from relaychat.store.base import StoredMessage, conversation_key
@@ -383,13 +383,15 @@ def _carries(payload: bytes, key: str, source: str) -> dict[str, Any] | None:
     carrying idempotency ``key``, else ``None``."""
     if key.encode() not in payload:
         return None
+    line = ""
     try:
         if payload[:3] == b"P1 ":
             record = read_private(payload)[3]
             data: dict[str, Any] = {}
         else:
-            data = json.loads(payload)
-            record = data.get("h") or {}
+            data, raw_line, raw_record = read_channel(payload)
+            record = json.loads(raw_record) if raw_record else {}
+            line = raw_line.decode("utf-8", "replace")
     except (ValueError, KeyError):
         return None
     tags = record.get("tg") or data.get("c") or {}
@@ -405,7 +407,6 @@ def _carries(payload: bytes, key: str, source: str) -> dict[str, Any] | None:
             "tg": tags,
             "cmd": record.get("c", ""),
         }
-    line = str(data.get("l", ""))
     if not line.startswith(f":{source} "):
         return None
     verb = line.split(" ", 2)[1] if " " in line else ""
