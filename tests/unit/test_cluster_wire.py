@@ -156,16 +156,25 @@ def test_channel_payloads_carry_the_line_as_is_and_the_record_unparsed() -> None
     line = b":a!u@h PRIVMSG #c :\xc3\xa9 {not json} E1 1 2\n\r\n"
     record = {"i": "m1", "t": 1.0, "k": "#c", "s": "a!u@h", "c": "PRIVMSG", "g": "#c", "x": "é"}
     payload = channel_payload(meta, line, dumps(record))
-    got_meta, got_line, got_record = read_channel(payload)
+    [(got_meta, got_line, got_record)] = read_channel(payload)
     assert (got_meta, got_line, json.loads(got_record)) == (meta, line, record)
     assert read_private(payload) == (0, "", None, record)  # history reads the record
-    assert read_channel(channel_payload(meta, line)) == (meta, line, b"")
+    # Merged events (one stream message) come back one by one, in order.
+    other = {**meta, "i": "m2"}
+    merged = payload + channel_payload(other, b":b JOIN #c\r\n") + payload
+    assert [(m["i"], ln) for m, ln, _ in read_channel(merged)] == [
+        ("m1", line),
+        ("m2", b":b JOIN #c\r\n"),
+        ("m1", line),
+    ]
+    assert [r for _, _, r in read_channel(merged)][1] == b""
     # An older node's JSON form, and a history record alone.
-    old = dumps({**meta, "l": line.decode(), "h": record})
-    assert read_channel(old)[1] == line and json.loads(read_channel(old)[2]) == record
-    assert read_channel(dumps({"h": record}))[1] == b""
-    with pytest.raises(ValueError):
-        read_channel(payload[:20])
+    [(_, old_line, old_record)] = read_channel(dumps({**meta, "l": line.decode(), "h": record}))
+    assert old_line == line and json.loads(old_record) == record
+    assert read_channel(dumps({"h": record}))[0][1] == b""
+    for broken in (payload[:20], payload + b"E1 5 5 5\nabc", payload + b"junk"):
+        with pytest.raises(ValueError):
+            read_channel(broken)
 
 
 def test_an_unread_busy_channel_leaves_the_history_index() -> None:
@@ -175,13 +184,14 @@ def test_an_unread_busy_channel_leaves_the_history_index() -> None:
     history = ClusterHistory(Config(), None, Names("p", "n", "i"))  # type: ignore[arg-type]
     history._loaded["#c"] = 0  # loaded, empty
     for seq in range(1, 6):
-        history.feed("#c", seq, seq - 1, dumps(stored_to_json(msg(seq))))
+        history.feed("#c", seq, seq - 1, [dumps(stored_to_json(msg(seq)))])
+    history.feed("#c", 6, 5, [dumps(stored_to_json(msg(i))) for i in (6, 7)])  # merged
     assert history.ready("#c")  # parsed on reading
-    assert [e.message.msgid for e in history._by_key["#c"]] == [f"m{i}" for i in range(1, 6)]
-    for seq in range(6, 6 + RAW_LIMIT):
-        history.feed("#c", seq, seq - 1, dumps(stored_to_json(msg(seq))))
+    assert [e.message.msgid for e in history._by_key["#c"]] == [f"m{i}" for i in range(1, 8)]
+    for seq in range(7, 7 + RAW_LIMIT):
+        history.feed("#c", seq, seq - 1, [dumps(stored_to_json(msg(seq)))])
     assert not history.ready("#c") and "#c" not in history._by_key  # the stream has it
-    history.feed("#c", 7 + RAW_LIMIT, 6 + RAW_LIMIT, b"{}")  # nothing kept until reloaded
+    history.feed("#c", 7 + RAW_LIMIT, 6 + RAW_LIMIT, [b"{}"])  # nothing kept until reloaded
     assert "#c" not in history._raw
 
 

@@ -4,6 +4,8 @@ Rules:
 1. Every channel event (PRIVMSG, NOTICE, TAGMSG, JOIN, PART, KICK, MODE, TOPIC...) is published
    once, by the node it happened on, to the channel's subject in the channels stream: ``.m``
    when it is a message kept as history (the record rides along), ``.e`` otherwise.
+   Events published one after the other to one subject in one loop turn travel as one stream
+   message (``jet.py`` rule 5); everything below applies to each of them, in order.
 2. JetStream republishes each one after storing it, with its stream sequence and the previous
    sequence of its subject. A node subscribes to a channel's republished subjects while it has
    members there, and delivers each event to them in that order, its own events included, so
@@ -98,7 +100,7 @@ class Feeds:
                 data["k"] = target
         record = dumps(stored_to_json(stored)) if stored is not None else b""
         subject = node.names.channel_subject(channel.key, "m" if stored is not None else "e")
-        node.jet.publish_js(subject, channel_payload(data, event.line, record))
+        node.jet.publish_merged(subject, channel_payload(data, event.line, record))
         self.published += 1
 
     def _kicked(self, line: bytes) -> list[Any] | None:
@@ -236,11 +238,17 @@ class Feeds:
         return last
 
     def _handle(self, chan_key: str, seq: int, prev: int, payload: bytes) -> None:
-        data, line, record = read_channel(payload)
+        events = read_channel(payload)
+        node = self.node
+        history = node.history
+        if history is not None and events[0][2]:
+            history.feed(chan_key, seq, prev, [record for _, _, record in events if record])
+        for data, line, _ in events:
+            self._deliver(chan_key, data, line)
+
+    def _deliver(self, chan_key: str, data: dict[str, Any], line: bytes) -> None:
         node = self.node
         mine = data.get("n") == node.name and data.get("g") == node.incarnation
-        if record and node.history is not None:
-            node.history.feed(chan_key, seq, prev, record)
         core = self.core
         channel = core.channels.get(chan_key)
         if channel is None or not line or (mine and data.get("ro")):

@@ -35,8 +35,15 @@ from typing import TYPE_CHECKING
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from relaychat.cluster.jet import MERGE_MAX
 from relaychat.cluster.names import Names
-from relaychat.cluster.wire import dumps, read_private, stored_from_json, stored_to_json
+from relaychat.cluster.wire import (
+    dumps,
+    read_channel,
+    read_private,
+    stored_from_json,
+    stored_to_json,
+)
 from relaychat.config import Config
 from relaychat.store.base import Entry, StoredMessage, is_private
 from relaychat.store.memory import MemoryHistory
@@ -50,6 +57,10 @@ log = logging.getLogger("relaychat.cluster")
 
 #: Seconds after which a conversation nobody read (and no live feed keeps fresh) leaves the index.
 IDLE_EVICT = 600.0
+#: Positions per stream message: the index's ``seq`` of the ``i``-th record of stream message
+#: ``n`` is ``n * PER_MESSAGE + i`` (several channel messages may share one: ``jet.py`` rule 5).
+PER_MESSAGE = 1024
+assert PER_MESSAGE > MERGE_MAX
 #: Messages fetched per request when the index loads a conversation.
 FETCH_BATCH = 500
 #: Live records kept unparsed per conversation; past it, the conversation leaves the index.
@@ -85,8 +96,8 @@ class ClusterHistory(MemoryHistory):
         #: to there). A key absent was never loaded.
         self._loaded: dict[str, int] = {}
         self._live: set[str] = set()  # keys fed live by a channel subscription
-        #: Live records not parsed yet, per key: (sequence, record JSON) (see :meth:`feed`).
-        self._raw: dict[str, list[tuple[int, bytes]]] = {}
+        #: Live records not parsed yet, per key: (sequence, records' JSON) (see :meth:`feed`).
+        self._raw: dict[str, list[tuple[int, list[bytes]]]] = {}
         self._used: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -174,17 +185,18 @@ class ClusterHistory(MemoryHistory):
 
     # --- the index (rules 1, 2 and 5) ----------------------------------------------------------
 
-    def _ingest(self, key: str, seq: int, message: StoredMessage) -> None:
+    def _ingest(self, key: str, seq: int, message: StoredMessage, index: int = 0) -> None:
+        """Put ``message``, the ``index``-th record of stream message ``seq``, in the index."""
         ms = int(message.time * 1000)
         entries = self._by_key.get(key)
         if entries and entries[-1].time_ms > ms:
             ms = entries[-1].time_ms  # rule 1: the stream's order wins over the clocks
-        self.insert(Entry(ms, seq, message))
+        self.insert(Entry(ms, seq * PER_MESSAGE + index, message))
         self._loaded[key] = seq
 
-    def feed(self, key: str, seq: int, last: int, record: bytes) -> None:
-        """A channel message arrived live (``last``: the previous sequence of its subject;
-        ``record``: its history record's JSON).
+    def feed(self, key: str, seq: int, last: int, records: list[bytes]) -> None:
+        """Channel messages arrived live in stream message ``seq`` (``last``: the previous
+        sequence of its subject; ``records``: their history records' JSON).
 
         The index takes it only when it follows what it holds (otherwise the next
         :meth:`refresh` loads the gap), and parses it only when the conversation is read
@@ -198,7 +210,7 @@ class ClusterHistory(MemoryHistory):
         raw = self._raw.get(key)
         if raw is None:
             raw = self._raw[key] = []
-        raw.append((seq, record))
+        raw.append((seq, records))
         self._loaded[key] = seq
         if len(raw) >= RAW_LIMIT:
             del self._raw[key]
@@ -207,12 +219,13 @@ class ClusterHistory(MemoryHistory):
 
     def _materialize(self, key: str) -> None:
         """Parse the records :meth:`feed` kept raw for ``key`` into the index."""
-        for seq, record in self._raw.pop(key, ()):
-            try:
-                message = stored_from_json(json.loads(record))
-            except (KeyError, TypeError, ValueError):
-                continue
-            self._ingest(key, seq, message)
+        for seq, records in self._raw.pop(key, ()):
+            for index, record in enumerate(records):
+                try:
+                    message = stored_from_json(json.loads(record))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                self._ingest(key, seq, message, index)
 
     def unfeed(self, key: str) -> None:
         """The channel's live feed stopped: the index may fall behind from now on."""
@@ -271,11 +284,13 @@ class ClusterHistory(MemoryHistory):
                         if seq <= self._loaded.get(key, 0):
                             continue
                         try:
-                            message = stored_from_json(read_private(msg.data)[3])
+                            messages = _records(msg.data)
                         except (KeyError, TypeError, ValueError):
                             self._loaded[key] = seq
                             continue
-                        self._ingest(key, seq, message)
+                        for index, message in enumerate(messages):
+                            self._ingest(key, seq, message, index)
+                        self._loaded[key] = seq
                         count += 1
                     pending -= len(msgs)
                 if first_load:
@@ -316,3 +331,14 @@ class ClusterHistory(MemoryHistory):
     def touch(self, key: str) -> None:
         """``key`` is being read (keeps it in the index)."""
         self._used[key] = time.monotonic()
+
+
+def _records(payload: bytes) -> list[StoredMessage]:
+    """The history records of a stream message (several for merged channel events).
+
+    Raises:
+        KeyError, TypeError, ValueError: not such a message.
+    """
+    if payload[:3] == b"E1 ":
+        return [stored_from_json(json.loads(r)) for _, _, r in read_channel(payload) if r]
+    return [stored_from_json(read_private(payload)[3])]

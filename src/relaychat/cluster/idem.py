@@ -379,38 +379,42 @@ class ClusterKeys:
 
 
 def _carries(payload: bytes, key: str, source: str) -> dict[str, Any] | None:
-    """A stream message's ``{"i", "t", "x", "tg", "cmd"}`` when it is ``source``'s message
+    """A stream message's ``{"i", "t", "x", "tg", "cmd"}`` when it holds ``source``'s message
     carrying idempotency ``key``, else ``None``."""
     if key.encode() not in payload:
         return None
-    line = ""
     try:
         if payload[:3] == b"P1 ":
-            record = read_private(payload)[3]
-            data: dict[str, Any] = {}
+            events: list[tuple[dict[str, Any], bytes, dict[str, Any]]] = [
+                ({}, b"", read_private(payload)[3])
+            ]
         else:
-            data, raw_line, raw_record = read_channel(payload)
-            record = json.loads(raw_record) if raw_record else {}
-            line = raw_line.decode("utf-8", "replace")
+            events = [
+                (meta, line, json.loads(record) if record else {})
+                for meta, line, record in read_channel(payload)
+            ]
     except (ValueError, KeyError):
         return None
-    tags = record.get("tg") or data.get("c") or {}
-    if tags.get(TAG) != key:
-        return None
-    if record:
-        if record.get("s") != source:
-            return None
-        return {
-            "i": record["i"],
-            "t": record["t"],
-            "x": record.get("x", ""),
-            "tg": tags,
-            "cmd": record.get("c", ""),
-        }
-    if not line.startswith(f":{source} "):
-        return None
-    verb = line.split(" ", 2)[1] if " " in line else ""
-    return {"i": data["i"], "t": _epoch(str(data.get("t", ""))), "x": "", "tg": tags, "cmd": verb}
+    for data, raw_line, record in events:
+        tags = record.get("tg") or data.get("c") or {}
+        if tags.get(TAG) != key:
+            continue
+        if record:
+            if record.get("s") != source:
+                continue
+            return {
+                "i": record["i"],
+                "t": record["t"],
+                "x": record.get("x", ""),
+                "tg": tags,
+                "cmd": record.get("c", ""),
+            }
+        line = raw_line.decode("utf-8", "replace")
+        if line.startswith(f":{source} "):
+            verb = line.split(" ", 2)[1] if " " in line else ""
+            t = _epoch(str(data.get("t", "")))
+            return {"i": data["i"], "t": t, "x": "", "tg": tags, "cmd": verb}
+    return None
 
 
 def _epoch(stamp: str) -> float:

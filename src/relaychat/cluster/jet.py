@@ -12,6 +12,11 @@ Rules:
    and is reported, so a message delivered locally meanwhile never arrives twice later.
 4. A publish not acknowledged within ``cluster.ack_timeout`` is failed; the barrier never waits
    longer than that.
+5. Channel events queued one after the other for one subject in one loop turn (before the drain
+   task runs) are merged into one stream message (:meth:`Jet.publish_merged`): one publish, one
+   acknowledgement, one message for every receiving node to parse, however many events. Only
+   the publish queued last is ever extended, so the order of rule 1 holds, and the barrier
+   covers every event merged (the publish is not sent before the drain task takes it).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ __all__ = ["Ack", "ClusterError", "Jet", "Stored"]
 
 log = logging.getLogger("relaychat.cluster")
 
+#: Most events merged into one stream message, and most bytes (NATS's default limit is 1 MiB).
+MERGE_MAX = 256
+MERGE_BYTES = 256 * 1024
 #: JetStream's error code for a failed compare-and-set (``Nats-Expected-Last-Subject-Sequence``).
 WRONG_LAST_SEQUENCE = 10071
 
@@ -101,7 +109,7 @@ Done = Callable[[Ack], None]
 
 
 class _Item:
-    __slots__ = ("done", "headers", "ident", "issued", "payload", "subject")
+    __slots__ = ("done", "headers", "ident", "issued", "parts", "payload", "size", "subject")
 
     def __init__(
         self,
@@ -117,6 +125,9 @@ class _Item:
         self.ident = ident  # 0: core NATS, no acknowledgement
         self.done = done
         self.issued = 0.0
+        #: Payloads merged into this publish (:meth:`Jet.publish_merged`), else ``None``.
+        self.parts: list[bytes] | None = None
+        self.size = len(payload)
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:
@@ -392,6 +403,30 @@ class Jet:
         self._queue.append(item)
         self._kick()
 
+    def publish_merged(self, subject: str, payload: bytes) -> None:
+        """Queue a JetStream publish of ``payload``, or append it to the publish queued last
+        when that one is to the same subject, merged too, and not sent yet (rule 5).
+
+        The caller's payloads must be self-delimiting (``wire.channel_payload``): one stream
+        message then carries several, with one acknowledgement for all of them.
+        """
+        queue = self._queue
+        if queue:
+            last = queue[-1]
+            parts = last.parts
+            if (
+                parts is not None
+                and last.subject == subject
+                and len(parts) < MERGE_MAX
+                and last.size + len(payload) <= MERGE_BYTES
+            ):
+                parts.append(payload)
+                last.size += len(payload)
+                return
+        self.publish_js(subject, payload)
+        if queue and queue[-1].ident == self._next:
+            queue[-1].parts = [payload]
+
     def publish(self, subject: str, payload: bytes) -> None:
         """Queue a core NATS publish (no acknowledgement), in order with the rest (rule 1)."""
         if not self.connected:
@@ -448,6 +483,10 @@ class Jet:
                 if item.ident:
                     item.issued = time.monotonic()
                     self._waiting[item.ident] = item
+                    parts = item.parts
+                    if parts is not None and len(parts) > 1:
+                        item.payload = b"".join(parts)
+                    item.parts = None
                     await nc.publish(
                         item.subject,
                         item.payload,

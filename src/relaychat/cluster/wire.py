@@ -11,7 +11,8 @@ Pure functions, no I/O (tested in ``tests/unit/test_cluster_wire.py``):
   changes made at once on two nodes both survive (:func:`diff` and :func:`apply`);
 - a *stored message* is a ``store.base.StoredMessage`` as JSON, the history in the streams;
 - a *channel payload* (the channels stream) carries an event's line in front of its JSON, and
-  the history record after it: ``E1 <line length> <meta length>\n<line><meta><record>``;
+  the history record after it: ``E1 <line> <meta> <record length>\n<line><meta><record>``,
+  several of them one after the other in one stream message when merged;
 - a *private payload* (the private stream) carries the bytes for the recipient in front of the
   record, so the recipient's node reads them without parsing any JSON:
   ``P1 <uid> <incarnation> <length>\n<bytes><record JSON>``; a record alone is
@@ -186,39 +187,45 @@ def stored_from_json(d: Record) -> StoredMessage:
 
 
 def channel_payload(meta: Record, line: bytes, record: bytes = b"") -> bytes:
-    """A channel event (the channels stream): ``E1 <line length> <meta length>\n`` then the
-    line's bytes, the ``meta`` JSON, and the history record's JSON (``record``, when kept).
+    """A channel event (the channels stream): ``E1 <line length> <meta length> <record
+    length>\n`` then the line's bytes, the ``meta`` JSON, and the history record's JSON
+    (``record``, when kept). Events are self-delimiting: a stream message may hold several, one
+    after the other (``jet.py`` merges the events of one loop turn to one channel).
 
     The receiving node slices the line out as it is (no decoding) and parses only the small
     ``meta``; the record is parsed only if the history is read (``history.py``).
     """
     head = dumps(meta)
-    return b"E1 %d %d\n" % (len(line), len(head)) + line + head + record
+    return b"E1 %d %d %d\n" % (len(line), len(head), len(record)) + line + head + record
 
 
-def read_channel(payload: bytes) -> tuple[Record, bytes, bytes]:
-    """``(meta, line, record JSON)`` of a channel event (older nodes' JSON form too; the line
-    is empty for a history record alone).
+def read_channel(payload: bytes) -> list[tuple[Record, bytes, bytes]]:
+    """``(meta, line, record JSON)`` of each event of a stream message of the channels stream
+    (an older node's JSON form too; the line is empty for a history record alone).
 
     Raises:
         ValueError, KeyError: ``payload`` is neither form.
     """
-    if payload[:3] == b"E1 ":
-        end = payload.index(b"\n")
-        sizes = payload[3:end].split(b" ")
-        line_end = end + 1 + int(sizes[0])
-        meta_end = line_end + int(sizes[1])
-        if meta_end > len(payload):
+    if payload[:3] != b"E1 ":
+        data = dict(json.loads(payload))
+        record = data.pop("h", None)
+        line = str(data.pop("l", "")).encode("utf-8")
+        return [(data, line, dumps(record) if record is not None else b"")]
+    events = []
+    pos, size = 0, len(payload)
+    while pos < size:
+        if payload[pos : pos + 3] != b"E1 ":
+            raise ValueError("not a channel event")
+        end = payload.index(b"\n", pos)
+        lengths = payload[pos + 3 : end].split(b" ")
+        line_end = end + 1 + int(lengths[0])
+        meta_end = line_end + int(lengths[1])
+        pos = meta_end + int(lengths[2])
+        if pos > size:
             raise ValueError("truncated channel payload")
-        return (
-            dict(json.loads(payload[line_end:meta_end])),
-            payload[end + 1 : line_end],
-            (payload[meta_end:]),
-        )
-    data = dict(json.loads(payload))
-    record = data.pop("h", None)
-    line = str(data.pop("l", "")).encode("utf-8")
-    return data, line, dumps(record) if record is not None else b""
+        meta = dict(json.loads(payload[line_end:meta_end]))
+        events.append((meta, payload[end + 1 : line_end], payload[meta_end:pos]))
+    return events
 
 
 def private_payload(uid: int, incarnation: str, data: bytes, record: Record) -> bytes:
@@ -234,7 +241,7 @@ def read_private(payload: bytes) -> tuple[int, str, bytes | None, Record]:
         ValueError, KeyError: ``payload`` is neither form.
     """
     if payload[:3] == b"E1 ":  # a channel event (its history record)
-        return 0, "", None, dict(json.loads(read_channel(payload)[2]))
+        return 0, "", None, dict(json.loads(read_channel(payload)[0][2]))
     if payload[:3] != b"P1 ":
         return 0, "", None, dict(json.loads(payload)["h"])
     end = payload.index(b"\n")
