@@ -5,6 +5,7 @@ fan-out, and commands held in order while an earlier one waits."""
 from __future__ import annotations
 
 from relaychat.protocol.message import Message
+from relaychat.server.backplane import Elsewhere
 from relaychat.server.core import MAX_WAITING
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
@@ -33,6 +34,9 @@ class RecordingBackplane:
 
     def user_left(self, user: User, reason: str) -> None:
         self.left.append((user.nick, reason))
+
+    def elsewhere(self) -> Elsewhere:
+        return Elsewhere(0, 0, 0, 0)
 
 
 def test_channel_traffic_goes_to_the_backplane_not_to_the_members() -> None:

@@ -86,6 +86,8 @@ class Mirror:
                 self._channel(unhex(rest), value, revision)
             elif kind == "n":
                 self._claim(unhex(rest), value, revision, key)
+            elif kind == "b":
+                self.node.bans.entry(rest, value)
             elif kind == "r":
                 owner, _, target = rest.partition(".")
                 if value is not None and self.node.history is not None:

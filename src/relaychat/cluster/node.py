@@ -32,6 +32,7 @@ from nats.js.kv import KeyValue
 
 from relaychat.cluster import commands
 from relaychat.cluster.accounts import ClusterAccounts
+from relaychat.cluster.bans import SharedBans
 from relaychat.cluster.feeds import Feeds
 from relaychat.cluster.history import ClusterHistory
 from relaychat.cluster.idem import ClusterKeys
@@ -46,6 +47,7 @@ from relaychat.cluster.wire import private_payload, stored_to_json
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.server.backplane import Elsewhere
 from relaychat.server.core import Replies
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
@@ -95,6 +97,7 @@ class ClusterNode:
             if self.config.idempotency.enabled and self.config.history.enabled
             else None
         )
+        self.bans = SharedBans(self)
         self.mirror = Mirror(self)
         self.accounts = ClusterAccounts(self)
         self.sync = Sync(self)
@@ -152,6 +155,8 @@ class ClusterNode:
             core.history = self.history
         if self.keys is not None:  # exactly-once: keys in the network's bucket
             core.enable_idempotency(self.keys)
+            if core.keys is not None:
+                core.keys.with_history = False  # messages go to the streams with their events
         commands.register(core, self)
         self.liveness.heartbeat()
         loop = asyncio.get_running_loop()
@@ -208,6 +213,16 @@ class ClusterNode:
             self.core.deliver_local(channel, event, skip, status=status, tagmsg=tagmsg)
             return
         self.feeds.publish(channel, event, skip, status=status, tagmsg=tagmsg)
+
+    def elsewhere(self) -> Elsewhere:
+        """The other nodes' users (invisible, operators) and the live nodes, for LUSERS."""
+        users = invisible = opers = 0
+        for user in self.mirror.remote.values():
+            if user.registered:
+                users += 1
+                invisible += "i" in user.modes
+                opers += "o" in user.modes
+        return Elsewhere(users, invisible, opers, len(self.liveness.nodes))
 
     def user_left(self, user: User, reason: str) -> None:
         """A local user is leaving: delete its keys; settle its channels after."""

@@ -14,13 +14,22 @@ and does the same work itself when none is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from relaychat.server.relay import Relay
     from relaychat.server.state import Channel, User
 
-__all__ = ["Backplane"]
+__all__ = ["Backplane", "Elsewhere"]
+
+
+class Elsewhere(NamedTuple):
+    """The users of the network's other servers, for LUSERS."""
+
+    users: int
+    invisible: int
+    opers: int
+    servers: int
 
 
 class Backplane(Protocol):
@@ -47,3 +56,7 @@ class Backplane(Protocol):
 
     def user_left(self, user: User, reason: str) -> None:
         """``user`` is being disconnected (called first thing in ``core.disconnect``)."""
+
+    def elsewhere(self) -> Elsewhere:
+        """How many users (invisible, operators) the other servers have, and how many there are."""
+        ...

@@ -80,10 +80,23 @@ class KeyIndex:
         now: the current time (keys of the last ``window`` are loaded from the store).
     """
 
-    __slots__ = ("_gap_until", "_index", "_secret", "max_keys", "repeats", "store", "window")
+    __slots__ = (
+        "_gap_until",
+        "_index",
+        "_secret",
+        "max_keys",
+        "repeats",
+        "store",
+        "window",
+        "with_history",
+    )
 
     def __init__(self, store: KeyStore, *, window: float, max_keys: int, now: float) -> None:
         self.store = store
+        #: Whether ``store`` is the history store too: the messages a key relayed are then
+        #: handed to it with the key, in one step (rule 3). A cluster keeps keys apart
+        #: (``cluster/idem.py``): its messages go to history on their own.
+        self.with_history = True
         self.window = window
         self.max_keys = max_keys
         self._secret = store.key_secret()

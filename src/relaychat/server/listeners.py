@@ -226,6 +226,8 @@ class Server:
         if self.cluster is not None:  # the network's accounts, shared by every node
             self.cluster.use_accounts(service_of(self.core))
         self.ops.prepare()  # bans loaded before anyone connects; a second server refused
+        if self.cluster is not None:  # the network's bans, shared by every node
+            self.cluster.bans.attach()
         try:
             await self._listen("irc", cfg.port, lambda: Connection(self))
         except ListenError:

@@ -24,7 +24,7 @@ from relaychat.server.bans import (
 from relaychat.server.core import Replies, ServerCore, command
 from relaychat.server.state import User
 
-__all__ = ["add_ban", "refuse_banned", "remove_ban"]
+__all__ = ["add_ban", "close_banned", "refuse_banned", "remove_ban"]
 
 #: The longest ban reason kept.
 REASON_MAX = 200
@@ -90,6 +90,13 @@ def add_ban(
         reason=reason,
         duration=duration or None,
     )
+    return ban, close_banned(core, ban)
+
+
+def close_banned(core: ServerCore, ban: Ban) -> int:
+    """Close every connection ``ban`` (already in ``core.bans``) matches; returns how many
+    (a ban set here, or on another node of a cluster: ``cluster/bans.py``)."""
+    kind, reason, now = ban.kind, ban.reason, core.now
     hit = []
     for other in list(core.connections.values()):
         if other.quitting:
@@ -113,7 +120,7 @@ def add_ban(
                 ).to_bytes()
             )
         core.disconnect(other, f"{kind}-lined", error=f"Banned: {reason}")
-    return ban, len(hit)
+    return len(hit)
 
 
 def remove_ban(core: ServerCore, actor: User | str, kind: str, mask: str) -> Ban | None:

@@ -8,6 +8,7 @@ import time
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
+from relaychat.server.backplane import Elsewhere
 from relaychat.server.commands.params import number
 from relaychat.server.core import COMMANDS, Replies, ServerCore, command
 from relaychat.server.isupport import BOT_MODE
@@ -22,17 +23,25 @@ def send_lusers(core: ServerCore, out: Replies) -> None:
     total = core.registered_count
     invisible = core.invisible_count
     unknown = len(core.connections) - total
+    # On a cluster, the other nodes' users count too (``server/backplane.py``).
+    far = core.backplane.elsewhere() if core.backplane is not None else Elsewhere(0, 0, 0, 0)
+    everyone, hidden, opers = (
+        total + far.users,
+        invisible + far.invisible,
+        core.oper_count + far.opers,
+    )
     out.numeric(
         N.RPL_LUSERCLIENT,
-        text=f"There are {total - invisible} users and {invisible} invisible on 1 servers",
+        text=f"There are {everyone - hidden} users and {hidden} invisible on "
+        f"{1 + far.servers} servers",
     )
-    if core.oper_count:
-        out.numeric(N.RPL_LUSEROP, str(core.oper_count))
+    if opers:
+        out.numeric(N.RPL_LUSEROP, str(opers))
     if unknown:
         out.numeric(N.RPL_LUSERUNKNOWN, str(unknown))
     if core.channels:
         out.numeric(N.RPL_LUSERCHANNELS, str(len(core.channels)))
-    out.numeric(N.RPL_LUSERME, text=f"I have {total} clients and 0 servers")
+    out.numeric(N.RPL_LUSERME, text=f"I have {total} clients and {far.servers} servers")
     out.numeric(
         N.RPL_LOCALUSERS,
         str(total),
@@ -41,9 +50,9 @@ def send_lusers(core: ServerCore, out: Replies) -> None:
     )
     out.numeric(
         N.RPL_GLOBALUSERS,
-        str(total),
-        str(core.max_users),
-        text=f"Current global users {total}, max {core.max_users}",
+        str(everyone),
+        str(max(everyone, core.max_users)),
+        text=f"Current global users {everyone}, max {max(everyone, core.max_users)}",
     )
 
 

@@ -10,6 +10,8 @@ A message carrying an idempotency key (``server/idempotency.py``) from a sender 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.ctcp import is_ctcp_not_action
@@ -77,8 +79,8 @@ def _deliver(core: ServerCore, user: User, msg: Message, out: Replies, verb: str
     # With a key, what is relayed is remembered, and stored with the key in one step.
     sent: list[tuple[str, str]] = []
     keep: list[StoredMessage] = []
-    store = history.append if history is not None else None
-    if key is not None and core.keys is not None and core.keys.store is history:
+    store: Callable[[StoredMessage], None] | None = history.append if history is not None else None
+    if key is not None and core.keys is not None and core.keys.with_history:
         store = keep.append  # keys live with history: a key and its messages in one step
     if is_ctcp_not_action(text):
         store = None  # relayed live only: never kept (a DCC offer carries an address)
