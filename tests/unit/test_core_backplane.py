@@ -38,6 +38,17 @@ class RecordingBackplane:
     def elsewhere(self) -> Elsewhere:
         return Elsewhere(0, 0, 0, 0)
 
+    def channel_special(
+        self,
+        channel: Channel,
+        event: Relay,
+        skip: User | None,
+        *,
+        cap: str = "",
+        multiline: dict[str, object] | None = None,
+    ) -> None:
+        self.events.append((channel.name, event.line, skip.nick if skip else "", cap, False))
+
 
 def test_channel_traffic_goes_to_the_backplane_not_to_the_members() -> None:
     h = harness()

@@ -10,7 +10,7 @@ unchanged):
 - ``JOIN`` first makes sure each channel has its record (the first joiner anywhere creates it
   and becomes its operator), that this node follows the channel's traffic, and that its
   history is loaded for the replay on join.
-- ``CHATHISTORY`` first loads what the streams hold beyond the node's index.
+- ``CHATHISTORY`` and ``REDACT`` first load what the streams hold beyond the node's index.
 - ``KILL`` of a user of another node asks that node to disconnect it.
 - ``PRIVMSG``, ``NOTICE`` and ``TAGMSG`` with an idempotency key first claim the key in the
   network's bucket (``idem.py``): relayed once, whichever node a repeat reaches.
@@ -332,7 +332,10 @@ def _keyed(real: Handler) -> Handler:
         outcome: list[Claim] = []
 
         async def work() -> bool:
-            outcome.append(await keys.claim(sender, key, user.prefix, msg.params[0]))
+            found = await keys.claim(sender, key, user.prefix, msg.params[0])
+            outcome.append(found)
+            if found is Claim.NEW and user.quitting:
+                keys.release(sender, key)  # gone meanwhile: nothing will be relayed
             return True
 
         def then(replies: Replies) -> None:
@@ -358,6 +361,39 @@ def _keyed(real: Handler) -> Handler:
                 keys.release(sender, key)  # still claimed: nothing was relayed
 
         _later(node, user, out, work, then)
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
+# --- REDACT --------------------------------------------------------------------------------------
+
+
+def _redact(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        """REDACT <target> <msgid> [<reason>]"""
+        node = _node(core, user)
+        history = node.history if node is not None else None
+        if node is None or history is None or node.isolated or len(msg.params) < 2:
+            real(core, user, msg, out)
+            return
+        target = msg.params[0]
+        if target[:1] == "#":
+            key = irc_lower(target)
+        elif user.nick != "*":
+            key = conversation_key(user.nick, target)
+        else:
+            real(core, user, msg, out)
+            return
+        if history.ready(key):  # the message to redact is looked up in the index
+            real(core, user, msg, out)
+            return
+
+        async def work() -> bool:
+            await history.refresh(key)
+            return True
+
+        _later(node, user, out, work, lambda replies: real(core, user, msg, replies))
 
     handler.__doc__ = real.__doc__
     return handler
@@ -409,6 +445,7 @@ _SPECIAL: dict[str, Callable[[Handler], Handler]] = {
     "NICK": _nick,
     "JOIN": _join,
     "CHATHISTORY": _chathistory,
+    "REDACT": _redact,
     "KILL": _kill,
     "RENAME": _rename,
 }

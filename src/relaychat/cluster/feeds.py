@@ -31,18 +31,40 @@ from nats.aio.subscription import Subscription
 from relaychat.cluster.peer import RemotePeer
 from relaychat.cluster.wire import channel_payload, dumps, read_channel, stored_to_json
 from relaychat.protocol.message import parse_bytes
+from relaychat.server.multiline import Multiline
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
 
 if TYPE_CHECKING:
     from relaychat.cluster.node import ClusterNode
 
-__all__ = ["MAX_FILL", "Feeds"]
+__all__ = ["MAX_FILL", "Feeds", "deliver_special"]
 
 log = logging.getLogger("relaychat.cluster")
 
 #: Most missing events fetched to fill one gap; a longer gap is skipped (and logged).
 MAX_FILL = 500
+
+
+def deliver_special(
+    channel: Channel,
+    event: Relay,
+    skip: User | None,
+    *,
+    cap: str = "",
+    multiline: dict[str, Any] | None = None,
+) -> None:
+    """Send a ``Backplane.channel_special`` event to this node's members of ``channel`` except
+    ``skip``: those with capability ``cap`` (when given), or the multiline message
+    ``Multiline(**multiline)`` as each member takes it."""
+    message = None
+    if multiline is not None:
+        ref = multiline["ref"]
+        message = Multiline(**{**multiline, "ref": ref.encode() if isinstance(ref, str) else ref})
+    for member in list(channel.members):
+        if member is skip or member.server is not None or (cap and cap not in member.caps):
+            continue
+        member.send(message.data(member) if message is not None else event.data(member))
 
 
 class Feeds:
@@ -70,8 +92,11 @@ class Feeds:
         status: str = "",
         tagmsg: bool = False,
         others_only: bool = False,
+        cap: str = "",
+        multiline: dict[str, Any] | None = None,
     ) -> None:
-        """Publish one channel event (see :meth:`ClusterNode.channel_event`)."""
+        """Publish one channel event (see :meth:`ClusterNode.channel_event` and
+        :meth:`ClusterNode.channel_special`)."""
         node = self.node
         history = node.history
         stored = history.take(event.msgid) if history is not None else None
@@ -94,6 +119,11 @@ class Feeds:
             data["tg"] = 1
         if others_only:
             data["ro"] = 1
+        if cap:
+            data["cp"] = cap
+        if multiline is not None:
+            ref = multiline["ref"]
+            data["ml"] = {**multiline, "ref": ref.decode() if isinstance(ref, bytes) else ref}
         if b" KICK " in event.line[:600]:
             target = self._kicked(event.line)
             if target is not None:
@@ -264,9 +294,14 @@ class Feeds:
         )
         skip = core.connections.get(int(data.get("s") or 0)) if mine else None
         self.received += 1
-        core.deliver_local(
-            channel, event, skip, status=str(data.get("st", "")), tagmsg=bool(data.get("tg"))
-        )
+        multiline = data.get("ml")
+        cap = data.get("cp")
+        if multiline is not None or cap:
+            deliver_special(channel, event, skip, cap=str(cap or ""), multiline=multiline)
+        else:
+            core.deliver_local(
+                channel, event, skip, status=str(data.get("st", "")), tagmsg=bool(data.get("tg"))
+            )
         kicked = data.get("k")
         if kicked and not mine and kicked[0] == node.name:
             target = core.connections.get(int(kicked[1]))

@@ -33,7 +33,7 @@ from nats.js.kv import KeyValue
 from relaychat.cluster import commands
 from relaychat.cluster.accounts import ClusterAccounts
 from relaychat.cluster.bans import SharedBans
-from relaychat.cluster.feeds import Feeds
+from relaychat.cluster.feeds import Feeds, deliver_special
 from relaychat.cluster.history import ClusterHistory
 from relaychat.cluster.idem import ClusterKeys
 from relaychat.cluster.jet import ClusterError, Jet
@@ -223,6 +223,24 @@ class ClusterNode:
                 invisible += "i" in user.modes
                 opers += "o" in user.modes
         return Elsewhere(users, invisible, opers, len(self.liveness.nodes))
+
+    def channel_special(
+        self,
+        channel: Channel,
+        event: Relay,
+        skip: User | None,
+        *,
+        cap: str = "",
+        multiline: dict[str, Any] | None = None,
+    ) -> None:
+        """A REDACT (``cap``) or multiline message through the channels stream, like
+        :meth:`channel_event` (local only while cut off)."""
+        if self.isolated or not self.jet.connected:
+            if self.history is not None:
+                self.history.take(event.msgid)
+            deliver_special(channel, event, skip, cap=cap, multiline=multiline)
+            return
+        self.feeds.publish(channel, event, skip, cap=cap, multiline=multiline)
 
     def user_left(self, user: User, reason: str) -> None:
         """A local user is leaving: delete its keys; settle its channels after."""

@@ -14,7 +14,7 @@ and does the same work itself when none is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from relaychat.server.relay import Relay
@@ -52,6 +52,22 @@ class Backplane(Protocol):
         Args:
             status: ``"@"`` or ``"+"`` for a STATUSMSG (only operators, or voiced and operators).
             tagmsg: a TAGMSG: only members with ``message-tags`` receive it.
+        """
+
+    def channel_special(
+        self,
+        channel: Channel,
+        event: Relay,
+        skip: User | None,
+        *,
+        cap: str = "",
+        multiline: dict[str, Any] | None = None,
+    ) -> None:
+        """Relay ``event`` like :meth:`channel_event`, in the channel's one order, to the
+        members with capability ``cap`` only (when given; a ``REDACT``), or as the multiline
+        message ``Multiline(**multiline)`` (``server/multiline.py``; ``event`` is its ``event``).
+
+        Delivery to this node's members happens later, in the network's order.
         """
 
     def user_left(self, user: User, reason: str) -> None:

@@ -39,6 +39,8 @@ How a multiline message is written on the wire (rules 5 and 6) is ``server/multi
 
 from __future__ import annotations
 
+from typing import Any
+
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.ctcp import is_ctcp_not_action
@@ -222,11 +224,15 @@ def _deliver(
             if not quiet:
                 out.numeric(N.ERR_CANNOTSENDTOCHAN, channel.name, text=why)
             return
-        message = _message(core, user, batch, channel.name)
+        fields = _fields(core, user, batch, channel.name)
+        message = Multiline(**fields)
         _store(core, user, batch, message, channel.key, idem=key)
-        for member in channel.members:
-            if member is not user:
-                member.send(message.data(member))
+        if core.backplane is not None:  # through the network, in the channel's one order
+            core.backplane.channel_special(channel, message.event, user, multiline=fields)
+        else:
+            for member in channel.members:
+                if member is not user:
+                    member.send(message.data(member))
         if "echo-message" in user.caps:
             out.raw(message.data(user))
         return
@@ -256,18 +262,25 @@ def _message(
     core: ServerCore, user: User, batch: ClientBatch, shown: str, *, msgid: str | None = None
 ) -> Multiline:
     """The message to send (``msgid``: another copy of that one, with a new batch reference)."""
-    return Multiline(
-        source=user.prefix,
-        verb=batch.verb,
-        target=shown,
-        lines=batch.lines,
-        time=core.time_tag(),
-        msgid=msgid or core.new_msgid(),
-        account=user.account,
-        client_tags=batch.tags,
-        ref=core.new_batch_id(),
-        bot=BOT_MODE in user.modes,
-    )
+    return Multiline(**_fields(core, user, batch, shown, msgid=msgid))
+
+
+def _fields(
+    core: ServerCore, user: User, batch: ClientBatch, shown: str, *, msgid: str | None = None
+) -> dict[str, Any]:
+    """What makes the message (``Multiline(**fields)``); JSON-able but for ``ref``."""
+    return {
+        "source": user.prefix,
+        "verb": batch.verb,
+        "target": shown,
+        "lines": batch.lines,
+        "time": core.time_tag(),
+        "msgid": msgid or core.new_msgid(),
+        "account": user.account,
+        "client_tags": batch.tags,
+        "ref": core.new_batch_id(),
+        "bot": BOT_MODE in user.modes,
+    }
 
 
 def _store(

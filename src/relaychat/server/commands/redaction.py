@@ -149,9 +149,12 @@ def redact(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
         )
     )
     if channel is not None:
-        for peer in channel.members:
-            if peer is not user and CAP in peer.caps:
-                peer.send(event.data(peer))
+        if core.backplane is not None:  # through the network, in the channel's one order
+            core.backplane.channel_special(channel, event, user, cap=CAP)
+        else:
+            for peer in channel.members:
+                if peer is not user and CAP in peer.caps:
+                    peer.send(event.data(peer))
     elif dest is not None and dest is not user and CAP in dest.caps:
         dest.send(event.data(dest))
     if CAP in user.caps:

@@ -1,5 +1,6 @@
 """Network-wide operations: K-lines and D-lines set on one node apply on every node (and are
-lifted everywhere), LUSERS counts the whole network."""
+lifted everywhere), LUSERS counts the whole network, multiline messages and redactions follow
+the channel's one order."""
 
 from __future__ import annotations
 
@@ -122,4 +123,51 @@ async def test_lusers_counts_the_network(network: Network) -> None:
     await alice.expect(r" 255 alice :I have 1 clients and 2 servers$")
     await alice.expect(r" 266 alice 3 3 :Current global users 3, max 3$")
     for c in (alice, bob, carol):
+        await c.close()
+
+
+async def capable(srv: Server, nick: str, caps: str) -> LineClient:
+    c = await LineClient.open(*srv.addresses[0])
+    await c.send(f"CAP REQ :{caps}")
+    await c.expect(r" CAP \S+ ACK ")
+    await c.send("CAP END")
+    await c.register(nick)
+    await c.send("JOIN #ml")
+    await c.expect(rf" 366 {nick} #ml ")
+    return c
+
+
+async def test_multiline_and_redact_travel_in_the_channels_order(network: Network) -> None:
+    n1, n2 = await network(2)
+    caps = "batch message-tags echo-message draft/multiline draft/message-redaction"
+    alice = await capable(n1, "alice", caps)
+    modern = await capable(n2, "modern", caps)
+    plain = await capable(n2, "plain", "message-tags")
+    await alice.send("BATCH +b1 draft/multiline #ml")
+    await alice.send("@batch=b1 PRIVMSG #ml :line one")
+    await alice.send("@batch=b1 PRIVMSG #ml :line two")
+    await alice.send("BATCH -b1")
+    await alice.send("PRIVMSG #ml :after")
+    m = await alice.expect(r"msgid=([^; ]+)\S* :alice!\S+ PRIVMSG #ml :after$")
+    after = m.group(1)
+    # A multiline-capable member of the other node gets the batch whole, then what followed.
+    start = len(modern.seen)
+    await modern.expect(r"PRIVMSG #ml :after$")
+    got = [line.split(" ", 1)[1] if line.startswith("@") else line for line in modern.seen[start:]]
+    got = [g for g in got if g.startswith(":alice!")]  # (plain's JOIN may come first)
+    assert [g.split(" ", 2)[1] for g in got] == ["BATCH", "PRIVMSG", "PRIVMSG", "BATCH", "PRIVMSG"]
+    assert got[0].endswith(" draft/multiline #ml") and got[2].endswith(":line two")
+    # One without the capability gets the lines one by one, in the same place.
+    start = len(plain.seen)
+    await plain.expect(r"PRIVMSG #ml :after$")
+    texts = [line.rsplit(":", 1)[1] for line in plain.seen[start:] if " PRIVMSG " in line]
+    assert texts == ["line one", "line two", "after"]
+    # A redaction reaches the capable members of the other node, and them only.
+    await alice.send(f"REDACT #ml {after} :oops")
+    await modern.expect(rf":alice!\S+ REDACT #ml {after} :?oops$")
+    await alice.send("PRIVMSG #ml :fence")
+    start = len(plain.seen)
+    await plain.expect(r"PRIVMSG #ml :fence$")
+    assert not any("REDACT" in line for line in plain.seen[start:])
+    for c in (alice, modern, plain):
         await c.close()
