@@ -50,9 +50,13 @@ _SCALARS = ("name", "created", "modes", "key", "limit", "topic", "topic_by", "to
 _SETS = ("invites", "ops", "voices")
 
 
+#: One encoder for every :func:`dumps` (``json.dumps`` with options makes a new one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODE(value).encode("utf-8")
 
 
 def user_record(user: User, server: str, incarnation: str) -> Record:
