@@ -18,7 +18,8 @@ import pytest
 from relaychat.server.idempotency import CAP
 from relaychat.server.listeners import Server
 from tests.cluster.conftest import Network
-from tests.cluster.support import needs_nats, node_config
+from tests.cluster.support import NatsServer, needs_nats, node_config
+from tests.cluster.test_failures import _healed
 from tests.e2e.test_send_exactly_once import FAST_SEND
 from tests.faultproxy import FaultProxy
 from tests.harness import TIMEOUT, LineClient
@@ -248,3 +249,24 @@ async def test_relaychat_send_to_a_node_is_exactly_once_across_nodes(
             await proc.wait()
         await proxy.stop()
         await reader.close()
+
+
+async def test_a_node_cut_off_from_nats_refuses_keyed_messages(own_nats: NatsServer) -> None:
+    srv = Server(node_config(own_nats.url, "cutoff", "n1"))
+    await srv.start()
+    try:
+        alice, _ = await sender(srv, "alice")
+        await alice.send("JOIN #cut")
+        await alice.expect(r" 366 alice #cut ")
+        own_nats.stop()
+        await alice.expect(r"NOTICE alice :\*\*\* This server lost contact")
+        # A key cannot be claimed: the line is refused (not relayed), not risked twice.
+        await alice.send("@+relaychat.dev/idem=cut-1;label=x PRIVMSG #cut :while away")
+        await alice.expect(r"label=x .*FAIL PRIVMSG TEMPORARILY_UNAVAILABLE #cut :")
+        own_nats.start()
+        await _healed([srv])
+        msgid, _ = await keyed(alice, "cut-1", "y", "#cut", "while away")
+        assert await keyed(alice, "cut-1", "z", "#cut", "while away") == (msgid, _)
+        await alice.close()
+    finally:
+        await srv.stop()
