@@ -165,7 +165,10 @@ class Liveness:
             name,
             dumps({"dead": True, "inc": inc, "by": node.name, "hb": 0}),
         )
-        for key in sorted(node.mirror.keys_of.pop(name, ())):
+        # Users first: a node that reads a user's deletion before its memberships' shows the
+        # QUIT in its channels (memberships first would take it out of them quietly).
+        keys = node.mirror.keys_of.pop(name, ())
+        for key in sorted(keys, key=lambda k: (not k.startswith("u."), k)):
             node.jet.kv_delete(node.names.state_bucket, key)
 
     async def loop(self) -> None:
