@@ -74,6 +74,12 @@ class SharedBans:
             self.written[ident] = ban
             self._apply(ban)
 
+    def resync(self, present: set[str]) -> None:
+        """A fresh read of the whole bucket holds the ban keys ``present``: the bans lifted
+        meanwhile (while NATS was away) are lifted here too; the others arrive as entries."""
+        for kind, mask in [i for i in self.network if self.key(*i) not in present]:
+            self.entry(f"{kind}.{hexname(mask)}", None)
+
     def _apply(self, ban: Ban) -> None:
         core = self.core
         if _table(core.bans, ban.kind).get(ban.mask) == ban:

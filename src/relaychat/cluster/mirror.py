@@ -369,6 +369,7 @@ class Mirror:
                 others.append((key, value, revision))
         self.claims.clear()
         self.own = own
+        self.node.bans.resync({key for key, _, _ in others if key.startswith("b.")})
         for key, value, revision in others:
             if key.startswith("c."):
                 self.base.pop(unhex(key[2:]), None)  # re-read whole, newer or not
