@@ -269,12 +269,15 @@ class Feeds:
 
     def _handle(self, chan_key: str, seq: int, prev: int, payload: bytes) -> None:
         events = read_channel(payload)
-        node = self.node
-        history = node.history
-        if history is not None and events[0][2]:
-            history.feed(chan_key, seq, prev, [record for _, _, record in events if record])
+        history = self.node.history
+        records = [record for _, _, record in events if record]
+        if history is not None and records:
+            history.feed(chan_key, seq, prev, records)
         for data, line, _ in events:
-            self._deliver(chan_key, data, line)
+            try:
+                self._deliver(chan_key, data, line)
+            except Exception:  # one bad event must not cost the others of its message
+                log.exception("cluster: an event of %d of %s could not be delivered", seq, chan_key)
 
     def _deliver(self, chan_key: str, data: dict[str, Any], line: bytes) -> None:
         node = self.node
