@@ -63,6 +63,8 @@ log = logging.getLogger("relaychat.cluster")
 SECRET_KEY = "s.idem"
 #: Seconds between reads of a pending claim while its node relays the message.
 POLL = 0.02
+#: Most reads of one key while claiming it (each wait for a live node's record is one).
+MAX_TRIES = 1000
 #: Most stream messages read per conversation when a dead node's claim is resolved (rule 2).
 SCAN_LIMIT = 2000
 
@@ -228,7 +230,7 @@ class ClusterKeys:
         cl = node.config.cluster
         deadline = time.monotonic() + cl.ack_timeout + 2 * cl.heartbeat
         last = 0
-        while True:
+        for _ in range(MAX_TRIES):
             ack = await self._put(self.bucket, kv_key, pending, last=last)
             if ack.ok:
                 self.claims[(sender, key)] = ack.seq
@@ -257,6 +259,7 @@ class ClusterKeys:
                 last = 0
                 continue
             return await self._take_over(sender, key, kv_key, found, value, pending)
+        return Claim.UNAVAILABLE
 
     def _alive(self, claim: dict[str, Any]) -> bool:
         node = self.node
