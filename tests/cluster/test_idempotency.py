@@ -270,3 +270,46 @@ async def test_a_node_cut_off_from_nats_refuses_keyed_messages(own_nats: NatsSer
         await alice.close()
     finally:
         await srv.stop()
+
+
+async def multiline(c: LineClient, key: str, ref: str, target: str) -> str:
+    """Send a keyed two-line batch; returns the msgid of its echo batch."""
+    await c.send(f"@+relaychat.dev/idem={key} BATCH +{ref} draft/multiline {target}")
+    await c.send(f"@batch={ref} PRIVMSG {target} :first of {key}")
+    await c.send(f"@batch={ref} PRIVMSG {target} :second of {key}")
+    await c.send(f"BATCH -{ref}")
+    m = await c.expect(rf"^@\S*msgid=([^; ]+)\S* :\S+ BATCH \+\S+ draft/multiline {target}$")
+    await c.expect(r" BATCH -")
+    return m.group(1)
+
+
+async def test_a_keyed_multiline_batch_repeated_on_another_node_is_relayed_once(
+    network: Network,
+) -> None:
+    n1, n2 = await network(2)
+    reader = await member(n2, "reader", "#ml")
+    caps = "batch draft/multiline"
+    alice = await LineClient.open(*n1.addresses[0])
+    await alice.send(f"CAP REQ :{CAPS} {caps}\r\nIDEM TOKEN")
+    token = (await alice.expect(r"^:\S+ IDEM TOKEN (\S+)$")).group(1)
+    await alice.send("CAP END")
+    await alice.register("alice")
+    await alice.send("JOIN #ml")
+    await alice.expect(r" 366 alice #ml ")
+    first = await multiline(alice, "batch-key-1", "r1", "#ml")
+    await alice.close()
+    again = await LineClient.open(*n2.addresses[0])
+    await again.send(f"CAP REQ :{CAPS} {caps}\r\nIDEM TOKEN {token}")
+    await again.expect(rf"^:\S+ IDEM TOKEN {token}$")
+    await again.send("CAP END")
+    await again.register("alice2")
+    await again.send("JOIN #ml")
+    await again.expect(r" 366 alice2 #ml ")
+    assert await multiline(again, "batch-key-1", "r2", "#ml") == first
+    await keyed(again, "fence-ml", "f", "#ml", "fence")
+    await reader.expect(r"PRIVMSG #ml :fence$")
+    assert sum("first of batch-key-1" in line for line in reader.seen) == 1
+    assert n2.cluster is not None and n2.cluster.keys is not None
+    assert n2.cluster.keys.adopted == 1  # node 1's record, read from the bucket
+    await again.close()
+    await reader.close()

@@ -12,8 +12,9 @@ unchanged):
   history is loaded for the replay on join.
 - ``CHATHISTORY`` and ``REDACT`` first load what the streams hold beyond the node's index.
 - ``KILL`` of a user of another node asks that node to disconnect it.
-- ``PRIVMSG``, ``NOTICE`` and ``TAGMSG`` with an idempotency key first claim the key in the
-  network's bucket (``idem.py``): relayed once, whichever node a repeat reaches.
+- ``PRIVMSG``, ``NOTICE``, ``TAGMSG`` and the ``BATCH -`` closing a multiline batch with an
+  idempotency key first claim the key in the network's bucket (``idem.py``): relayed once,
+  whichever node a repeat reaches.
 - ``RENAME`` (channel renaming) is refused: a channel's name is its key in every node's state.
 - Every other command except the hot ones (``PRIVMSG``...) is followed by a sync of what it may
   have changed: the user's record and memberships, and the channels it names.
@@ -302,68 +303,112 @@ def _keyed(real: Handler) -> Handler:
         if not tags or TAG not in tags or core.keys is None or IDEM_CAP not in user.caps:
             real(core, user, msg, out)  # the hot path: no key
             return
-        node = _node(core, user)
-        keys = node.keys if node is not None else None
-        key = tags[TAG]
-        if (
-            node is None
-            or keys is None
-            or not valid_key(key)  # the handler refuses it as on one process
-            or not msg.params
-            or "batch" in tags
-            or not user.registered
-        ):
-            real(core, user, msg, out)
+        if not msg.params or "batch" in tags or not user.registered:
+            real(core, user, msg, out)  # (a line of a multiline batch: its BATCH - claims)
             return
-        sender = sender_of(user)
-        if keys.known(sender, key, core.now):  # a repeat on this node: answered from memory
-            real(core, user, msg, out)
-            return
-        if node.isolated or not node.jet.connected:
-            out.standard(
-                "FAIL",
-                msg.command,
-                "TEMPORARILY_UNAVAILABLE",
-                msg.params[0],
-                text="This server is cut off from the network: messages with an idempotency "
-                "key wait until it is back",
-            )
-            return
-        outcome: list[Claim] = []
-
-        async def work() -> bool:
-            found = await keys.claim(sender, key, user.prefix, msg.params[0])
-            outcome.append(found)
-            if found is Claim.NEW and user.quitting:
-                keys.release(sender, key)  # gone meanwhile: nothing will be relayed
-            return True
-
-        def then(replies: Replies) -> None:
-            found = outcome[0] if outcome else Claim.UNAVAILABLE
-            if found is Claim.UNAVAILABLE:
-                replies.standard(
-                    "FAIL",
-                    msg.command,
-                    "TEMPORARILY_UNAVAILABLE",
-                    msg.params[0],
-                    text="The network could not be asked whether this message was sent before",
-                )
-                return
-            if found is Claim.KNOWN:
-                record = keys.recall_key(sender, key, core.now - keys.window)
-                if record is not None and core.keys is not None:
-                    core.keys.learn(record, core.now)
-                real(core, user, msg, replies)
-                return
-            try:
-                real(core, user, msg, replies)
-            finally:
-                keys.release(sender, key)  # still claimed: nothing was relayed
-
-        _later(node, user, out, work, then)
+        _claim_first(core, user, msg, out, real, tags[TAG], msg.params[0], msg.command)
 
     handler.__doc__ = real.__doc__
     return handler
+
+
+def _keyed_batch(real: Handler) -> Handler:
+    def handler(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
+        """BATCH +<ref> draft/multiline <target> | BATCH -<ref>"""
+        batch = user.batch
+        ref = msg.params[0] if msg.params else ""
+        if (
+            batch is None
+            or ref != f"-{batch.ref}"
+            or batch.failed
+            or not batch.lines
+            or not batch.tags
+            or TAG not in batch.tags
+            or core.keys is None
+            or IDEM_CAP not in user.caps
+        ):
+            real(core, user, msg, out)
+            return
+
+        def abandon() -> None:  # refused: the batch is closed, its label answered
+            user.batch = None
+            if batch.label is not None and out.label is None:
+                out.label = batch.label
+
+        _claim_first(core, user, msg, out, real, batch.tags[TAG], batch.target, "BATCH", abandon)
+
+    handler.__doc__ = real.__doc__
+    return handler
+
+
+def _claim_first(
+    core: ServerCore,
+    user: User,
+    msg: Message,
+    out: Replies,
+    real: Handler,
+    key: str,
+    target: str,
+    verb: str,
+    abandon: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``real`` for a message with idempotency ``key`` once the key is claimed in the
+    network's bucket (``idem.py``): relayed if new, answered from the first relay if not."""
+    node = _node(core, user)
+    keys = node.keys if node is not None else None
+    if node is None or keys is None or not valid_key(key):
+        real(core, user, msg, out)  # (a bad key: the handler refuses it as on one process)
+        return
+    sender = sender_of(user)
+    if keys.known(sender, key, core.now):  # a repeat on this node: answered from memory
+        real(core, user, msg, out)
+        return
+    if node.isolated or not node.jet.connected:
+        abandon()
+        out.standard(
+            "FAIL",
+            verb,
+            "TEMPORARILY_UNAVAILABLE",
+            target,
+            text="This server is cut off from the network: messages with an idempotency "
+            "key wait until it is back",
+        )
+        return
+    outcome: list[Claim] = []
+
+    async def work() -> bool:
+        found = await keys.claim(sender, key, user.prefix, target)
+        outcome.append(found)
+        if found is Claim.NEW and user.quitting:
+            keys.release(sender, key)  # gone meanwhile: nothing will be relayed
+        return True
+
+    def then(replies: Replies) -> None:
+        found = outcome[0] if outcome else Claim.UNAVAILABLE
+        if found is Claim.UNAVAILABLE:
+            abandon()
+            if replies.label is None and out.label is not None:
+                replies.label = out.label
+            replies.standard(
+                "FAIL",
+                verb,
+                "TEMPORARILY_UNAVAILABLE",
+                target,
+                text="The network could not be asked whether this message was sent before",
+            )
+            return
+        if found is Claim.KNOWN:
+            record = keys.recall_key(sender, key, core.now - keys.window)
+            if record is not None and core.keys is not None:
+                core.keys.learn(record, core.now)
+            real(core, user, msg, replies)
+            return
+        try:
+            real(core, user, msg, replies)
+        finally:
+            keys.release(sender, key)  # still claimed: nothing was relayed
+
+    _later(node, user, out, work, then)
 
 
 # --- REDACT --------------------------------------------------------------------------------------
@@ -442,6 +487,7 @@ _SPECIAL: dict[str, Callable[[Handler], Handler]] = {
     "PRIVMSG": _keyed,
     "NOTICE": _keyed,
     "TAGMSG": _keyed,
+    "BATCH": _keyed_batch,
     "NICK": _nick,
     "JOIN": _join,
     "CHATHISTORY": _chathistory,

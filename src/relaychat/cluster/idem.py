@@ -167,8 +167,13 @@ class ClusterKeys:
         return self._secret
 
     def append_keyed(self, record: KeyRecord, messages: Sequence[StoredMessage]) -> None:
-        """Write ``record`` over this node's claim (rule 1). ``messages`` went to the history
-        with their events already (the keys are not kept with history here)."""
+        """Write ``record`` over this node's claim (rule 1); ``messages`` (when the caller
+        hands them here rather than to history: a multiline batch) go to the history, which
+        stashes them for their events (the keys are not kept with history here)."""
+        history = self.node.history
+        if history is not None:
+            for message in messages:
+                history.append(message)
         self._remember(record)
         revision = self.claims.pop((record.sender, record.key), None)
         if revision is None:

@@ -226,13 +226,14 @@ def _deliver(
             return
         fields = _fields(core, user, batch, channel.name)
         message = Multiline(**fields)
-        _store(core, user, batch, message, channel.key, idem=key)
+        later = _store(core, user, batch, message, channel.key, idem=key)
         if core.backplane is not None:  # through the network, in the channel's one order
             core.backplane.channel_special(channel, message.event, user, multiline=fields)
         else:
             for member in channel.members:
                 if member is not user:
                     member.send(message.data(member))
+        _recorded(core, later)
         if "echo-message" in user.caps:
             out.raw(message.data(user))
         return
@@ -243,7 +244,7 @@ def _deliver(
         return
     message = _message(core, user, batch, dest.nick)
     conv = conversation_key(user.nick, dest.nick)
-    _store(core, user, batch, message, conv, to_account=dest.account, idem=key)
+    later = _store(core, user, batch, message, conv, to_account=dest.account, idem=key)
     if dest is user:
         # As for PRIVMSG: a message to oneself is delivered (unlabeled), and with echo-message
         # echoed too (the labeled reply), each batch with its own reference.
@@ -254,8 +255,15 @@ def _deliver(
         dest.send(message.data(dest))
         if "echo-message" in user.caps:
             out.raw(message.data(user))
+    _recorded(core, later)
     if verb == "PRIVMSG" and dest.away is not None:
         out.numeric(N.RPL_AWAY, dest.nick, text=dest.away)
+
+
+def _recorded(core: ServerCore, later: KeyRecord | None) -> None:
+    """Hand a key's record to a store of keys apart from history, after the relay."""
+    if later is not None and core.keys is not None:
+        core.keys.record(later, (), core.now)
 
 
 def _message(
@@ -291,9 +299,11 @@ def _store(
     key: str,
     to_account: str | None = None,
     idem: str | None = None,
-) -> None:
+) -> KeyRecord | None:
     """Rule 4: one history record, before a byte is sent; with an idempotency key (rule 7) the
-    key's record and the message go to the store in one step."""
+    key's record and the message go to the store in one step. A store of keys apart from
+    history (``KeyIndex.with_history`` false) gets the key's record after the message was
+    relayed: it is returned, for :func:`_recorded`."""
     history = core.history
     stored: list[StoredMessage] = []
     if history is not None and not is_ctcp_not_action(batch.lines[0][0]):
@@ -325,6 +335,12 @@ def _store(
             batch.tags or {},
             ((message.target, message.event.msgid),),
         )
-        core.keys.record(record, stored, core.now)
-    elif stored and history is not None:
+        if core.keys.with_history:
+            core.keys.record(record, stored, core.now)
+            return None
+        if stored and history is not None:
+            history.append(stored[0])
+        return record  # keys kept apart (a cluster's): recorded once the message is relayed
+    if stored and history is not None:
         history.append(stored[0])
+    return None
