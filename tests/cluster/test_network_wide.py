@@ -171,3 +171,30 @@ async def test_multiline_and_redact_travel_in_the_channels_order(network: Networ
     assert not any("REDACT" in line for line in plain.seen[start:])
     for c in (alice, modern, plain):
         await c.close()
+
+
+async def test_a_nick_taken_later_does_not_read_its_former_owners_private_history(
+    network: Network,
+) -> None:
+    n1, n2 = await network(2)
+    alice = await client(n1, "alice")
+    bob = await client(n2, "bob")
+    await alice.send("PRIVMSG bob :for bob's eyes only")
+    await bob.expect(r"PRIVMSG bob :for bob's eyes only$")
+    await bob.send("QUIT")
+    await bob.closed()
+    for srv in (n1, n2):  # the next "bob", on either node
+        await until(lambda: srv.core.find_user("bob") is None, "bob gone")
+        other = await LineClient.open(*srv.addresses[0])
+        await other.send("CAP REQ :draft/chathistory batch server-time message-tags")
+        await other.expect(r" ACK ")
+        await other.send("CAP END")
+        await other.register("bob")
+        await other.send("CHATHISTORY LATEST alice * 10")
+        await other.expect(r"BATCH \+\S+ chathistory alice")
+        start = len(other.seen)
+        await other.expect(r"BATCH -")
+        assert not any("eyes only" in line for line in other.seen[start:]), other.seen
+        await other.send("QUIT")
+        await other.closed()
+    await alice.close()

@@ -168,6 +168,13 @@ class ClusterHistory(MemoryHistory):
     def close(self) -> None:
         """Nothing to release: the streams are JetStream's."""
 
+    def tip(self) -> tuple[int, int]:
+        """Now, as a position: a reader taking a nick sees only the private messages relayed
+        after this (``store/base.py`` ``Reader``). The index does not number what it is handed
+        (the streams do), so the time stands for "newest": a message stamped by a node whose
+        clock is behind may fall before it."""
+        return (int(time.time() * 1000), 0)
+
     def set_read_marker(self, owner: str, target: str, time_ms: int) -> None:
         """Keep ``owner``'s read marker here and in the state bucket (every node's)."""
         if time_ms <= (self.read_marker(owner, target) or -1):
