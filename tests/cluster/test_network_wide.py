@@ -184,7 +184,7 @@ async def test_a_nick_taken_later_does_not_read_its_former_owners_private_histor
     await bob.send("QUIT")
     await bob.closed()
     for srv in (n1, n2):  # the next "bob", on either node
-        await until(lambda: srv.core.find_user("bob") is None, "bob gone")
+        await until(lambda srv=srv: srv.core.find_user("bob") is None, "bob gone")
         other = await LineClient.open(*srv.addresses[0])
         await other.send("CAP REQ :draft/chathistory batch server-time message-tags")
         await other.expect(r" ACK ")
