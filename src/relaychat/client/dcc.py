@@ -39,7 +39,6 @@ import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,7 +46,7 @@ from typing import Any
 from relaychat.client.connection import Client
 from relaychat.client.dccfiles import close_target, name_complete, open_source, open_target
 from relaychat.client.dccio import connect, hash_prefix, listen, pull_file, push_file, wait_accept
-from relaychat.client.dccpeer import on_dcc
+from relaychat.client.dccpeer import Job, on_dcc
 from relaychat.client.dccstate import (
     DccConfig,
     DccDone,
@@ -73,28 +72,6 @@ log = logging.getLogger("relaychat.client.dcc")
 _MAX_CTCP = 380
 
 
-@dataclass(eq=False)
-class _Job:
-    """What the manager holds for one transfer besides its public :class:`Transfer`."""
-
-    transfer: Transfer
-    offer: DccSend | None = None  # the offer received
-    answer: asyncio.Future[DccSend | DccResume] | None = None  # what we wait for from the peer
-    task: asyncio.Task[None] | None = None
-    ended: asyncio.Future[Transfer] = field(default_factory=lambda: _future())
-    listener: socket.socket | None = None
-    file: Any = None
-    fd: int | None = None
-    expiry: asyncio.TimerHandle | None = None
-    reserved: str | None = None
-    want_passive: bool | None = None
-    last_progress: float = 0.0
-
-
-def _future() -> asyncio.Future[Transfer]:
-    return asyncio.get_running_loop().create_future()
-
-
 class DccManager:
     """DCC file transfers for one :class:`~relaychat.client.Client` (which must be started).
 
@@ -115,7 +92,7 @@ class DccManager:
         self.config = config or DccConfig()
         self._clock = clock
         self._hub = EventHub(client.config.event_queue, clock)
-        self._jobs: dict[int, _Job] = {}
+        self._jobs: dict[int, Job] = {}
         self._next_id = 1
         self._task: asyncio.Task[None] | None = None
         self._helpers: set[asyncio.Task[None]] = set()
@@ -248,7 +225,7 @@ class DccManager:
         self._spawn(job, self._run_send(job))
         return job.transfer
 
-    async def _run_send(self, job: _Job) -> None:
+    async def _run_send(self, job: Job) -> None:
         t, cfg = job.transfer, self.config
         bind = self._bind_host()
         if not t.passive:
@@ -341,7 +318,7 @@ class DccManager:
             j.reserved for j in self._jobs.values() if j.reserved and not j.transfer.state.final
         }
 
-    async def _run_receive(self, job: _Job) -> None:
+    async def _run_receive(self, job: Job) -> None:
         t, cfg, offer = job.transfer, self.config, job.offer
         assert offer is not None and job.fd is not None and t.path is not None
         loop = asyncio.get_running_loop()
@@ -388,7 +365,7 @@ class DccManager:
         )
         self._end(job, State.DONE)
 
-    async def _complete(self, job: _Job, digest: str) -> None:
+    async def _complete(self, job: Job, digest: str) -> None:
         """The file is complete and synced: give it its name (before the last ack)."""
         t = job.transfer
         assert t.path is not None
@@ -452,7 +429,7 @@ class DccManager:
         *,
         state: State = State.WAITING,
         path: Path | None = None,
-    ) -> _Job:
+    ) -> Job:
         t = Transfer(
             id=self._next_id,
             direction=direction,
@@ -464,14 +441,14 @@ class DccManager:
             created=self._clock(),
         )
         self._next_id += 1
-        job = _Job(t)
+        job = Job(t)
         self._jobs[t.id] = job
         return job
 
-    def _spawn(self, job: _Job, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, job: Job, coro: Coroutine[Any, Any, None]) -> None:
         job.task = asyncio.get_running_loop().create_task(self._guard(job, coro))
 
-    async def _guard(self, job: _Job, coro: Coroutine[Any, Any, None]) -> None:
+    async def _guard(self, job: Job, coro: Coroutine[Any, Any, None]) -> None:
         try:
             await coro
         except DccError as exc:
@@ -488,7 +465,7 @@ class DccManager:
         finally:
             self._release(job)
 
-    async def _ctcp(self, job: _Job, text: str, what: str) -> None:
+    async def _ctcp(self, job: Job, text: str, what: str) -> None:
         """Send a CTCP to the peer; the transfer fails if the server refuses it (no such nick)."""
         if len(text.encode("utf-8")) > _MAX_CTCP:
             raise DccError("the file name is too long to offer")
@@ -504,14 +481,14 @@ class DccManager:
 
         self._background(watch())
 
-    def _spawn_ctcp(self, job: _Job, text: str, what: str) -> None:
+    def _spawn_ctcp(self, job: Job, text: str, what: str) -> None:
         async def send() -> None:
             with contextlib.suppress(DccError):
                 await self._ctcp(job, text, what)
 
         self._background(send())
 
-    async def _answer(self, job: _Job, what: str) -> DccSend | DccResume:
+    async def _answer(self, job: Job, what: str) -> DccSend | DccResume:
         assert job.answer is not None
         timeout = self.config.offer_timeout
         job.transfer.state = State.WAITING
@@ -537,7 +514,7 @@ class DccManager:
             raise DccError("not connected to the server: no address to offer")
         return host
 
-    def _activate(self, job: _Job, conn: socket.socket) -> None:
+    def _activate(self, job: Job, conn: socket.socket) -> None:
         t = job.transfer
         with contextlib.suppress(OSError):
             peer = conn.getpeername()
@@ -545,7 +522,7 @@ class DccManager:
         t.state, t.started = State.ACTIVE, self._clock()
         t.meter.add(t.started, t.done)
 
-    def _progress(self, job: _Job) -> Callable[[int], None]:
+    def _progress(self, job: Job) -> Callable[[int], None]:
         t, interval = job.transfer, self.config.progress_interval
 
         def update(position: int) -> None:
@@ -558,11 +535,11 @@ class DccManager:
 
         return update
 
-    def _expire(self, job: _Job) -> None:
+    def _expire(self, job: Job) -> None:
         if job.transfer.state is State.OFFERED:
             self._end(job, State.FAILED, f"not accepted within {self.config.offer_timeout:g} s")
 
-    def _end(self, job: _Job, state: State, reason: str = "") -> None:
+    def _end(self, job: Job, state: State, reason: str = "") -> None:
         """Finish a transfer: record how, free what it holds, tell everyone (once)."""
         t = job.transfer
         if t.state.final:
@@ -588,7 +565,7 @@ class DccManager:
             log.info("DCC #%d %s: %s", t.id, state.value, reason)
             self._hub.publish(DccFailed(t, reason))
 
-    def _release(self, job: _Job) -> None:
+    def _release(self, job: Job) -> None:
         """Close what a transfer holds: its listening socket and its file."""
         if job.listener is not None:
             job.listener.close()
@@ -599,7 +576,7 @@ class DccManager:
         if job.fd is not None:
             self._close_fd(job)
 
-    def _close_fd(self, job: _Job) -> None:
+    def _close_fd(self, job: Job) -> None:
         fd, job.fd = job.fd, None
         assert fd is not None
         close_target(fd, job.transfer.path)

@@ -2,40 +2,91 @@
 
 These functions are part of :class:`~relaychat.client.dcc.DccManager` (kept apart only to keep
 each module small): they read and change its transfers, and never do I/O themselves (sending a
-CTCP back is handed to the manager). The rules they enforce are :mod:`relaychat.client.dcc`'s
-rule 1: offers are only reported, and answers count only from the right nick with the right
-port or token.
+CTCP back is handed to the manager). They see the manager through :class:`DccOwner` (exactly
+what they use), and :class:`Job` (what the manager holds per transfer) lives here, so this
+module never imports :mod:`relaychat.client.dcc` (which imports it). The rules they enforce
+are :mod:`relaychat.client.dcc`'s rule 1: offers are only reported, and answers count only from
+the right nick with the right port or token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from relaychat.client.connection import Client
 from relaychat.client.dccstate import (
+    DccConfig,
     DccOffered,
     DccRefused,
     Direction,
     State,
+    Transfer,
     check_address,
     check_offer,
     safe_name,
 )
+from relaychat.client.delivery import EventHub
 from relaychat.client.events import Ctcp
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.ctcp import CtcpError, DccReject, DccResume, DccSend, parse_dcc
 
-if TYPE_CHECKING:
-    from relaychat.client.dcc import DccManager
-    from relaychat.client.dcc import _Job as Job
-
-__all__ = ["on_dcc"]
+__all__ = ["DccOwner", "Job", "on_dcc"]
 
 log = logging.getLogger("relaychat.client.dcc")
 
 
-def on_dcc(m: DccManager, ev: Ctcp) -> None:
+@dataclass(eq=False)
+class Job:
+    """What the manager holds for one transfer besides its public :class:`Transfer`."""
+
+    transfer: Transfer
+    offer: DccSend | None = None  # the offer received
+    answer: asyncio.Future[DccSend | DccResume] | None = None  # what we wait for from the peer
+    task: asyncio.Task[None] | None = None
+    ended: asyncio.Future[Transfer] = field(default_factory=lambda: _future())
+    listener: socket.socket | None = None
+    file: Any = None
+    fd: int | None = None
+    expiry: asyncio.TimerHandle | None = None
+    reserved: str | None = None
+    want_passive: bool | None = None
+    last_progress: float = 0.0
+
+
+def _future() -> asyncio.Future[Transfer]:
+    return asyncio.get_running_loop().create_future()
+
+
+class DccOwner(Protocol):
+    """What these functions use of :class:`~relaychat.client.dcc.DccManager`."""
+
+    client: Client
+    config: DccConfig
+    _hub: EventHub
+    _jobs: dict[int, Job]
+
+    def offers(self, nick: str | None = None) -> list[Transfer]:
+        """Incoming offers waiting to be accepted (from ``nick`` only, when given)."""
+        ...
+
+    def _allowed_nick(self, nick: str) -> bool: ...
+
+    def _new(
+        self, direction: Direction, nick: str, name: str, size: int, *, state: State = ...
+    ) -> Job: ...
+
+    def _spawn_ctcp(self, job: Job, text: str, what: str) -> None: ...
+
+    def _expire(self, job: Job) -> None: ...
+
+    def _end(self, job: Job, state: State, reason: str = "") -> None: ...
+
+
+def on_dcc(m: DccOwner, ev: Ctcp) -> None:
     """Act on a ``DCC`` CTCP from a peer (every rule of :mod:`.dcc` rule 1 is here)."""
     nick = ev.sender
     try:
@@ -62,7 +113,7 @@ def on_dcc(m: DccManager, ev: Ctcp) -> None:
         _on_offer(m, ev, msg)
 
 
-def _on_offer(m: DccManager, ev: Ctcp, offer: DccSend) -> None:
+def _on_offer(m: DccOwner, ev: Ctcp, offer: DccSend) -> None:
     """DCC SEND: a new offer; reported as :class:`DccOffered` if it passes every check."""
     nick = ev.sender
     if not m._allowed_nick(nick):
@@ -96,7 +147,7 @@ def _on_offer(m: DccManager, ev: Ctcp, offer: DccSend) -> None:
     m._hub.publish(DccOffered(t))
 
 
-def _on_resume(m: DccManager, nick: str, msg: DccResume) -> None:
+def _on_resume(m: DccOwner, nick: str, msg: DccResume) -> None:
     """DCC RESUME (to an offer of ours) or DCC ACCEPT (to a resume request of ours)."""
     if msg.accept:  # our RESUME was accepted
         job = _find(m, nick, Direction.RECEIVE, port=msg.port, token=msg.token)
@@ -117,7 +168,7 @@ def _on_resume(m: DccManager, nick: str, msg: DccResume) -> None:
     m._spawn_ctcp(job, accept.to_text(), "the resume acceptance")
 
 
-def _on_reject(m: DccManager, nick: str, msg: DccReject) -> None:
+def _on_reject(m: DccOwner, nick: str, msg: DccReject) -> None:
     """DCC REJECT: the peer declined our offer, or withdrew theirs."""
     for job in list(m._jobs.values()):
         t = job.transfer
@@ -131,7 +182,7 @@ def _on_reject(m: DccManager, nick: str, msg: DccReject) -> None:
 
 
 def _find(
-    m: DccManager,
+    m: DccOwner,
     nick: str,
     direction: Direction,
     *,
