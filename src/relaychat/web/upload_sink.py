@@ -21,18 +21,17 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from relaychat.config import Uploads
 from relaychat.web.http import Response
 from relaychat.web.upload_auth import Identity
-from relaychat.web.upload_index import StoredFile
+from relaychat.web.upload_index import StoredFile, UploadIndex
 from relaychat.web.upload_policy import checked_type, format_size
 
-if TYPE_CHECKING:
-    from relaychat.web.uploads import UploadService
-
-__all__ = ["DISK_CHECK_EVERY", "MAX_BUFFERED", "WRITE_CHUNK", "UploadSink"]
+__all__ = ["DISK_CHECK_EVERY", "MAX_BUFFERED", "WRITE_CHUNK", "SinkService", "UploadSink"]
 
 log = logging.getLogger("relaychat.web")
 
@@ -42,6 +41,46 @@ WRITE_CHUNK = 1 << 20
 MAX_BUFFERED = 4 << 20
 #: Bytes between two free-space checks of an upload of unknown length.
 DISK_CHECK_EVERY = 8 << 20
+
+
+class SinkService(Protocol):
+    """What a sink uses of :class:`~relaychat.web.uploads.UploadService` (which imports this)."""
+
+    settings: Uploads
+    index: UploadIndex
+    clock: Callable[[], float]
+    io: ThreadPoolExecutor
+    db: ThreadPoolExecutor
+    active: int
+    stored: int
+
+    def reserve(self, account: str, size: int, *, files: int = 0) -> None:
+        """Count ``size`` bytes (and ``files`` uploads) in progress for ``account``."""
+        ...
+
+    def release(self, account: str, size: int, *, files: int = 0) -> None:
+        """Undo :meth:`reserve`."""
+        ...
+
+    def make_room(
+        self,
+        account: str,
+        incoming: int,
+        *,
+        files: int = 1,
+        delete: bool = True,
+        disk: bool = True,
+    ) -> Response | None:
+        """A refusal when ``account`` may not store ``incoming`` more bytes, else ``None``."""
+        ...
+
+    def disk_room(self, incoming: int) -> Response | None:
+        """A 507 when storing ``incoming`` more bytes would leave too little free space."""
+        ...
+
+    def link(self, base: str, entry: StoredFile) -> str:
+        """The URL of ``entry`` under ``base``."""
+        ...
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:
@@ -73,7 +112,7 @@ class UploadSink:
 
     def __init__(
         self,
-        service: UploadService,
+        service: SinkService,
         who: Identity,
         name: str,
         kind: str,
