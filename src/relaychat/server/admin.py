@@ -24,15 +24,13 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from relaychat import __version__
 from relaychat.server.audit import audit
 from relaychat.server.bans import BanError, parse_duration
 from relaychat.server.commands.bans import add_ban, remove_ban
-
-if TYPE_CHECKING:
-    from relaychat.server.listeners import Server
+from relaychat.server.running import RunningServer
 
 __all__ = ["MAX_REQUEST", "AdminError", "AdminServer", "peer_uid"]
 
@@ -59,7 +57,7 @@ def peer_uid(sock: socket.socket) -> int | None:
 class AdminServer:
     """Serves the admin socket at ``path`` for ``server``."""
 
-    def __init__(self, server: Server, path: Path) -> None:
+    def __init__(self, server: RunningServer, path: Path) -> None:
         self.server = server
         self.path = path
         self._srv: asyncio.AbstractServer | None = None

@@ -20,10 +20,10 @@ from relaychat.errors import RelaychatError
 from relaychat.server.audit import AuditLog
 from relaychat.server.bans import BanList, load_bans, save_bans
 from relaychat.server.reload import ConfigSource, Reloader
+from relaychat.server.running import RunningServer
 
 if TYPE_CHECKING:
     from relaychat.server.admin import AdminServer
-    from relaychat.server.listeners import Server
 
 __all__ = ["PID_FILE", "AlreadyRunning", "Operations", "read_pid"]
 
@@ -65,7 +65,7 @@ def read_pid(data_dir: Path) -> int | None:
 class Operations:
     """The data-directory side of a running server (see the module docstring)."""
 
-    def __init__(self, server: Server, source: ConfigSource) -> None:
+    def __init__(self, server: RunningServer, source: ConfigSource) -> None:
         self.server = server
         self.data = server.config.data_path()
         self.reloader: Reloader | None = None

@@ -29,7 +29,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from relaychat.accounts.worker import ThreadWorker
 from relaychat.config import Config, load_config
@@ -37,11 +37,9 @@ from relaychat.errors import ConfigError
 from relaychat.server.audit import snotice
 from relaychat.server.connection import Connection
 from relaychat.server.rehash import apply_config, keep_restart_only
+from relaychat.server.running import RunningServer
 from relaychat.server.tls import TLSSetupError, self_signed_certificate, server_context
 from relaychat.server.tlsaccept import Listening, open_tls_server
-
-if TYPE_CHECKING:
-    from relaychat.server.listeners import Server
 
 __all__ = ["ConfigSource", "Reloader"]
 
@@ -81,7 +79,7 @@ def tls_files(config: Config) -> tuple[Path, Path]:
 class Reloader:
     """Reloads a running :class:`~relaychat.server.listeners.Server` (see the module rules)."""
 
-    def __init__(self, server: Server, source: ConfigSource) -> None:
+    def __init__(self, server: RunningServer, source: ConfigSource) -> None:
         self.server = server
         self.source = source
         self.count = 0
