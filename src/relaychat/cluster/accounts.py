@@ -20,17 +20,15 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from relaychat.accounts.scram import ScramCredentials
 from relaychat.accounts.store import Account, AccountStore, AccountStoreError
+from relaychat.cluster.base import Node
 from relaychat.cluster.jet import WRONG_LAST_SEQUENCE, Ack
 from relaychat.cluster.names import hexname
 from relaychat.cluster.wire import dumps
 from relaychat.protocol.casemap import irc_lower
-
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
 
 __all__ = ["ClusterAccounts"]
 
@@ -76,7 +74,7 @@ def _account(record: Record) -> Account:
 class ClusterAccounts(AccountStore):
     """The account store of a cluster node (see the module rules)."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Node) -> None:
         super().__init__(":cluster:")
         self._node = node
         self._records: dict[str, tuple[Record, int]] = {}  # folded name -> (record, revision)

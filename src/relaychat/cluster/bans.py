@@ -18,15 +18,12 @@ import json
 import logging
 import time
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
+from relaychat.cluster.base import Node
 from relaychat.cluster.names import hexname, unhex
 from relaychat.cluster.wire import dumps
 from relaychat.server.bans import Ban, BanList
 from relaychat.server.commands.bans import close_banned
-
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
 
 __all__ = ["SharedBans"]
 
@@ -38,7 +35,7 @@ Ident = tuple[str, str]
 class SharedBans:
     """This node's part of the network's ban list (see the module rules)."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.core = node.core
         #: The network's bans as the bucket has them.

@@ -29,9 +29,8 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from relaychat.cluster.idem import Claim
+from relaychat.cluster.base import Claim, Node
 from relaychat.cluster.peer import RemotePeer
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import irc_lower
@@ -43,9 +42,6 @@ from relaychat.server.idempotency import TAG, sender_of, valid_key
 from relaychat.server.state import User
 from relaychat.store.base import conversation_key
 
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
-
 __all__ = ["ORIGINAL", "guest_nick", "install", "register", "unregister"]
 
 log = logging.getLogger("relaychat.cluster")
@@ -56,10 +52,10 @@ QUIET = frozenset({"PRIVMSG", "NOTICE", "TAGMSG", "PING", "PONG", "BATCH", "CHAT
 #: The handlers as registered, before wrapping.
 ORIGINAL: dict[str, Handler] = {}
 
-_NODES: weakref.WeakKeyDictionary[ServerCore, ClusterNode] = weakref.WeakKeyDictionary()
+_NODES: weakref.WeakKeyDictionary[ServerCore, Node] = weakref.WeakKeyDictionary()
 
 
-def register(core: ServerCore, node: ClusterNode) -> None:
+def register(core: ServerCore, node: Node) -> None:
     """Make ``core``'s commands go through ``node`` (and wrap the table, once)."""
     install()
     _NODES[core] = node
@@ -85,7 +81,7 @@ def install() -> None:
         COMMANDS[name] = replace(cmd, handler=handler)
 
 
-def _node(core: ServerCore, user: User) -> ClusterNode | None:
+def _node(core: ServerCore, user: User) -> Node | None:
     node = _NODES.get(core)
     return node if node is not None and user.server is None else None
 
@@ -102,7 +98,7 @@ def _after(real: Handler) -> Handler:
 
 
 def _later(
-    node: ClusterNode,
+    node: Node,
     user: User,
     out: Replies,
     work: Callable[[], Awaitable[bool]],

@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from relaychat.cluster.base import Node
 from relaychat.cluster.peer import RemotePeer
 from relaychat.cluster.wire import channel_payload, dumps, read_channel, stored_to_json
 from relaychat.protocol.message import parse_bytes
 from relaychat.server.multiline import Multiline
 from relaychat.server.relay import Relay
 from relaychat.server.state import Channel, User
-
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
 
 __all__ = ["MAX_FILL", "Feeds", "deliver_special"]
 
@@ -70,7 +68,7 @@ def deliver_special(
 class Feeds:
     """Channel subscriptions and channel traffic of one node (see the module rules)."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.core = node.core
         self.subs: dict[str, Subscription] = {}

@@ -33,27 +33,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import enum
 import json
 import logging
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from relaychat.cluster.base import Claim, Node
 from relaychat.cluster.jet import WRONG_LAST_SEQUENCE, Ack, Stored
 from relaychat.cluster.wire import dumps, read_channel, read_private
 from relaychat.protocol.casemap import irc_lower
 from relaychat.server.idempotency import TAG
 from relaychat.store.base import StoredMessage, conversation_key
 from relaychat.store.keys import KeyRecord
-
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
 
 __all__ = ["Claim", "ClusterKeys", "record_from_json", "record_to_json"]
 
@@ -67,14 +64,6 @@ POLL = 0.02
 MAX_TRIES = 1000
 #: Most stream messages read per conversation when a dead node's claim is resolved (rule 2).
 SCAN_LIMIT = 2000
-
-
-class Claim(enum.Enum):
-    """What claiming a key found."""
-
-    NEW = "new"  #: claimed: relay the message, then record it
-    KNOWN = "known"  #: relayed before: the record is in this store now
-    UNAVAILABLE = "unavailable"  #: NATS could not be asked: refuse the message (rule 6)
 
 
 def record_to_json(record: KeyRecord) -> dict[str, Any]:
@@ -117,7 +106,7 @@ class ClusterKeys:
         node: this node.
     """
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.jet = node.jet
         cfg = node.config.idempotency

@@ -19,14 +19,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from relaychat import __version__
+from relaychat.cluster.base import Node
 from relaychat.cluster.jet import ClusterError
 from relaychat.cluster.wire import dumps
-
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
 
 __all__ = ["Liveness", "NodeState"]
 
@@ -44,7 +42,7 @@ class NodeState:
 class Liveness:
     """Heartbeats and the judging of other nodes (see the module rules)."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.nodes: dict[str, NodeState] = {}
         #: Since when (monotonic) other nodes can be judged: start, or NATS coming back.

@@ -22,17 +22,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from relaychat.cluster.base import Node
 from relaychat.cluster.names import unhex
 from relaychat.cluster.peer import RemotePeer
 from relaychat.cluster.wire import apply, channel_record, diff
 from relaychat.server.caps import profile_of
 from relaychat.server.commands import monitor
 from relaychat.server.state import Channel, User, WhowasEntry
-
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
 
 __all__ = ["SPLIT_REASON", "Mirror"]
 
@@ -51,7 +49,7 @@ class Mirror:
         node: the node this mirror belongs to.
     """
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.core = node.core
         #: Users of other nodes, by (node, uid).

@@ -20,20 +20,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import nats.errors
 
 from relaychat.cluster import commands
+from relaychat.cluster.base import Node
 from relaychat.cluster.names import unhex
 from relaychat.cluster.wire import dumps, user_record
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import Message
 from relaychat.server.core import Replies
 from relaychat.server.state import User
-
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
 
 __all__ = ["Recovery"]
 
@@ -43,7 +40,7 @@ log = logging.getLogger("relaychat.cluster")
 class Recovery:
     """NATS away and back, and reassertion of this node's state (see the module rules)."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         #: The resynchronisation or reassertion running, if any.
         self.task: asyncio.Task[None] | None = None

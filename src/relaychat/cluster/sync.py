@@ -21,14 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from relaychat.cluster.base import Node
 from relaychat.cluster.jet import WRONG_LAST_SEQUENCE, Ack
 from relaychat.cluster.wire import apply, diff, dumps, user_record
 from relaychat.server.state import Channel, User
-
-if TYPE_CHECKING:
-    from relaychat.cluster.node import ClusterNode
 
 __all__ = ["Sync"]
 
@@ -40,7 +38,7 @@ Record = dict[str, Any]
 class Sync:
     """Writes this node's state to KV (see the module rules)."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.core = node.core
         self.jet = node.jet
