@@ -46,7 +46,7 @@ class Claim(enum.Enum):
 
     NEW = "new"  #: claimed: relay the message, then record it
     KNOWN = "known"  #: relayed before: the record is in this store now
-    UNAVAILABLE = "unavailable"  #: NATS could not be asked: refuse the message (rule 6)
+    UNAVAILABLE = "unavailable"  #: NATS could not be asked: refuse the message (idem.py rule 6)
 
 
 class BansPart(Protocol):
