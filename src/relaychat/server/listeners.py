@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -34,6 +35,7 @@ from relaychat.server.tlsaccept import Listening, TLSServer, open_tls_server
 
 if TYPE_CHECKING:
     from relaychat.cluster.node import ClusterNode
+    from relaychat.store.base import HistoryStore
     from relaychat.web.app import WebApp
 
 __all__ = ["ListenError", "Server", "install_uvloop", "raise_fd_limit", "run"]
@@ -42,6 +44,12 @@ log = logging.getLogger("relaychat.server")
 
 #: sys.setswitchinterval for the server process (see run()).
 GIL_SWITCH_INTERVAL = 0.0005
+
+#: TEST ONLY, never set in production: ``RELAYCHAT_UNSAFE_NO_COMMIT_HOLD=1`` breaks the
+#: durability promise on purpose — bytes go out before the commit that covers them, which comes
+#: a second later. It exists so that the kill -9 test can show that it catches exactly that
+#: (``tests/integration/test_history.py::test_kill_9_detects_an_unheld_delivery``).
+_UNSAFE_NO_HOLD = os.environ.get("RELAYCHAT_UNSAFE_NO_COMMIT_HOLD") == "1"
 
 
 class ListenError(RelaychatError):
@@ -83,6 +91,7 @@ class Server:
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._committing = False
+        self._unsafe_commit_timer: asyncio.TimerHandle | None = None  # _UNSAFE_NO_HOLD only
         # One writer thread for history commits, so they happen in order and off the loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaychat-store")
         self._tick_task: asyncio.Task[None] | None = None
@@ -298,33 +307,86 @@ class Server:
         """Write out every connection's queued bytes, after a group commit of history.
 
         When the core handed history records over since the last flush, the bytes queued so far
-        (which may carry those messages) are held until a worker thread has committed the
-        records: nobody receives a message that a crash could still lose. Bytes queued during
-        the commit wait for the next one.
+        (which may carry those messages) are held until the records are committed: nobody
+        receives a message that a crash could still lose (docs/history.md).
+
+        Hot path (docs/benchmarks.md, round 2): the SQLite store commits right here, on the
+        loop thread, at the end of the loop turn (``try_commit``: WAL, ``synchronous=NORMAL``,
+        so ``write()`` calls and no ``fsync``), then every connection is written; a thread
+        hand-off per turn cost more than the commit. Only when the store cannot commit without
+        blocking (its maintenance thread holds the writer for a retention chunk), or commits
+        asynchronously by nature (the cluster's JetStream store: ``commit_soon``), does the
+        commit run elsewhere, the bytes held meanwhile (:meth:`_committed` releases them);
+        bytes queued during such a commit wait for the next one.
         """
         self._flush_scheduled = False
         if self._committing:
             return  # _committed flushes when the commit in flight is done
         history = self.core.history
         if history is not None and history.has_pending():
-            held = [(conn, len(conn.out)) for conn in self._dirty]
-            self._dirty = []
-            self._committing = True
-            assert self._loop is not None
-            started = time.perf_counter()
-            # A store that commits without blocking (the cluster's: JetStream acknowledgements
-            # arrive on this loop) hands back the future itself; others commit in the thread.
-            commit_soon = getattr(history, "commit_soon", None)
-            future = (
-                commit_soon()
-                if commit_soon is not None
-                else self._loop.run_in_executor(self._executor, history.commit_pending)
-            )
-            future.add_done_callback(lambda f: self._committed(f, held, started))
-            return
+            if _UNSAFE_NO_HOLD:  # test-only: deliver first, commit later (see the constant)
+                self._unsafe_commit_later(history)
+            elif not self._commit_here(history):
+                self._commit_elsewhere(history)
+                return
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()
+
+    def _commit_here(self, history: HistoryStore) -> bool:
+        """Commit on this thread if the store can without blocking; ``False``: it cannot."""
+        try_commit = getattr(history, "try_commit", None)
+        if try_commit is None:
+            return False
+        started = time.perf_counter()
+        try:
+            if not try_commit():
+                return False
+        except Exception as exc:  # any store failure: relay anyway, say so
+            self._commit_failed(exc)
+        else:
+            self.commit_error = None
+        self.stats.commit_latency.observe(time.perf_counter() - started)
+        return True
+
+    def _commit_elsewhere(self, history: HistoryStore) -> None:
+        """Start a commit off the loop and hold every dirty connection's bytes until it is done."""
+        held = [(conn, len(conn.out)) for conn in self._dirty]
+        self._dirty = []
+        self._committing = True
+        assert self._loop is not None
+        started = time.perf_counter()
+        # A store that commits without blocking (the cluster's: JetStream acknowledgements
+        # arrive on this loop) hands back the future itself; others commit in the thread.
+        commit_soon = getattr(history, "commit_soon", None)
+        future = (
+            commit_soon()
+            if commit_soon is not None
+            else self._loop.run_in_executor(self._executor, history.commit_pending)
+        )
+        future.add_done_callback(lambda f: self._committed(f, held, started))
+
+    def _unsafe_commit_later(self, history: HistoryStore) -> None:
+        """Test-only (``_UNSAFE_NO_HOLD``): commit a second from now, not before delivery."""
+        if self._unsafe_commit_timer is None:
+            assert self._loop is not None
+
+            def commit() -> None:
+                self._unsafe_commit_timer = None
+                self._unsafe_commit_now(history)
+
+            self._unsafe_commit_timer = self._loop.call_later(1.0, commit)
+
+    def _unsafe_commit_now(self, history: HistoryStore) -> None:
+        try:
+            history.commit_pending()
+        except Exception as exc:
+            self._commit_failed(exc)
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        # Availability wins over durability: relay anyway, and say so loudly.
+        self.commit_error = str(exc) or type(exc).__name__
+        log.error("history commit failed; messages were relayed without being stored: %s", exc)
 
     def _committed(
         self, future: asyncio.Future[None], held: list[tuple[Connection, int]], started: float
@@ -332,10 +394,10 @@ class Server:
         self._committing = False
         self.stats.commit_latency.observe(time.perf_counter() - started)
         exc = future.exception()
-        self.commit_error = None if exc is None else str(exc) or type(exc).__name__
-        if exc is not None:
-            # Availability wins over durability: relay anyway, and say so loudly.
-            log.error("history commit failed; messages were relayed without being stored: %s", exc)
+        if exc is None:
+            self.commit_error = None
+        else:
+            self._commit_failed(exc)
         for conn, count in held:
             conn.flush(count)
             if conn.out:

@@ -236,34 +236,58 @@ class SqliteHistory(KeyTable, Retention, Targets):
             sqlite3.Error: the write failed; the records stay buffered for the next commit.
         """
         with self._write_lock:
-            with self._lock:
-                batch, markers, keys = self._pending, self._markers, self._pending_keys
-                if (not batch and not markers and not keys) or self._closed:
-                    return
-                self._pending, self._markers, self._pending_keys = [], {}, []
-                self._inflight, self._markers_inflight = batch, markers
-                self._inflight_keys = keys
-            try:
-                self._write(batch)
-            except BaseException:
-                with self._lock:
-                    self._inflight, self._markers_inflight = [], {}
-                    self._inflight_keys = []
-                    self._pending = batch + self._pending
-                    self._pending_keys = keys + self._pending_keys
-                    for k, ms in markers.items():
-                        if ms > self._markers.get(k, -1):
-                            self._markers[k] = ms
-                    excess = len(self._pending) - MAX_BUFFERED
-                    if excess > 0:
-                        del self._pending[:excess]
-                        log.error("history buffer full: %d messages dropped unstored", excess)
-                raise
+            self._commit_locked()
+
+    def try_commit(self) -> bool:
+        """:meth:`commit_pending` on the caller's thread (the event loop's), unless that could
+        block: returns ``False`` at once, having done nothing, while the maintenance thread
+        holds the writer (a retention chunk); the caller then commits in its writer thread.
+
+        In WAL mode with ``synchronous=NORMAL`` a commit is ``write()`` calls into the page
+        cache, no ``fsync`` (rule 3): tens of microseconds for a loop turn's messages, cheaper
+        on the loop than a hand-off to a thread and back (docs/benchmarks.md, round 2).
+
+        Raises:
+            sqlite3.Error: as :meth:`commit_pending`.
+        """
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            self._commit_locked()
+        finally:
+            self._write_lock.release()
+        return True
+
+    def _commit_locked(self) -> None:
+        """The body of :meth:`commit_pending` (the caller holds ``_write_lock``)."""
+        with self._lock:
+            batch, markers, keys = self._pending, self._markers, self._pending_keys
+            if (not batch and not markers and not keys) or self._closed:
+                return
+            self._pending, self._markers, self._pending_keys = [], {}, []
+            self._inflight, self._markers_inflight = batch, markers
+            self._inflight_keys = keys
+        try:
+            self._write(batch)
+        except BaseException:
             with self._lock:
                 self._inflight, self._markers_inflight = [], {}
                 self._inflight_keys = []
-                self.commits += 1
-                self.committed += len(batch)
+                self._pending = batch + self._pending
+                self._pending_keys = keys + self._pending_keys
+                for k, ms in markers.items():
+                    if ms > self._markers.get(k, -1):
+                        self._markers[k] = ms
+                excess = len(self._pending) - MAX_BUFFERED
+                if excess > 0:
+                    del self._pending[:excess]
+                    log.error("history buffer full: %d messages dropped unstored", excess)
+            raise
+        with self._lock:
+            self._inflight, self._markers_inflight = [], {}
+            self._inflight_keys = []
+            self.commits += 1
+            self.committed += len(batch)
 
     def _write(self, batch: Sequence[Entry]) -> None:
         """One transaction: ``batch``, the redactions among it, the read markers and the
