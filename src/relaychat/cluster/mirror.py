@@ -164,8 +164,8 @@ class Mirror:
         user.host = str(record.get("host", user.host))
         user.account = record.get("acct")
         user.away = record.get("away")
-        user.modes = set(str(record.get("modes", "")))
-        caps = set(record.get("caps") or ())
+        user.modes = frozenset(str(record.get("modes", "")))
+        caps = frozenset(record.get("caps") or ())
         if caps != user.caps:
             user.caps = caps
             user.profile = profile_of(caps)
@@ -201,7 +201,7 @@ class Mirror:
         if user.quitting:
             return
         core = self.core
-        user.modes.clear()  # remote users count in neither the operator nor invisible totals
+        user.modes = frozenset()  # remote users count in neither the operator nor invisible totals
         core.registered_count += 1  # disconnect() takes one off; remote users never counted
         if not show and core.users.get(user.key) is user:
             core.monitor_offline(user, user.key, user.nick)  # the QUIT came from its node
@@ -280,7 +280,7 @@ class Mirror:
         for nick_key in invites - channel.invites:
             invited = self.core.users.get(nick_key)
             if invited is not None and invited.server is None:
-                invited.invited.add(channel.key)
+                invited.invite(channel.key)
         channel.invites = invites
         ops, voices = set(record.get("ops") or ()), set(record.get("voices") or ())
         for member, ms in channel.members.items():

@@ -6,7 +6,7 @@ RFC 1459 §2.2: because of IRC's Scandinavian origin, ``{}|^`` are the lower-cas
 
 from __future__ import annotations
 
-__all__ = ["ascii_lower", "irc_lower"]
+__all__ = ["ascii_lower", "irc_lower", "irc_lower_kept"]
 
 _RFC1459 = str.maketrans(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~",
@@ -18,6 +18,13 @@ _ASCII = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz
 def irc_lower(name: str) -> str:
     """Fold ``name`` with rfc1459 casemapping (the key for every nick and channel lookup)."""
     return name.translate(_RFC1459)
+
+
+def irc_lower_kept(name: str) -> str:
+    """:func:`irc_lower`, but ``name`` itself when folding changes nothing (most nicks): for
+    keys kept as long as a connection lives, so that it holds one string, not two equal ones."""
+    folded = name.translate(_RFC1459)
+    return name if folded == name else folded
 
 
 def ascii_lower(name: str) -> str:

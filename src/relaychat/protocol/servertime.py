@@ -15,10 +15,22 @@ __all__ = ["format_server_time", "parse_server_time"]
 _TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z\Z")
 
 
+# Hot path: every relayed message carries a time tag. The ``YYYY-MM-DDThh:mm:ss`` part changes
+# once a second, so the last second formatted is kept and only the milliseconds are added
+# (strftime + gmtime cost ~1 µs; this ~0.15 µs). A race between threads can only make both
+# compute the same value.
+_last: tuple[int, str] = (-1, "")
+
+
 def format_server_time(ms: int) -> str:
     """``ms`` (epoch milliseconds) as a server-time value."""
+    global _last
     secs, rest = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rest:03d}Z"
+    cached_secs, head = _last
+    if cached_secs != secs:
+        head = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(secs))
+        _last = (secs, head)
+    return f"{head}{rest:03d}Z"
 
 
 def parse_server_time(text: str) -> int | None:

@@ -103,14 +103,14 @@ def set_snomask(core: ServerCore, user: User, adding: bool, mask: str, out: Repl
         return False
     if not adding:
         had = "s" in user.modes
-        user.modes.discard("s")
+        user.set_mode("s", False)
         user.snomask = ""
         return had
     letters = _apply_mask(user.snomask, mask)
     if not letters:
         letters = "".join(sorted(SNOMASKS))
     changed = "s" not in user.modes
-    user.modes.add("s")
+    user.set_mode("s", True)
     user.snomask = letters
     out.numeric(N.RPL_SNOMASK, "+" + letters, text="Server notice mask")
     return changed

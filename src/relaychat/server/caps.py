@@ -8,6 +8,8 @@ broadcast is serialised at most once per profile, not once per recipient.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from relaychat.config import Config
 
 __all__ = [
@@ -77,7 +79,7 @@ def metadata_value(config: Config) -> str:
     return "before-connect," + value if meta.before_connect else value
 
 
-def profile_of(caps: set[str]) -> int:
+def profile_of(caps: AbstractSet[str]) -> int:
     """The tag profile for a client that has ``caps``."""
     profile = 0
     if "server-time" in caps:

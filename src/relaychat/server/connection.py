@@ -28,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Protocol, cast
 
 from relaychat.config import Config
@@ -41,7 +43,16 @@ from relaychat.server.state import User
 from relaychat.server.stats import EdgeStats
 from relaychat.server.tls import peer_certfp
 
-__all__ = ["TURN_LINES", "Connection", "Hub", "TLSConnection", "peer_ip", "set_keepalive"]
+__all__ = [
+    "INHERITED_OPTIONS",
+    "TURN_LINES",
+    "Connection",
+    "Hub",
+    "TLSConnection",
+    "listener_options",
+    "peer_ip",
+    "set_keepalive",
+]
 
 #: Most lines of one connection handled in one loop turn; the rest wait their turn.
 TURN_LINES = 200
@@ -62,6 +73,20 @@ def set_keepalive(sock: socket.socket, idle: int = 60, interval: int = 15, count
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:  # pragma: no cover - e.g. a socket type without TCP options
         pass
+
+
+#: Linux gives an accepted socket the listening socket's keepalive and TCP_NODELAY settings, so
+#: :func:`listener_options` sets them once per listener and a connection makes no
+#: ``setsockopt`` calls (four system calls and a socket object per connection saved; W1/W2 in
+#: docs/benchmarks.md). Elsewhere each connection sets its own.
+INHERITED_OPTIONS = sys.platform.startswith("linux")
+
+
+def listener_options(sockets: Iterable[socket.socket]) -> None:
+    """Set keepalive and TCP_NODELAY on a listener's sockets, for its connections to inherit."""
+    if INHERITED_OPTIONS:
+        for sock in sockets:
+            set_keepalive(sock)
 
 
 def peer_ip(transport: asyncio.BaseTransport) -> str:
@@ -138,7 +163,7 @@ class Connection(asyncio.Protocol):
         self.flood_action = limits.flood_action
         self.tokens = self.burst
         self.refilled = time.monotonic()
-        self.backlog: deque[bytes | Overlong] = deque()
+        self.backlog: deque[bytes | Overlong] | None = None  # lines waiting (see _lines_in)
         self.backlog_size = 0
         self.throttling = False  # lines are being delayed by the flood bucket
         self.resume_handle: asyncio.TimerHandle | None = None
@@ -151,9 +176,10 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            set_keepalive(sock)
+        if not INHERITED_OPTIONS:  # else inherited from the listener (listener_options)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                set_keepalive(sock)
         self.server.connections.add(self)
         self.user = self.core.accept(self, self.client_ip(transport), time.time())
         if self.user is not None:  # a TLS client certificate, for WHOIS and SASL EXTERNAL
@@ -172,18 +198,38 @@ class Connection(asyncio.Protocol):
         """Process complete lines now, or queue them for :meth:`_drain`."""
         if not items:
             return
-        if not self.backlog and self.rate <= 0 and len(items) <= TURN_LINES:
-            now = time.time()  # the common case: nothing waits, no flood limit
-            for item in items:
-                self._process(item, now)
-                if self.closed:
+        backlog = self.backlog
+        if backlog is None and len(items) <= TURN_LINES:
+            # The common case, handled without a queue: nothing waits, and the flood bucket
+            # (when there is one) holds a token for every line, as _drain would find.
+            if self.rate > 0:
+                mono = time.monotonic()
+                tokens = min(self.burst, self.tokens + (mono - self.refilled) * self.rate)
+                self.refilled = mono
+                self.tokens = tokens
+                if tokens >= len(items):
+                    self.tokens = tokens - len(items)
+                    self._process_now(items)
                     return
-            self.server.request_flush()
-            return
-        self.backlog.extend(items)
+            else:
+                self._process_now(items)
+                return
+        if backlog is None:
+            # Allocated only while lines wait (an empty deque is 760 bytes; most connections
+            # never need one), and dropped again once drained.
+            backlog = self.backlog = deque()
+        backlog.extend(items)
         self.backlog_size += sum(len(i) if isinstance(i, bytes) else 1 for i in items)
         if self.resume_handle is None:
             self._drain()
+
+    def _process_now(self, items: list[bytes | Overlong]) -> None:
+        now = time.time()
+        for item in items:
+            self._process(item, now)
+            if self.closed:
+                return
+        self.server.request_flush()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
@@ -268,6 +314,8 @@ class Connection(asyncio.Protocol):
             budget = min(budget, int(self.tokens))
         now = time.time()
         backlog = self.backlog
+        if backlog is None:  # pragma: no cover - a resume scheduled before a drop for SendQ
+            return
         done = 0
         user = self.user
         assert user is not None
@@ -289,6 +337,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None and self.user is not None
         if not backlog:
+            self.backlog = None
             self.throttling = False
             if not transport.is_closing():
                 transport.resume_reading()

@@ -24,6 +24,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +187,7 @@ class ServerCore(Pending):
         self._msgid_prefix = secrets.token_hex(5)
         self._msgid_counter = 0
         self._batch_counter = 0
-        self._time_cache = (-1.0, "")
+        self._time_cache = (-1, "")
         #: K-lines and D-lines (server/bans.py); the edge loads them and saves on change.
         self.bans = BanList()
         #: Where audit records go (server/audit.py); the edge appends them to audit.log.
@@ -226,9 +227,9 @@ class ServerCore(Pending):
             tokens += hook(user)
         return sorted(tokens)
 
-    def set_caps(self, user: User, caps: set[str]) -> None:
+    def set_caps(self, user: User, caps: AbstractSet[str]) -> None:
         """Replace ``user``'s capabilities and recompute its tag profile."""
-        user.caps = caps
+        user.caps = frozenset(caps)
         profile = profile_of(caps)
         if profile != user.profile:
             user.profile = profile
@@ -247,11 +248,13 @@ class ServerCore(Pending):
 
     def time_tag(self) -> str:
         """``now`` as a server-time value: ``YYYY-MM-DDThh:mm:ss.sssZ`` (cached per ``now``)."""
-        now = self.now
+        # Cached per millisecond (the tag's resolution), not per ``now``: the edge passes a new
+        # ``now`` with every read, and a busy server reads thousands of times a millisecond.
+        ms = int(self.now * 1000)
         cached_at, text = self._time_cache
-        if cached_at != now:
-            text = format_server_time(int(now * 1000))
-            self._time_cache = (now, text)
+        if cached_at != ms:
+            text = format_server_time(ms)
+            self._time_cache = (ms, text)
         return text
 
     def event(
@@ -762,19 +765,19 @@ class ServerCore(Pending):
     def set_invisible(self, user: User, on: bool) -> None:
         """Give or take user mode +i, keeping the count for LUSERS."""
         if on and "i" not in user.modes:
-            user.modes.add("i")
+            user.set_mode("i", True)
             self.invisible_count += 1
         elif not on and "i" in user.modes:
-            user.modes.discard("i")
+            user.set_mode("i", False)
             self.invisible_count -= 1
 
     def set_oper(self, user: User, on: bool) -> None:
         """Give or take user mode +o, keeping the count for LUSERS."""
         if on and "o" not in user.modes:
-            user.modes.add("o")
+            user.set_mode("o", True)
             self.oper_count += 1
         elif not on and "o" in user.modes:
-            user.modes.discard("o")
+            user.set_mode("o", False)
             self.oper_count -= 1
 
     def history_tip(self) -> Position:

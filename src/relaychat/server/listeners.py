@@ -24,7 +24,7 @@ from relaychat.config import Config
 from relaychat.discovery import Announcer, start_announcing
 from relaychat.errors import RelaychatError
 from relaychat.server.accounts import AccountService, service_of
-from relaychat.server.connection import Connection
+from relaychat.server.connection import Connection, listener_options
 from relaychat.server.core import ServerCore
 from relaychat.server.operations import Operations
 from relaychat.server.plain import PlainConnection
@@ -164,6 +164,7 @@ class Server:
                 )
             except OSError as exc:
                 self._listen_failed(host, port, exc)
+            listener_options(srv.sockets)
             self._listeners.append(srv)
             self._servers.setdefault(kind, []).append(srv)
 

@@ -35,7 +35,7 @@ from relaychat.accounts.worker import ThreadWorker
 from relaychat.config import Config, load_config
 from relaychat.errors import ConfigError
 from relaychat.server.audit import snotice
-from relaychat.server.connection import Connection
+from relaychat.server.connection import Connection, listener_options
 from relaychat.server.rehash import apply_config, keep_restart_only
 from relaychat.server.running import RunningServer
 from relaychat.server.tls import TLSSetupError, self_signed_certificate, server_context
@@ -203,6 +203,7 @@ class Reloader:
                 )
                 log.error("reload: cannot listen on %s:%d (%s): %s", host, port, kind, reason)
                 continue
+            listener_options(opened.sockets)
             self.listeners[key] = opened
             server._listeners.append(opened)
             server._servers.setdefault(kind, []).append(opened)

@@ -245,7 +245,7 @@ def bot_user(core: ServerCore, name: str, now: float) -> User:
     user.username = "hook"
     user.host = core.name
     user.realname = f"webhook {name}"
-    user.modes.add("B")
+    user.set_mode("B", True)
     user.registered = True
     user.set_nick(name + BOT_SUFFIX)
     return user

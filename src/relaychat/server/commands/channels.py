@@ -164,7 +164,7 @@ def join(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
                 out.numeric(N.ERR_CHANNELISFULL, channel.name)
                 continue
         core.add_member(channel, user, op=creating)
-        user.invited.discard(channel.key)
+        user.invite(channel.key, False)
         event = core.event(
             user,
             "JOIN",
@@ -407,7 +407,7 @@ def invite(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
             out.numeric(N.ERR_CHANOPRIVSNEEDED, channel.name)
             return
         channel.invites.add(target.key)
-        target.invited.add(channel.key)
+        target.invite(channel.key)
         name = channel.name
     out.numeric(N.RPL_INVITING, target.nick, name)
     if target.away is not None:

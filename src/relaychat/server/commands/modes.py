@@ -56,7 +56,7 @@ def _user_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None
             user.oper_name = None
             applied.append(change)
             if "s" in user.modes:  # server notices are for opers only
-                user.modes.discard("s")
+                user.set_mode("s", False)
                 user.snomask = ""
                 applied.append(ModeChange(False, "s"))
         elif change.mode == "s" and set_snomask(core, user, change.adding, msg.param(2), out):
@@ -64,9 +64,9 @@ def _user_mode(core: ServerCore, user: User, msg: Message, out: Replies) -> None
         elif change.mode in "Bw" and change.adding != (change.mode in user.modes):
             # +B: a bot (IRCv3 bot-mode); +w: receives WALLOPS (core.wallops).
             if change.adding:
-                user.modes.add(change.mode)
+                user.set_mode(change.mode, True)
             else:
-                user.modes.discard(change.mode)
+                user.set_mode(change.mode, False)
             if change.mode == "w":
                 if change.adding:
                     core.wallops[user] = None

@@ -20,7 +20,7 @@ import time
 
 from relaychat.passwords import verify_password
 from relaychat.protocol import numerics as N
-from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.casemap import irc_lower_kept
 from relaychat.protocol.message import Message
 from relaychat.server.accounts import protect_nick, service_of
 from relaychat.server.commands import metadata, monitor
@@ -62,7 +62,7 @@ def nick(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     if not valid_nick(new, core.config.limits.nicklen):
         out.numeric(N.ERR_ERRONEUSNICKNAME, new)
         return
-    key = irc_lower(new)
+    key = irc_lower_kept(new)  # kept in core.users: share the nick's string when equal
     if not user.registered:
         user.wanted_nick = new
     holder = core.users.get(key)
@@ -117,7 +117,7 @@ def _move_invites(core: ServerCore, user: User, new_key: str) -> None:
     for chan_key in list(user.invited):
         channel = core.channels.get(chan_key)
         if channel is None or user.key not in channel.invites:
-            user.invited.discard(chan_key)  # the channel ended, or -i cleared its invites
+            user.invite(chan_key, False)  # the channel ended, or -i cleared its invites
             continue
         channel.invites.discard(user.key)
         channel.invites.add(new_key)

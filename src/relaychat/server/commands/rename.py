@@ -99,8 +99,8 @@ def _rekey(core: ServerCore, channel: Channel, new: str) -> None:
     for nick_key in channel.invites:
         invited = core.users.get(nick_key)
         if invited is not None and old_key in invited.invited:
-            invited.invited.discard(old_key)
-            invited.invited.add(channel.key)
+            invited.invite(old_key, False)
+            invited.invite(channel.key)
 
 
 def _fallback(
