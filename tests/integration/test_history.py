@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -25,6 +26,7 @@ from relaychat.config import History
 from relaychat.protocol.message import Message as IrcMessage
 from relaychat.protocol.message import parse
 from relaychat.server.listeners import Server
+from relaychat.store.memory import MemoryHistory
 from tests.faultproxy import FaultProxy
 from tests.harness import TIMEOUT, LineClient, ServerProcess, free_config
 
@@ -174,6 +176,43 @@ async def test_kill_9_detects_an_unheld_delivery(tmp_path: Path) -> None:
     wait for the commit."""
     received, missing = await _kill_9_run(tmp_path, env={"RELAYCHAT_UNSAFE_NO_COMMIT_HOLD": "1"})
     assert missing > 0, f"all {len(received)} received lines were stored: the switch did nothing"
+
+
+class GatedHistory(MemoryHistory):
+    """A store whose commits (in the server's writer thread) wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def commit_pending(self) -> None:
+        self.gate.wait(TIMEOUT)
+        super().commit_pending()
+
+
+async def test_a_closing_connection_waits_for_the_commit(
+    history_server: Callable[..., Any],
+) -> None:
+    """A connection the server closes (here by QUIT) right after a message does not get that
+    message's echo (nor anything else) before the commit covering it has returned: close()
+    keeps the hold, then writes everything and closes."""
+    server: Server = await history_server()
+    host, port = server.addresses[0]
+    sqlite_store = server.core.history
+    assert sqlite_store is not None
+    sqlite_store.close()
+    gated = server.core.history = GatedHistory()
+    alice = await register_with_caps(host, port, "alice", caps="echo-message")
+    await alice.send("JOIN #h")
+    await alice.expect(r" 366 alice #h ")
+    alice.writer.write(b"PRIVMSG #h :last words\r\nQUIT :bye\r\n")
+    with pytest.raises(TimeoutError):  # held: nothing leaves before the commit returns
+        await alice.readline(timeout=0.5)
+    gated.gate.set()
+    await alice.expect(r":alice\S* PRIVMSG #h :last words")
+    await alice.expect(r"^ERROR ")
+    assert await alice.closed() == []
+    assert [e.message.text for e in gated.query("#h", limit=10)] == ["last words"]
 
 
 # --- resume --------------------------------------------------------------------------------------

@@ -239,3 +239,19 @@ async def test_quit_reason_reaches_channel(server: Server) -> None:
     assert lines[-1] == "ERROR :Closing Link: 127.0.0.1 (Quit: see you)"
     await b.expect(r"^:alice!~alice@127\.0\.0\.1 QUIT :Quit: see you$")
     await b.close()
+
+
+async def test_accepted_sockets_have_keepalive_and_nodelay(server: Server) -> None:
+    """Every client socket has TCP keepalive (60 s idle, 15 s interval, 4 probes) and
+    TCP_NODELAY: set on the listener and inherited on Linux, set per connection elsewhere."""
+    c = await connect(server, "alice")
+    (conn,) = server.connections
+    assert conn.transport is not None
+    sock = conn.transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 15
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+    await c.close()

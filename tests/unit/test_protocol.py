@@ -19,6 +19,7 @@ from parser_tests.data import (  # type: ignore[import-untyped]
 )
 
 from relaychat.errors import EmptyMessage, InputTooLong, InvalidUtf8, ProtocolError
+from relaychat.protocol import numerics as N
 from relaychat.protocol.lines import LineBuffer, Overlong
 from relaychat.protocol.message import (
     MAX_BODY_BYTES,
@@ -395,3 +396,45 @@ class TestFromClient:
     def test_utf8_passes_and_latin1_stays_for_others(self) -> None:
         assert parse_from_client("PRIVMSG #a :café ☕".encode()).params[1] == "café ☕"
         assert parse_bytes(b"PRIVMSG #a :caf\xe9").params[1] == "café"
+
+
+# --- numerics.reply_bytes: the registration hot path must send exactly what reply() sends ------
+
+_PARAM = st.text(alphabet=st.sampled_from("ab:  \r\n\0é#*@!"), max_size=8)
+
+
+@given(
+    server=st.sampled_from(["irc.example", "", "a b", "srv"]),
+    target=st.sampled_from(["alice", "*", "", ":x", "a b", "bob\r"]),
+    code=st.sampled_from(["001", "372", "433"]),
+    fixed=st.one_of(st.none(), _PARAM),
+    params=st.lists(_PARAM, max_size=4),
+    text=st.one_of(st.none(), _PARAM),
+)
+def test_reply_bytes_is_reply_serialised(
+    server: str, target: str, code: str, fixed: str | None, params: list[str], text: str | None
+) -> None:
+    """``reply_bytes`` gives ``reply(...).to_bytes()`` byte for byte, or ``None`` when only the
+    Message path can decide (and then that path refuses the line or serialises it)."""
+    numeric = N.Numeric(code, "TEST", fixed)
+    fast = N.reply_bytes(server, target, numeric, *params, text=text)
+    msg = N.reply(server, target, numeric, *params, text=text)
+    if fast is not None:
+        assert fast == msg.to_bytes()
+        return
+    parts = [server, target, *params, text or "", fixed or ""]
+    usual = server and " " not in server and target and " " not in target and target[0] != ":"
+    assert not usual or any(c in p for p in parts for c in "\r\n\0")  # else fast is used
+
+
+def test_reply_bytes_common_cases() -> None:
+    assert N.reply_bytes("srv", "al", N.RPL_WELCOME, text="Welcome home") == (
+        b":srv 001 al :Welcome home\r\n"
+    )
+    assert N.reply_bytes("srv", "al", N.RPL_LOCALUSERS, "3", "4", text="x") == (
+        b":srv 265 al 3 4 x\r\n"
+    )
+    assert N.reply_bytes("srv", "al", N.ERR_NOSUCHNICK, "a b") == (
+        b":srv 401 al * :No such nick/channel\r\n"
+    )
+    assert N.reply_bytes("srv", "al", N.RPL_MOTD, text="evil\r\nQUIT") is None

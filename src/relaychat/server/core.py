@@ -188,6 +188,7 @@ class ServerCore(Pending):
         self._msgid_counter = 0
         self._batch_counter = 0
         self._time_cache = (-1, "")
+        self._isupport: tuple[Config, list[str]] | None = None  # see isupport()
         #: K-lines and D-lines (server/bans.py); the edge loads them and saves on change.
         self.bans = BanList()
         #: Where audit records go (server/audit.py); the edge appends them to audit.log.
@@ -222,7 +223,11 @@ class ServerCore(Pending):
 
     def isupport(self, user: User) -> list[str]:
         """Every 005 token for ``user``, in a stable order (the config's and the hooks')."""
-        tokens = isupport_tokens(self.config)
+        config = self.config
+        cached = self._isupport
+        if cached is None or cached[0] is not config:  # once per configuration (rehash)
+            cached = self._isupport = (config, isupport_tokens(config))
+        tokens = list(cached[1])
         for hook in self.isupport_hooks:
             tokens += hook(user)
         return sorted(tokens)

@@ -296,6 +296,14 @@ class Server:
                 assert self._loop is not None
                 self._loop.call_soon(self._flush)
 
+    def holding(self) -> bool:
+        """Whether bytes queued now could carry messages no commit covers yet: a commit is in
+        flight, or history holds records for the next one (see ``Connection.close``)."""
+        if self._committing:
+            return True
+        history = self.core.history
+        return history is not None and history.has_pending()
+
     def mark_dirty(self, conn: Connection) -> None:
         """Schedule ``conn`` for the flush at the end of this loop turn."""
         self._dirty.append(conn)

@@ -54,10 +54,14 @@ class Replies:
 
     def numeric(self, numeric: N.Numeric, *params: str, text: str | None = None) -> None:
         """Add a numeric reply addressed to the sender."""
-        msg = N.reply(self.core.name, self.user.nick, numeric, *params, text=text)
-        data = msg.to_bytes()
-        if len(data) > MAX_REPLY_BYTES:
-            data = _shortened(msg)
+        # Fast path: the bytes directly (numerics.reply_bytes); a Message only when those need
+        # its checks or the line must be shortened.
+        data = N.reply_bytes(self.core.name, self.user.nick, numeric, *params, text=text)
+        if data is None or len(data) > MAX_REPLY_BYTES:
+            msg = N.reply(self.core.name, self.user.nick, numeric, *params, text=text)
+            data = msg.to_bytes()
+            if len(data) > MAX_REPLY_BYTES:
+                data = _shortened(msg)
         self.items.append(data)
 
     def add(self, msg: Message) -> None:

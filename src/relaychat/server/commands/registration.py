@@ -15,6 +15,7 @@ Defences (``docs/security.md``):
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
@@ -142,6 +143,11 @@ def user_(core: ServerCore, user: User, msg: Message, out: Replies) -> None:
     try_register(core, user, out)
 
 
+@functools.lru_cache(maxsize=4)
+def _created(started: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+
+
 def try_register(core: ServerCore, user: User, out: Replies) -> None:
     """Complete registration when NICK, USER and any CAP negotiation are done."""
     if user.registered or user.nick == "*" or not user.username or user.cap_negotiating:
@@ -161,7 +167,7 @@ def try_register(core: ServerCore, user: User, out: Replies) -> None:
     core.registered_count += 1
     core.max_users = max(core.max_users, core.registered_count)
     name, nick = core.name, user.nick
-    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(core.started))
+    created = _created(core.started)
     out.numeric(N.RPL_WELCOME, text=f"Welcome to the {cfg.network} IRC Network {user.prefix}")
     out.numeric(
         N.RPL_YOURHOST, text=f"Your host is {name}, running version {core.version_string()}"
