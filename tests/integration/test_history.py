@@ -284,7 +284,9 @@ async def test_resume_past_retention_says_so(history_server: Callable[..., Any])
     store = server.core.history
     assert store is not None
     await asyncio.get_running_loop().run_in_executor(None, store.commit_pending)
-    assert store.prune() == 4  # keeps the last 3
+    # Keeps the last 3: this call deletes 4, or none when the maintenance thread's first run
+    # (at start; late on a loaded machine) got there first. What is kept is checked below.
+    assert store.prune() in (0, 4)
 
     bob = await register_with_caps(host, port, "bob")
     await bob.send("JOIN #g")
