@@ -66,11 +66,11 @@ from relaychat.store.base import (
 )
 from relaychat.store.keys import KeyRecord
 from relaychat.store.sqlite_keys import KeyTable
+from relaychat.store.sqlite_latest import Latest
 from relaychat.store.sqlite_retention import CHECKPOINT_EVERY, CHUNK, Retention
 from relaychat.store.sqlite_schema import (
     EPOCH_SHIFT,
     SCHEMA_VERSION,
-    conversation_row,
     open_connections,
 )
 from relaychat.store.sqlite_targets import Targets
@@ -89,11 +89,6 @@ _COLUMNS = (
 _INSERT = (
     "INSERT INTO messages (seq, key, time_ms, msgid, command, source, account, to_account,"
     " target, text, tags, lines, redacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_LATEST = (
-    "INSERT INTO conversations (key, a, b, latest_ms, latest_seq) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET latest_ms = excluded.latest_ms,"
-    " latest_seq = excluded.latest_seq"
 )
 _REDACT = (
     "UPDATE messages SET redacted = 1, text = '', tags = NULL, lines = NULL"
@@ -135,7 +130,7 @@ def open_history(config: Config) -> SqliteHistory:
     )
 
 
-class SqliteHistory(KeyTable, Retention, Targets):
+class SqliteHistory(KeyTable, Retention, Latest, Targets):
     """History in a SQLite file (see the module rules).
 
     Args:
@@ -192,6 +187,7 @@ class SqliteHistory(KeyTable, Retention, Targets):
         self._n = 0
         self._last_ms = conns.last_ms
         self._stop = threading.Event()
+        self._latest_init()
         self._thread: threading.Thread | None = None
         if maintenance_interval is not None:
             self._thread = threading.Thread(
@@ -284,14 +280,16 @@ class SqliteHistory(KeyTable, Retention, Targets):
                     log.error("history buffer full: %d messages dropped unstored", excess)
             raise
         with self._lock:
+            self._latest_done()
             self._inflight, self._markers_inflight = [], {}
             self._inflight_keys = []
             self.commits += 1
             self.committed += len(batch)
 
     def _write(self, batch: Sequence[Entry]) -> None:
-        """One transaction: ``batch``, the redactions among it, the read markers and the
-        idempotency keys in flight (``sqlite_keys.py``)."""
+        """One transaction: ``batch``, the redactions among it, the read markers, the
+        idempotency keys in flight (``sqlite_keys.py``) and, when due, each conversation's
+        newest message (``sqlite_latest.py``; :meth:`Latest._latest_done` follows)."""
         markers = self._markers_inflight
         rows = [
             (
@@ -312,13 +310,12 @@ class SqliteHistory(KeyTable, Retention, Targets):
             for ms, seq, m in batch
         ]
         redactions = [(m.key, m.redacts) for _, _, m in batch if m.redacts is not None]
-        # Each conversation's newest message (what CHATHISTORY TARGETS reads): one upsert per
-        # conversation in the batch, in order, so the last one of each key stays.
+        # Each conversation's newest message (what CHATHISTORY TARGETS reads), in order, so
+        # the last one of each key stays; written lazily (sqlite_latest.py).
         newest: dict[str, Entry] = {}
         for entry in batch:
             if entry.message.command in ("PRIVMSG", "NOTICE"):
                 newest[entry.message.key] = entry
-        latest = [(*conversation_row(k), e.time_ms, e.seq) for k, e in newest.items()]
         db = self._writer
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -326,8 +323,7 @@ class SqliteHistory(KeyTable, Retention, Targets):
                 db.executemany(_INSERT, rows)
             if redactions:  # after the inserts: a message may be redacted in its own commit
                 db.executemany(_REDACT, redactions)
-            if latest:
-                db.executemany(_LATEST, latest)
+            self._latest_write(db, newest)
             if markers:
                 db.executemany(_SET_MARKER, [(o, t, ms) for (o, t), ms in markers.items()])
                 for owner in {o for o, _ in markers}:
@@ -493,7 +489,12 @@ class SqliteHistory(KeyTable, Retention, Targets):
                 )
                 latest = _entry(found[0]) if found else None
         elif latest is None:
-            return None
+            # No row: none yet, or retention removed it before this message (its row is
+            # written with its newest message, sqlite_latest.py).
+            with self._lock:
+                latest = self._newest.get(key)
+            if latest is None:
+                return None
         return Conversation(key, latest, trimmed)
 
     def conversations_of(self, nick: str) -> list[Conversation]:
@@ -508,7 +509,7 @@ class SqliteHistory(KeyTable, Retention, Targets):
         }
         keys.update(
             e.message.key
-            for e in self._buffered()
+            for e in self._unlisted(self._buffered())
             if is_private(e.message.key) and nick in e.message.key.split(" ")
         )
         return [c for k in sorted(keys) if (c := self.conversation(k)) is not None]
@@ -533,6 +534,7 @@ class SqliteHistory(KeyTable, Retention, Targets):
             self._thread.join()
         try:
             self.commit_pending()
+            self._flush_latest()
         except sqlite3.Error as exc:
             log.error("history: %d messages could not be stored: %s", len(self._pending), exc)
         with self._write_lock, self._read_lock:

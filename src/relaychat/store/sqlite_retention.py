@@ -57,6 +57,7 @@ class Retention:
     _maint_lock: threading.Lock
     _stop: threading.Event
     _closed: bool
+    _latest_pruned: Callable[[dict[str, list[int]]], None]  # the host's (sqlite_latest.py)
     prune_keys: Callable[[], int]  # expired idempotency keys (sqlite_keys.py)
 
     def prune(self, now: float | None = None) -> int:
@@ -189,6 +190,8 @@ class Retention:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 raise
+            if gone:
+                self._latest_pruned(gone)
         return deleted
 
     def _maintain(self, interval: float) -> None:

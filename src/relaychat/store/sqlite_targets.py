@@ -7,10 +7,11 @@ Rules:
    received before it took the nick, and the rows of the reader's channels; joined to the newest
    messages by ``seq``. Its cost is the limit.
 2. Records not committed yet are the newest of their conversations: they are merged in after the
-   query (``store/base.py`` rule 3), with :func:`~relaychat.store.base.select_targets`.
+   query (``store/base.py`` rule 3), with :func:`~relaychat.store.base.select_targets`; so are
+   the committed newest messages not written to their row yet (``sqlite_latest.py``).
 
 :class:`Targets` is a mixin: it holds no state and works through the host's ``_buffered``,
-``_read``, ``_entries`` and ``_COLUMNS``.
+``_unlisted``, ``_read``, ``_entries`` and ``_COLUMNS``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Targets:
     _COLUMNS: str
 
     def _buffered(self, key: str | None = None) -> list[Entry]:  # the host's
+        raise NotImplementedError
+
+    def _unlisted(self, buffered: list[Entry]) -> list[Entry]:  # the host's (sqlite_latest.py)
         raise NotImplementedError
 
     def _read(self, sql: str, params: Iterable[Any]) -> list[Any]:  # the host's
@@ -57,7 +61,7 @@ class Targets:
         chans = [k for k in channels if not is_private(k)]
         buffered = [
             e
-            for e in self._buffered()
+            for e in self._unlisted(self._buffered())
             if e.message.key in chans
             or (is_private(e.message.key) and nick in e.message.key.split(" "))
         ]
