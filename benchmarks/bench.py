@@ -15,7 +15,7 @@ Rules:
    generator shows. Every run is bounded in time; all traffic stays on 127.0.0.0/8.
 2. The noise from other processes on each core is measured (/proc/stat) and reported beside the
    figures, because this machine is shared.
-3. The output is a table, the targets of issue 6, then the whole result as JSON (also written to
+3. The output is a table, the targets of issue 16, then the whole result as JSON (also written to
    benchmarks/results/latest.json).
 """
 
