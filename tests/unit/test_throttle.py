@@ -113,6 +113,20 @@ def test_throttles_from_config() -> None:
     assert thr.register_wait("5.6.7.8", 1.0) == 0.0
 
 
+def test_groups_are_remembered_and_follow_a_reload() -> None:
+    """Throttles.group remembers each address's group (a connect storm parses an address once)
+    and forgets them when the prefixes change."""
+    thr = Throttles(Throttle())
+    assert thr.group("10.1.2.3") == "10.1.2.3"
+    assert thr.group("10.1.2.3") == "10.1.2.3"
+    thr.reconfigure(Throttle(ipv4_prefix=24))
+    assert thr.group("10.1.2.3") == "10.1.2.0/24"
+    for n in range(5000):  # bounded: past the limit the memory starts again
+        thr.group(f"10.0.{n // 256}.{n % 256}")
+    assert len(thr._groups) <= 4096
+    assert thr.group("10.1.2.3") == "10.1.2.0/24"
+
+
 def test_seconds_rounds_up() -> None:
     assert [seconds(0.01), seconds(1.0), seconds(1.2)] == [1, 1, 2]
 

@@ -41,6 +41,8 @@ __all__ = [
 
 #: Most keys one table remembers.
 MAX_KEYS = 100_000
+#: Addresses whose group :meth:`Throttles.group` remembers.
+_GROUPS_KEPT = 4096
 
 
 def ip_group(ip: str, *, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str:
@@ -222,6 +224,9 @@ class Throttles:
 
     def __init__(self, cfg: Throttle) -> None:
         self.config = cfg
+        #: ip -> :meth:`group`, for the configured prefixes (a connect storm parses each
+        #: address once, not once per connection); forgotten when full or reconfigured.
+        self._groups: dict[str, str] = {}
 
         def lockout(threshold: int) -> Lockout:
             return Lockout(threshold, cfg.lockout, cfg.lockout_max, cfg.failure_memory)
@@ -237,6 +242,7 @@ class Throttles:
 
     def reconfigure(self, cfg: Throttle) -> None:
         """Take new settings (a reload), keeping what each table remembers."""
+        self._groups = {}
         self.config = cfg
         for table, threshold in (
             (self.login, cfg.login_failures),
@@ -256,8 +262,14 @@ class Throttles:
 
     def group(self, ip: str) -> str:
         """``ip``'s address group (:func:`ip_group` with the configured prefixes)."""
-        cfg = self.config
-        return ip_group(ip, ipv4_prefix=cfg.ipv4_prefix, ipv6_prefix=cfg.ipv6_prefix)
+        group = self._groups.get(ip)
+        if group is None:
+            cfg = self.config
+            group = ip_group(ip, ipv4_prefix=cfg.ipv4_prefix, ipv6_prefix=cfg.ipv6_prefix)
+            if len(self._groups) >= _GROUPS_KEPT:
+                self._groups.clear()
+            self._groups[ip] = group
+        return group
 
     def login_wait(self, group: str, account: str | None, now: float) -> float:
         """Seconds before a login from ``group`` (to ``account``, folded) may be tried."""
