@@ -151,6 +151,15 @@ async def _kill_9_run(tmp_path: Path, env: dict[str, str] | None = None) -> tupl
         await carol.expect(r" 366 carol #d ")
         await carol.send("CHATHISTORY LATEST #d * 100000")
         stored, _ = await read_batch(carol)
+        if stored:
+            # TARGETS reads each conversation's newest message, which the store writes lazily
+            # (store/sqlite_latest.py): after the kill it is rebuilt from the messages.
+            await carol.send(
+                "CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z"
+                " timestamp=2100-01-01T00:00:00.000Z 10"
+            )
+            newest = await carol.expect(r" CHATHISTORY TARGETS #d (\S+)")
+            assert newest.group(1) == stored[-1].tags["time"]
         await carol.close()
     finally:
         await again.stop()
