@@ -69,7 +69,8 @@ class Latest:
         self._newest: dict[str, Entry] = {}
         self._known: set[str] = set()  # conversation keys with a row (rule 1)
         self._latest_due = time.monotonic() + LATEST_EVERY
-        self._latest_batch: tuple[dict[str, Entry], bool] = ({}, False)  # the commit's
+        #: The commit's newest messages, its new conversations, whether all were written.
+        self._latest_batch: tuple[dict[str, Entry], list[str], bool] = ({}, [], False)
         self._recover_latest()
 
     def _latest_write(self, db: sqlite3.Connection, newest: dict[str, Entry]) -> None:
@@ -77,22 +78,23 @@ class Latest:
         batch's newest message per conversation), and upsert every remembered newest message
         when due (rule 2). :meth:`_latest_done` follows once the commit returned."""
         due = time.monotonic() >= self._latest_due or len(self._newest) >= LATEST_MAX
+        known = self._known
+        new = [k for k in newest if k not in known]
         if due:
             self._latest_write_all(db, {**self._newest, **newest}.items())
-        else:
-            new = [conversation_row(k) for k in newest if k not in self._known]
-            if new:
-                db.executemany(_NEW, new)
-        self._latest_batch = (newest, due)
+        elif new:
+            db.executemany(_NEW, [conversation_row(k) for k in new])
+        self._latest_batch = (newest, new, due)
 
     def _latest_done(self) -> None:
         """After the commit of :meth:`_latest_write` returned (the caller holds ``_lock``)."""
-        newest, written = self._latest_batch
-        self._latest_batch = ({}, False)
-        known = self._known
-        if len(known) + len(newest) > _KNOWN_MAX:
-            known.clear()
-        known.update(newest)
+        newest, new, written = self._latest_batch
+        self._latest_batch = ({}, [], False)
+        if new:
+            known = self._known
+            if len(known) + len(new) > _KNOWN_MAX:
+                known.clear()
+            known.update(new)
         if written:
             self._newest = {}
             self._latest_due = time.monotonic() + LATEST_EVERY
