@@ -136,3 +136,17 @@ def test_retention_forgets_a_remembered_message_it_deleted(tmp_path: Path) -> No
         assert listed(store) == []
     finally:
         store.close()
+
+
+def test_the_tip_is_one_shared_tuple_while_nothing_is_appended(tmp_path: Path) -> None:
+    """Every user keeps the tip of its nick (W2: 10,000 of them): equal tips are one object."""
+    store = SqliteHistory(tmp_path / "h.db", maintenance_interval=None)
+    try:
+        first = store.tip()
+        assert store.tip() is first
+        store.append(msg(1, AB))
+        moved = store.tip()
+        assert moved != first and moved[1] == first[1] + 1
+        assert store.tip() is moved
+    finally:
+        store.close()

@@ -187,6 +187,7 @@ class SqliteHistory(KeyTable, Retention, Latest, Targets):
         self._n = 0
         self._last_ms = conns.last_ms
         self._stop = threading.Event()
+        self._tip: Position = (-1, -1)  # see tip()
         self._latest_init()
         self._thread: threading.Thread | None = None
         if maintenance_interval is not None:
@@ -515,9 +516,13 @@ class SqliteHistory(KeyTable, Retention, Latest, Targets):
         return [c for k in sorted(keys) if (c := self.conversation(k)) is not None]
 
     def tip(self) -> Position:
-        """The newest position appended (see :meth:`HistoryStore.tip`)."""
+        """The newest position appended (see :meth:`HistoryStore.tip`); the same tuple while
+        nothing was appended (every user keeps the tip of its nick: they share it)."""
         with self._lock:
-            return (self._last_ms, self._base + self._n)
+            tip = (self._last_ms, self._base + self._n)
+            if tip != self._tip:
+                self._tip = tip
+            return self._tip
 
     def _entries(self, rows: Iterable[Sequence[Any]]) -> list[Entry]:
         """Rows of :data:`_COLUMNS` as entries (``sqlite_targets.Targets`` reads through it)."""
