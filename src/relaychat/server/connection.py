@@ -211,8 +211,12 @@ class Connection(asyncio.Protocol):
         backlog = self.backlog
         if backlog is None and len(items) <= TURN_LINES:
             # The common case, handled without a queue: nothing waits, and the flood bucket
-            # (when there is one) holds a token for every line, as _drain would find.
+            # (when there is one) holds a token for every line, as _drain would find. Not with
+            # fakelag: there _drain keeps lines at the edge while a command is pending.
             if self.rate > 0:
+                if self.flood_action == "fakelag":
+                    self._queue(items)
+                    return
                 mono = time.monotonic()
                 tokens = min(self.burst, self.tokens + (mono - self.refilled) * self.rate)
                 self.refilled = mono
@@ -224,6 +228,11 @@ class Connection(asyncio.Protocol):
             else:
                 self._process_now(items)
                 return
+        self._queue(items)
+
+    def _queue(self, items: list[bytes | Overlong]) -> None:
+        """Queue ``items`` for :meth:`_drain` (now, unless a drain is scheduled)."""
+        backlog = self.backlog
         if backlog is None:
             # Allocated only while lines wait (an empty deque is 760 bytes; most connections
             # never need one), and dropped again once drained.
