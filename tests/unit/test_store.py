@@ -367,10 +367,12 @@ class TestConcurrency:
         thread = threading.Thread(target=appender)
         thread.start()
         commits = 0
-        while not done.is_set():
+        while True:  # at least once, even when the appender is done before the first look
             store.commit_pending()
             commits += 1
             store.query("#c", limit=1, latest=True)
+            if done.is_set():
+                break
         thread.join()
         store.commit_pending()
         got = store.query("#c", limit=total + 1)
