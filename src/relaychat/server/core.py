@@ -15,6 +15,16 @@ Rules:
    check on the worker, a long answer sent in parts) holds its user: the user's next commands
    wait, in order, until it is done (``server/pending.py``: :meth:`~ServerCore.hold` and
    :meth:`~ServerCore.release`, or ``offload``/``stream``/``defer``).
+
+The core is one class, :class:`ServerCore`, written in parts: this module holds the command
+table and the dispatch (rules 1 and 6), the state and the IRCv3 helpers; its bases hold the rest,
+each with the attributes it uses declared and none importing this module:
+``server/lifecycle.py`` (:class:`~relaychat.server.lifecycle.Lifecycle`: accept, ``tick``,
+``disconnect``; rules 3 and 4), ``server/fanout.py``
+(:class:`~relaychat.server.fanout.Fanout`: events, ``broadcast``, ``deliver``; rule 5),
+``server/bookkeeping.py`` (:class:`~relaychat.server.bookkeeping.Bookkeeping`: lookups,
+membership, MONITOR, sessions, LUSERS counts) and ``server/pending.py``
+(:class:`~relaychat.server.pending.Pending`; rule 6).
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import itertools
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -33,22 +43,21 @@ from relaychat.accounts.worker import InlineWorker, Worker
 from relaychat.config import Config
 from relaychat.errors import InputTooLong, InvalidUtf8, ProtocolError
 from relaychat.protocol import numerics as N
-from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.message import MAX_CLIENT_TAGS_BYTES, Message
-from relaychat.protocol.servertime import format_server_time
 from relaychat.ratelog import RateLimitedLog
 from relaychat.server.backplane import Backplane
 from relaychat.server.bans import BanList
-from relaychat.server.caps import MSGTAGS, offered, profile_of
-from relaychat.server.effects import Peer
+from relaychat.server.bookkeeping import Bookkeeping
+from relaychat.server.caps import offered, profile_of
+from relaychat.server.fanout import Fanout
 from relaychat.server.idempotency import CAP as IDEMPOTENCY_CAP
 from relaychat.server.idempotency import KeyIndex
-from relaychat.server.isupport import BOT_MODE, isupport_tokens
+from relaychat.server.isupport import isupport_tokens
+from relaychat.server.lifecycle import Lifecycle
 from relaychat.server.pending import MAX_WAITING, Held, Pending
-from relaychat.server.relay import Relay
 from relaychat.server.replies import Replies, add_tag
 from relaychat.server.state import Channel, User, WhowasEntry
-from relaychat.server.throttle import Throttles, retry_text
+from relaychat.server.throttle import Throttles
 from relaychat.store.base import HistoryStore, Position
 from relaychat.store.keys import KeyStore
 
@@ -134,7 +143,7 @@ def command(
     return register
 
 
-class ServerCore(Pending):
+class ServerCore(Lifecycle, Fanout, Bookkeeping, Pending):
     """The whole server state and its transitions.
 
     Args:
@@ -208,7 +217,7 @@ class ServerCore(Pending):
         self._deferred_seq = itertools.count()
         self.wakeup: Callable[[float], None] = lambda when: None
 
-    # --- IRCv3 helpers -------------------------------------------------------------------------
+    # --- IRCv3 helpers (events and their fan-out are fanout.py's) --------------------------------
 
     def offered_caps(self) -> dict[str, str]:
         """Every capability offered now, with its CAP LS 302 value."""
@@ -241,124 +250,7 @@ class ServerCore(Pending):
             for channel in user.channels.values():
                 channel.invalidate()
 
-    def new_msgid(self) -> str:
-        """A new message id (message-ids), unique across restarts."""
-        self._msgid_counter += 1
-        return f"{self._msgid_prefix}{self._msgid_counter:x}"
-
-    def new_batch_id(self) -> bytes:
-        """A new batch reference tag."""
-        self._batch_counter += 1
-        return b"b%x" % self._batch_counter
-
-    def time_tag(self) -> str:
-        """``now`` as a server-time value: ``YYYY-MM-DDThh:mm:ss.sssZ`` (cached per ``now``)."""
-        # Cached per millisecond (the tag's resolution), not per ``now``: the edge passes a new
-        # ``now`` with every read, and a busy server reads thousands of times a millisecond.
-        ms = int(self.now * 1000)
-        cached_at, text = self._time_cache
-        if cached_at != ms:
-            text = format_server_time(ms)
-            self._time_cache = (ms, text)
-        return text
-
-    def event(
-        self,
-        user: User,
-        command: str,
-        *params: str,
-        client_tags: dict[str, str] | None = None,
-        ext_params: tuple[str, ...] | None = None,
-        msgid: str | None = None,
-    ) -> Relay:
-        """A relayed event from ``user``: its line, time, msgid and account tags.
-
-        Args:
-            ext_params: the parameters for clients with extended-join, when they differ.
-            msgid: reuse this id (a message stored in history keeps one id everywhere).
-        """
-        line = Message(command, params, user.prefix).to_bytes()
-        ext = Message(command, ext_params, user.prefix).to_bytes() if ext_params else None
-        return self.relay(user, line, client_tags=client_tags, ext_line=ext, msgid=msgid)
-
-    def relay(
-        self,
-        user: User,
-        line: bytes,
-        *,
-        client_tags: dict[str, str] | None = None,
-        ext_line: bytes | None = None,
-        msgid: str | None = None,
-    ) -> Relay:
-        """A relayed event from ``user`` whose line is already serialised: now's time, a new
-        msgid (or ``msgid``), ``user``'s account and, for a bot, the ``bot`` tag."""
-        return Relay(
-            line,
-            time=self.time_tag(),
-            msgid=msgid or self.new_msgid(),
-            account=user.account,
-            client_tags=client_tags,
-            ext_line=ext_line,
-            bot=BOT_MODE in user.modes,
-        )
-
-    # --- connections ---------------------------------------------------------------------------
-
-    def accept(self, peer: Peer, ip: str, now: float) -> User | None:
-        """A new connection from ``ip``.
-
-        Returns:
-            The new :class:`User`, or ``None`` when a limit refused it (the peer was told why and
-            closed already).
-        """
-        lim = self.config.limits
-        if len(self.connections) >= lim.max_clients:
-            self.ratelog.warning(
-                "refused: server full",
-                "refused %s: server full (%d clients)",
-                ip,
-                lim.max_clients,
-                now=now,
-            )
-            peer.close("Closing Link: %s (Server is full)" % ip)
-            return None
-        group = self.throttles.group(ip)
-        wait = self.throttles.connect.take(group, now)
-        if wait > 0:
-            self.ratelog.warning(
-                "refused: connecting too fast",
-                "refused %s: %s connects faster than throttle.connect_per_minute",
-                ip,
-                group,
-                now=now,
-            )
-            peer.close(f"Too many connections from your host ({retry_text(wait)})")
-            return None
-        count = self.per_ip.get(group, 0)
-        if lim.max_per_ip and count >= lim.max_per_ip:
-            self.ratelog.warning(
-                "refused: too many connections from one address",
-                "refused %s: %d connections from %s",
-                ip,
-                count,
-                group,
-                now=now,
-            )
-            peer.close("Too many connections from your host")
-            return None
-        dline = self.bans.dline_for(ip, now) if self.bans.dlines else None
-        if dline is not None:
-            self.ratelog.info(
-                "refused: D-lined", "refused %s: D-lined (%s)", ip, dline.mask, now=now
-            )
-            peer.close(f"Banned: {dline.reason}")
-            return None
-        self.per_ip[group] = count + 1
-        user = User(self._next_id, peer, ip, now)
-        user.ip_group = group
-        self._next_id += 1
-        self.connections[user.id] = user
-        return user
+    # --- commands (accept/disconnect/tick are lifecycle.py's) ------------------------------------
 
     def handle(self, user: User, msg: Message, now: float) -> None:
         """Carry out one command from ``user``, or hold it while an earlier one is pending
@@ -456,243 +348,6 @@ class ServerCore(Pending):
                     )
                 user.send(Message("FAIL", ("*", "INPUT_TOO_LONG", text), self.name).to_bytes())
 
-    def alive(self, user: User, now: float) -> None:
-        """The transport saw ``user``'s peer answer (a WebSocket pong): it counts as input for
-        the keepalive, as any line would."""
-        user.last_seen = now
-        user.ping_sent_at = None
-
-    def throttled(self, user: User, rate: float) -> None:
-        """The edge started delaying ``user``'s lines (flood control): tell a client that asked.
-
-        Sent once per episode, as a standard reply, to clients with ``standard-replies``.
-        """
-        if "standard-replies" in user.caps and not user.quitting:
-            text = f"You are sending too fast: your lines are delayed to {rate:g} per second"
-            user.send(Message("WARN", ("*", "FLOOD_THROTTLED", text), self.name).to_bytes())
-
-    def disconnect(
-        self, user: User, reason: str, *, error: str | None = None, broadcast: bool = True
-    ) -> None:
-        """Remove ``user`` everywhere, tell its channels, log the reason once, close its peer.
-
-        Args:
-            reason: the QUIT reason its channels see, and the log line.
-            error: the ``ERROR`` text the client itself gets (a Closing Link line by default).
-            broadcast: send the QUIT to channels (not on server shutdown).
-        """
-        if user.quitting:
-            return
-        user.quitting = True
-        if self.backplane is not None:
-            try:
-                self.backplane.user_left(user, reason)
-            except Exception:  # the network's bookkeeping must not stop the local cleanup
-                log.exception("backplane failed on the departure of connection #%d", user.id)
-        try:
-            if user.registered and broadcast:
-                event = self.event(user, "QUIT", reason)
-                for other in self.neighbours(user):
-                    other.send(event.data(other))
-        except Exception:  # a bug must not leave a ghost user behind: clean up regardless
-            log.exception("QUIT broadcast failed for connection #%d", user.id)
-        if user.registered:
-            self.whowas.appendleft(WhowasEntry(user, self.now))
-            self.registered_count -= 1
-            try:
-                if broadcast:
-                    self.monitor_offline(user, user.key, user.nick)
-            except Exception:  # a bug must not leave a ghost user behind
-                log.exception("MONITOR offline notice failed for connection #%d", user.id)
-        self.unmonitor_all(user)
-        self.wallops.pop(user, None)
-        for channel in user.channels.values():
-            self._remove_member(channel, user)
-        user.channels.clear()
-        for key in user.invited:
-            invited_to = self.channels.get(key)
-            if invited_to is not None:
-                invited_to.invites.discard(user.key)
-        if user.key and self.users.get(user.key) is user:
-            del self.users[user.key]
-        if user.is_oper:
-            self.oper_count -= 1
-        self._forget_session(user)
-        if "i" in user.modes:
-            self.invisible_count -= 1
-        self.connections.pop(user.id, None)
-        count = self.per_ip.get(user.ip_group, 1) - 1
-        if count > 0:
-            self.per_ip[user.ip_group] = count
-        else:
-            self.per_ip.pop(user.ip_group, None)
-        user.held = None
-        user.stream = None
-        if user.registered or user.account is not None:
-            log.info("disconnect #%d %s from %s: %s", user.id, user.nick, user.ip, reason)
-        else:  # connections that never registered: what a flood of them makes is counted
-            self.ratelog.info(
-                "unregistered connections closed",
-                "disconnect #%d %s from %s before registering: %s",
-                user.id,
-                user.nick,
-                user.ip,
-                reason,
-                now=self.now,
-            )
-        user.peer.close(error if error is not None else f"Closing Link: {user.host} ({reason})")
-
-    def tick(self, now: float) -> None:
-        """Keepalive and deadlines: PING idle clients, drop silent and unregistered ones; send
-        the deferred answers that are due."""
-        self.now = now
-        self.run_due(now)
-        cfg = self.config
-        interval, timeout = cfg.ping_interval, cfg.ping_timeout
-        expired: list[tuple[User, str]] = []
-        ping: bytes | None = None
-        for user in self.connections.values():
-            if not user.registered:
-                if now - user.connected_at >= cfg.registration_timeout:
-                    expired.append((user, "Registration timed out"))
-                continue
-            sent = user.ping_sent_at
-            if sent is not None:
-                if now - sent >= timeout:
-                    expired.append((user, "Ping timeout: %d seconds" % round(now - user.last_seen)))
-            elif now - user.last_seen >= interval:
-                if ping is None:
-                    ping = Message("PING", (self.name,)).to_bytes()
-                user.ping_sent_at = now
-                user.send(ping)
-        for user, reason in expired:
-            self.disconnect(user, reason)
-        if self.bans:
-            self.bans.expire(now)
-        self.ratelog.flush(now)
-        for hook in self.tick_hooks:
-            try:
-                hook(now)
-            except Exception:  # pragma: no cover - a bug in a hook must not stop keepalive
-                log.exception("tick hook %r failed", hook)
-
-    def shutdown(self) -> None:
-        """Close every connection with ``ERROR :Server shutting down``."""
-        for user in list(self.connections.values()):
-            self.disconnect(
-                user, "Server shutting down", error="Server shutting down", broadcast=False
-            )
-
-    # --- helpers for handlers ------------------------------------------------------------------
-
-    def neighbours(self, user: User) -> Iterable[User]:
-        """Every other user sharing a channel with ``user``, each once."""
-        chans = user.channels
-        if not chans:
-            return ()
-        if len(chans) == 1:
-            (only,) = chans.values()
-            return [u for u in only.members if u is not user]
-        seen: dict[User, None] = {}
-        for channel in chans.values():
-            for member in channel.members:
-                seen[member] = None
-        seen.pop(user, None)
-        return seen.keys()
-
-    def broadcast(self, channel: Channel, event: Relay, skip: User | None = None) -> None:
-        """Send ``event`` to every member of ``channel`` except ``skip`` (rule 5)."""
-        if self.backplane is not None:
-            self.backplane.channel_event(channel, event, skip)
-        else:
-            self.deliver_local(channel, event, skip)
-
-    def deliver(
-        self,
-        channel: Channel,
-        event: Relay,
-        sender: User,
-        *,
-        status: str = "",
-        tagmsg: bool = False,
-    ) -> None:
-        """A PRIVMSG, NOTICE or TAGMSG from ``sender`` to ``channel``'s members (rule 5).
-
-        Args:
-            status: ``"@"``: to its operators only; ``"+"``: to its voiced and operators.
-            tagmsg: a TAGMSG: only members with ``message-tags`` get it.
-        """
-        if self.backplane is not None:
-            self.backplane.channel_event(channel, event, sender, status=status, tagmsg=tagmsg)
-        else:
-            self.deliver_local(channel, event, sender, status=status, tagmsg=tagmsg)
-
-    def deliver_local(
-        self,
-        channel: Channel,
-        event: Relay,
-        skip: User | None,
-        *,
-        status: str = "",
-        tagmsg: bool = False,
-    ) -> None:
-        """Send ``event`` to this server's members of ``channel`` except ``skip``.
-
-        The hot loop of the server: one call per plain member, the same bytes for all; one
-        serialisation per tag profile for the others. ``status`` and ``tagmsg`` as in
-        :meth:`deliver`.
-        """
-        line = event.line
-        if status:
-            for other, ms in channel.members.items():
-                if other is skip or other.server is not None:
-                    continue
-                if ms.op or (status == "+" and ms.voice):
-                    if not other.profile:
-                        if not tagmsg:
-                            other.send(line)
-                    elif not tagmsg or other.profile & MSGTAGS:
-                        other.send(event.data(other))
-            return
-        sends, tagged = channel.fanout()
-        if not tagmsg:
-            own = skip.send if skip is not None else None
-            for send in sends:
-                if send is not own:
-                    send(line)
-        for other in tagged:
-            if other is not skip and (not tagmsg or other.profile & MSGTAGS):
-                other.send(event.data(other))
-
-    def find_user(self, nick: str) -> User | None:
-        """The registered user holding ``nick``, any case."""
-        user = self.users.get(irc_lower(nick))
-        return user if user is not None and user.registered else None
-
-    def find_channel(self, name: str) -> Channel | None:
-        """The channel called ``name``, any case."""
-        return self.channels.get(irc_lower(name))
-
-    def add_member(self, channel: Channel, user: User, *, op: bool = False) -> None:
-        """Put ``user`` in ``channel`` (state only)."""
-        from relaychat.server.state import Membership
-
-        channel.members[user] = Membership(op=op)
-        channel.invalidate()
-        user.channels[channel.key] = channel
-        channel.invites.discard(user.key)
-
-    def remove_member(self, channel: Channel, user: User) -> None:
-        """Take ``user`` out of ``channel`` (state only); an empty channel ceases to exist."""
-        user.channels.pop(channel.key, None)
-        self._remove_member(channel, user)
-
-    def _remove_member(self, channel: Channel, user: User) -> None:
-        channel.members.pop(user, None)
-        channel.invalidate()
-        if not channel.members:
-            self.channels.pop(channel.key, None)
-
     def set_account(self, user: User, account: str | None) -> None:
         """Log ``user`` in to ``account`` (or out, with ``None``); tell who asked (account-notify).
 
@@ -714,76 +369,6 @@ class ServerCore(Pending):
                 hook(self, user)
             except Exception:  # a bug in a hook must not undo the login
                 log.exception("account hook %r failed for connection #%d", hook, user.id)
-
-    def watchers(self, user: User, cap: str) -> list[User]:
-        """Who hears of ``user``'s changes under ``cap`` (``away-notify``, ``account-notify``,
-        ``setname``, ``chghost``, ``draft/metadata-2``): the users sharing a channel with it and
-        having ``cap``, and those monitoring it with ``extended-monitor`` and ``cap``
-        (https://ircv3.net/specs/extensions/extended-monitor). Each once, never ``user``."""
-        found = [other for other in self.neighbours(user) if cap in other.caps]
-        monitoring = self.monitors.get(user.key)
-        if monitoring:
-            seen = set(found)
-            for other in monitoring:
-                if (
-                    other is not user
-                    and other not in seen
-                    and cap in other.caps
-                    and "extended-monitor" in other.caps
-                ):
-                    found.append(other)
-        return found
-
-    # --- MONITOR (the index; the command is commands/monitor.py) -------------------------------
-
-    def monitor_offline(self, user: User, key: str, nick: str) -> None:
-        """Tell the users monitoring ``key`` that ``nick`` is gone (731 RPL_MONOFFLINE)."""
-        for watcher in self.monitors.get(key, ()):
-            if watcher is not user:
-                watcher.send(
-                    N.reply(self.name, watcher.nick, N.RPL_MONOFFLINE, text=nick).to_bytes()
-                )
-
-    def unmonitor_all(self, user: User) -> None:
-        """Empty ``user``'s MONITOR list (MONITOR C, or when it leaves)."""
-        watched = user.monitoring
-        if not watched:
-            return
-        for key in watched:
-            others = self.monitors.get(key)
-            if others is not None:
-                others.pop(user, None)
-                if not others:
-                    del self.monitors[key]
-        watched.clear()
-
-    def _forget_session(self, user: User) -> None:
-        """Take ``user`` out of :attr:`sessions` (logging out, or leaving)."""
-        if user.account is None:
-            return
-        others = self.sessions.get(user.account)
-        if others is not None:
-            others.pop(user, None)
-            if not others:
-                del self.sessions[user.account]
-
-    def set_invisible(self, user: User, on: bool) -> None:
-        """Give or take user mode +i, keeping the count for LUSERS."""
-        if on and "i" not in user.modes:
-            user.set_mode("i", True)
-            self.invisible_count += 1
-        elif not on and "i" in user.modes:
-            user.set_mode("i", False)
-            self.invisible_count -= 1
-
-    def set_oper(self, user: User, on: bool) -> None:
-        """Give or take user mode +o, keeping the count for LUSERS."""
-        if on and "o" not in user.modes:
-            user.set_mode("o", True)
-            self.oper_count += 1
-        elif not on and "o" in user.modes:
-            user.set_mode("o", False)
-            self.oper_count -= 1
 
     def history_tip(self) -> Position:
         """The position of the newest message in history (or now, without history): what was
