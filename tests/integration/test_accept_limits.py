@@ -177,3 +177,36 @@ async def test_a_dlined_address_is_refused_before_the_tls_handshake(tmp_path: Pa
     finally:
         close_all(pairs)
         await server.stop()
+
+
+async def test_the_client_library_waits_as_long_as_the_refusal_says() -> None:
+    """relaychat.client refused for the connection rate waits the "try again in N seconds" it
+    was told (not its own much shorter backoff), then gets in."""
+    from relaychat.client import Client, Reconnecting
+    from tests.harness import free_config
+
+    server = Server(free_config(throttle={"connect_burst": 1, "connect_per_minute": 30.0}))
+    await server.start()
+    host, port = server.addresses[0]
+    first = await asyncio.open_connection(host, port)  # takes the one token: next in 2 s
+    bot = Client(host, port, nick="waiter", backoff_initial=0.05, backoff_max=0.2)
+    waits: list[Reconnecting] = []
+
+    async def collect() -> None:
+        async for event in bot.events(Reconnecting):
+            assert isinstance(event, Reconnecting)
+            waits.append(event)
+
+    collector = asyncio.ensure_future(collect())
+    await asyncio.sleep(0)
+    try:
+        await bot.connect(4 * TIMEOUT)
+        assert waits, "the first attempt was not refused: nothing was tested"
+        assert "Too many connections" in waits[0].reason
+        assert waits[0].delay >= 1.0, waits  # the backoff alone would be at most 0.2 s
+        assert len(waits) <= 2, waits  # it did not hammer the server meanwhile
+    finally:
+        collector.cancel()
+        await bot.close(timeout=1.0)
+        close_all([first])
+        await server.stop()

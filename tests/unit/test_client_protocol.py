@@ -224,6 +224,18 @@ class TestSasl:
         assert "CAP END" not in w.sent()  # never registers unauthenticated
 
 
+def test_an_error_that_says_when_to_come_back_sets_retry_after() -> None:
+    w = Wire()
+    w.connect()
+    w.feed("ERROR :Too many connections from your host (try again in 12 seconds)")
+    assert w.p.dead is not None and w.p.retry_after == 12.0
+    w.p.connection_lost("closed", w.now)
+    w.connect()  # a new connection forgets it
+    assert w.p.retry_after == 0.0
+    w.feed("ERROR :Closing Link: 127.0.0.1 (Ping timeout)")
+    assert w.p.retry_after == 0.0
+
+
 class TestEvents:
     def test_chat_events(self) -> None:
         w = Wire()

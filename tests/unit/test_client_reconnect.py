@@ -92,3 +92,12 @@ async def test_a_bug_becomes_the_reason_to_give_up(caplog: pytest.LogCaptureFixt
     result, _, _ = await run([RuntimeError("boom")], config())
     assert result == "internal error: RuntimeError('boom')"
     assert "test loop failed" in caplog.text
+
+
+async def test_waits_at_least_what_the_server_asked() -> None:
+    """A connection-rate refusal says "try again in N seconds": the next delay is at least N."""
+    cfg = config(max_attempts=2, backoff_initial=0.05, backoff_factor=2.0, backoff_max=60.0)
+    script = [Attempt("server error: too many", retry_after=7.0), Attempt("refused")]
+    _, _, slept = await run(script, cfg)
+    assert slept[0] == 7.0
+    assert slept[1] < 1.0  # the next attempt's own answer said nothing: the backoff again

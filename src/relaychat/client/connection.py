@@ -543,7 +543,10 @@ class Client:
     async def _attempt(self) -> Attempt:
         self._was_ready = False
         reason = await self._connect_once()
-        return Attempt(reason, reached=self._was_ready, fatal=self._proto.fatal)
+        proto = self._proto
+        return Attempt(
+            reason, reached=self._was_ready, fatal=proto.fatal, retry_after=proto.retry_after
+        )
 
     async def _connect_once(self) -> str:
         cfg = self.config

@@ -8,6 +8,7 @@ only to keep each module small); they never do I/O.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 
 from relaychat.client.events import Ctcp, Join, Kick, Message, NickChange, Part, Quit, Topic
@@ -57,10 +58,18 @@ def _pong(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
         p._settle(p.tracker.pong(token))
 
 
+#: How a server says when to come back ("... (try again in 12 seconds)").
+_RETRY_AFTER = re.compile(r"try again in (\d{1,6}) seconds?")
+
+
 @_on("ERROR")
 def _error(p: ClientProtocol, msg: IrcMessage, now: float) -> None:
     """ERROR <reason>: the server is closing the link."""
-    p._die("server error: " + msg.param(0, "closing link"))
+    reason = msg.param(0, "closing link")
+    wait = _RETRY_AFTER.search(reason)
+    if wait is not None:
+        p.retry_after = float(wait.group(1))
+    p._die("server error: " + reason)
 
 
 @_on("CAP")

@@ -147,6 +147,8 @@ class ClientProtocol(Sending):
         self._outcomes: list[Outcome] = []
         self._out: list[bytes] = []
         self.fatal = False
+        #: Seconds the server's ERROR asked us to wait before connecting again (0: none).
+        self.retry_after = 0.0
         self.closed = False
         # Connection state: reset by connection_made.
         self.connected = False
@@ -207,6 +209,7 @@ class ClientProtocol(Sending):
         self.connected = True
         self.registered = self.ready = self._sasl_started = False
         self.dead = None
+        self.retry_after = 0.0
         self.nick = self.wanted_nick
         self.server = ""
         self.caps = set()

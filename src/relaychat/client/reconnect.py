@@ -6,6 +6,8 @@ Rules:
    outbox, publish :class:`~relaychat.client.events.GaveUp`) is the caller's too.
 2. The delays come from :func:`~relaychat.client.backoff.backoff`, started afresh the first time
    and after every attempt that got through, so a link that was up retries quickly again.
+   When the server said how long to wait ("try again in N seconds", e.g. a connection-rate
+   refusal), the delay is at least that.
 3. A bug in the loop or in an attempt must not hang callers: it is logged and becomes the
    reason to give up (``"internal error: ..."``). Cancellation passes through.
 """
@@ -32,11 +34,13 @@ class Attempt:
         reason: why the connection ended (or could not be opened), in words.
         reached: the link got through (connected, or registered for IRC): the backoff restarts.
         fatal: retrying cannot help (e.g. SASL was refused): give up at once.
+        retry_after: seconds the server asked us to wait before trying again (0: it did not).
     """
 
     reason: str
     reached: bool = False
     fatal: bool = False
+    retry_after: float = 0.0
 
 
 async def reconnect_loop(
@@ -99,6 +103,7 @@ async def reconnect_loop(
             if delay is None:
                 reason = f"{reason} (after {count + 1} attempts)"
                 break
+            delay = max(delay, ended.retry_after)
             count += 1
             log.info("reconnecting in %.2f s (attempt %d): %s", delay, count, reason)
             publish(Reconnecting(count, delay, reason))
