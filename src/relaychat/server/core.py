@@ -197,6 +197,14 @@ class ServerCore(Lifecycle, Fanout, Bookkeeping, Pending):
         self._msgid_counter = 0
         self._batch_counter = 0
         self._time_cache = (-1, "")
+        self.batch_fanout = False
+        self.batch_hook = None
+        self._batch_channel = None
+        self._batch_cache = None
+        self._batch_lines = []
+        self._batch_skips = []
+        self._batch_sends = []
+        self._batch_held = []
         self._isupport: tuple[Config, list[str]] | None = None  # see isupport()
         #: K-lines and D-lines (server/bans.py); the edge loads them and saves on change.
         self.bans = BanList()

@@ -9,11 +9,20 @@ Rules:
    backplane joins this core to others (``server/backplane.py``), to the members on every node
    in the network's order.
 3. No clock is read: the time tag is the core's ``now``.
+4. Coalesced fan-out (``batch_fanout``, set by the network edge): the plain members' lines of
+   one channel in one loop turn wait in one batch, and each member gets them joined, in one
+   ``send`` at the end of the turn (:meth:`Fanout.flush_batch`), instead of one ``send`` per
+   message. Every member sees exactly the bytes and order it would have seen one by one: while
+   a batch waits, each of its members' ``send`` is ``send_held`` (flush the batch, then send),
+   and the batch is flushed before any other fan-out, when the channel's membership or tag
+   profiles change, and before a connection closes. One batch at a time (a message to another
+   channel flushes it), so the order across channels is kept too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 from relaychat.protocol.message import Message
 from relaychat.protocol.servertime import format_server_time
@@ -37,6 +46,16 @@ class Fanout(Bookkeeping):
     _msgid_counter: int
     _batch_counter: int
     _time_cache: tuple[int, str]
+    #: Rule 4: coalesce channel fan-out per loop turn (the edge sets it and ``batch_hook``).
+    batch_fanout: bool
+    #: Called when a batch opens: the edge makes sure :meth:`flush_batch` runs this turn.
+    batch_hook: Callable[[], None] | None
+    _batch_channel: Channel | None
+    _batch_cache: object
+    _batch_lines: list[bytes]
+    _batch_skips: list[User | None]
+    _batch_sends: list[Callable[[bytes], None]]
+    _batch_held: list[User]
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -161,6 +180,27 @@ class Fanout(Bookkeeping):
         :meth:`deliver`.
         """
         line = event.line
+        if self._batch_channel is not None:
+            if (
+                status
+                or tagmsg
+                or channel is not self._batch_channel
+                or channel._fanout is not self._batch_cache
+            ):
+                self.flush_batch()
+            else:
+                self._batch_lines.append(line)
+                self._batch_skips.append(skip)
+                for other in channel.fanout()[1]:
+                    if other is not skip:
+                        other.send(event.data(other))
+                return
+        elif self.batch_fanout and not status and not tagmsg and self.backplane is None:
+            self._open_batch(channel, line, skip)
+            for other in channel.fanout()[1]:
+                if other is not skip:
+                    other.send(event.data(other))
+            return
         if status:
             for other, ms in channel.members.items():
                 if other is skip or other.server is not None:
@@ -174,13 +214,69 @@ class Fanout(Bookkeeping):
             return
         sends, tagged = channel.fanout()
         if not tagmsg:
-            own = skip.send if skip is not None else None
+            own = skip.send_direct if skip is not None else None
             for send in sends:
                 if send is not own:
                     send(line)
         for other in tagged:
             if other is not skip and (not tagmsg or other.profile & MSGTAGS):
                 other.send(event.data(other))
+
+    def _open_batch(self, channel: Channel, line: bytes, skip: User | None) -> None:
+        """Rule 4: start a batch for ``channel`` with ``line``; hold its plain members."""
+        sends, _ = channel.fanout()
+        self._batch_channel = channel
+        self._batch_cache = channel._fanout
+        self._batch_lines = [line]
+        self._batch_skips = [skip]
+        self._batch_sends = sends
+        held = channel.plain_members()
+        self._batch_held = held
+        for member in held:
+            hold = member.send_held
+            if hold is None:
+                hold = member.send_held = partial(self._send_after_batch, member)
+            member.send = hold
+        if self.batch_hook is not None:
+            self.batch_hook()
+
+    def _send_after_batch(self, user: User, data: bytes) -> None:
+        """``user.send`` while a batch holds it: the batch first, then ``data``."""
+        self.flush_batch()
+        user.send(data)
+
+    def flush_batch(self) -> None:
+        """Rule 4: send the waiting batch, if any, to its members (one ``send`` each) and
+        release them. The edge calls this at the end of every loop turn, before the commit."""
+        channel = self._batch_channel
+        if channel is None:
+            return
+        self._batch_channel = None
+        self._batch_cache = None
+        lines = self._batch_lines
+        skips = self._batch_skips
+        sends = self._batch_sends
+        for member in self._batch_held:
+            member.send = member.send_direct
+        self._batch_held = []
+        self._batch_lines = []
+        self._batch_skips = []
+        self._batch_sends = []
+        data = b"".join(lines) if len(lines) > 1 else lines[0]
+        own: dict[Callable[[bytes], None], bytes] = {}
+        for skip in skips:
+            if skip is not None and skip.send_direct not in own:
+                own[skip.send_direct] = b"".join(
+                    ln for ln, sk in zip(lines, skips, strict=True) if sk is not skip
+                )
+        if not own:
+            for send in sends:
+                send(data)
+            return
+        for send in sends:
+            mine = own.get(send, data)
+            if mine:
+                send(mine)
 
     def watchers(self, user: User, cap: str) -> list[User]:
         """Who hears of ``user``'s changes under ``cap`` (``away-notify``, ``account-notify``,

@@ -189,6 +189,7 @@ class Lifecycle(Fanout, Pending):
                 reason,
                 now=self.now,
             )
+        self.flush_batch()  # what a batch holds for it goes before its ERROR (fanout.py rule 4)
         user.peer.close(error if error is not None else f"Closing Link: {user.host} ({reason})")
 
     def tick(self, now: float) -> None:

@@ -86,6 +86,9 @@ class Server:
         self._due_handle: asyncio.TimerHandle | None = None  # the next deferred answer
         self._due_at = float("inf")
         self.core.wakeup = self._wakeup
+        # Coalesced channel fan-out (fanout.py rule 4): flushed at the end of each loop turn.
+        self.core.batch_fanout = True
+        self.core.batch_hook = self._batch_opened
         self._listeners: list[Listening] = []
         self._servers: dict[str, list[Listening]] = {}  # by kind: irc, plain, tls, http
         self._dirty: list[Connection] = []
@@ -304,6 +307,13 @@ class Server:
         history = self.core.history
         return history is not None and history.has_pending()
 
+    def _batch_opened(self) -> None:
+        """The core opened a fan-out batch: a flush must end this loop turn."""
+        if not self._flush_scheduled and not self._committing:
+            self._flush_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
     def mark_dirty(self, conn: Connection) -> None:
         """Schedule ``conn`` for the flush at the end of this loop turn."""
         self._dirty.append(conn)
@@ -329,6 +339,9 @@ class Server:
         bytes queued during such a commit wait for the next one.
         """
         self._flush_scheduled = False
+        # The turn's coalesced channel messages join their members' queues first (fanout.py
+        # rule 4), so the commit below covers them like any other queued bytes.
+        self.core.flush_batch()
         if self._committing:
             return  # _committed flushes when the commit in flight is done
         history = self.core.history
@@ -402,6 +415,7 @@ class Server:
     ) -> None:
         self._committing = False
         self.stats.commit_latency.observe(time.perf_counter() - started)
+        self.core.flush_batch()  # queued after the counts held: they wait for the next commit
         exc = future.exception()
         if exc is None:
             self.commit_error = None

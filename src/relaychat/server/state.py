@@ -103,6 +103,8 @@ class User:
         "realname",
         "registered",
         "send",
+        "send_direct",
+        "send_held",
         "server",
         "snomask",
         "stream",
@@ -117,7 +119,12 @@ class User:
         self.id = uid
         self.peer = peer
         #: ``peer.send``, bound once: it is called for every recipient of every message.
-        self.send: Callable[[bytes], None] = peer.send
+        self.send_direct: Callable[[bytes], None] = peer.send
+        #: What the core calls to send to this user: ``send_direct``, or ``send_held`` while a
+        #: channel's coalesced messages wait for it (``server/fanout.py``, rule 4).
+        self.send: Callable[[bytes], None] = self.send_direct
+        #: The core's "flush the waiting channel messages, then send" for this user (made once).
+        self.send_held: Callable[[bytes], None] | None = None
         self.ip = ip
         #: The address group per-IP limits count this connection under (server/throttle.py).
         self.ip_group = ip
@@ -300,7 +307,7 @@ class Channel:
         self.topic_time = 0
         self.metadata: dict[str, str] = {}  # draft/metadata-2, set by its operators
         self.created = int(now)
-        self._fanout: tuple[list[Callable[[bytes], None]], list[User]] | None = None
+        self._fanout: tuple[list[Callable[[bytes], None]], list[User], list[User]] | None = None
 
     def fanout(self) -> tuple[list[Callable[[bytes], None]], list[User]]:
         """``(sends, tagged)``: the send functions of this server's members without tag
@@ -309,14 +316,26 @@ class Channel:
         Cached; :meth:`invalidate` whenever membership or a member's capabilities change.
         """
         cached = self._fanout
-        if cached is not None:
-            return cached
+        if cached is None:
+            cached = self._build_fanout()
+        return cached[0], cached[1]
+
+    def plain_members(self) -> list[User]:
+        """This server's members without tag capabilities: whose sends :meth:`fanout` lists,
+        in the same order (cached with it)."""
+        cached = self._fanout
+        if cached is None:
+            cached = self._build_fanout()
+        return cached[2]
+
+    def _build_fanout(self) -> tuple[list[Callable[[bytes], None]], list[User], list[User]]:
         # Members connected to another server of a cluster get channel traffic from it.
         local = [m for m in self.members if m.server is None]
-        sends: list[Callable[[bytes], None]] = [m.send for m in local if not m.profile]
+        plain = [m for m in local if not m.profile]
+        sends: list[Callable[[bytes], None]] = [m.send_direct for m in plain]
         tagged = [m for m in local if m.profile]
-        self._fanout = (sends, tagged)
-        return sends, tagged
+        self._fanout = (sends, tagged, plain)
+        return self._fanout
 
     def invalidate(self) -> None:
         """Forget the cached :meth:`fanout` (membership or a member's caps changed)."""
