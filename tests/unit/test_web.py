@@ -220,6 +220,23 @@ def test_frame_lines_one_message_per_line() -> None:
     assert frame_lines(data, False) is frame_lines(data, False)  # framed once, shared
 
 
+def test_frame_lines_of_a_big_coalesced_output_one_message_per_line() -> None:
+    # A channel's coalesced lines of one loop turn (server/fanout.py rule 4) can pass the size
+    # cached whole: still one message per line, in order, the same for every member.
+    lines = [b":a PRIVMSG #x :message %d \xff" % n + b"x" * 80 for n in range(100)]
+    data = b"".join(line + b"\r\n" for line in lines)
+    for binary in (False, True):
+        frames = parse_frames(frame_lines(data, binary))
+        assert len(frames) == 100
+        if binary:
+            assert [f.data for f in frames] == lines
+        else:
+            assert [f.data for f in frames] == [
+                ln.decode("utf-8", "replace").encode("utf-8") for ln in lines
+            ]
+        assert frame_lines(data, binary) == frame_lines(data, binary)
+
+
 def test_static_table_never_reaches_outside(tmp_path: Path) -> None:
     root = tmp_path / "static"
     (root / "sub").mkdir(parents=True)

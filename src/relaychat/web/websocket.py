@@ -48,7 +48,8 @@ __all__ = ["SUBPROTOCOLS", "WebSocketConnection", "frame_lines", "handshake"]
 SUBPROTOCOLS = (Subprotocol("binary.ircv3.net"), Subprotocol("text.ircv3.net"))
 BINARY = "binary.ircv3.net"
 
-#: Largest core output (bytes) whose framing is cached: broadcasts are single lines.
+#: Largest core output (bytes) whose framing is cached whole (broadcasts are single lines;
+#: a bigger output is framed line by line, each line cached).
 CACHE_MAX_BYTES = 4096
 #: Most cached framings per mode before the cache starts afresh.
 CACHE_ENTRIES = 256
@@ -98,19 +99,37 @@ def frame_lines(data: bytes, binary: bool) -> bytes:
     if framed is not None:
         return framed
     opcode = Opcode.BINARY if binary else Opcode.TEXT
+    small = len(data) <= CACHE_MAX_BYTES
     parts = []
     for line in data.split(b"\r\n"):
         if not line:
             continue
-        if not binary and not line.isascii():
-            line = line.decode("utf-8", "replace").encode("utf-8")
-        parts.append(Frame(opcode, line).serialize(mask=False))
+        if small:
+            parts.append(_frame(opcode, line, binary))
+            continue
+        # A channel's coalesced lines of one loop turn (server/fanout.py rule 4) are too big
+        # to cache whole: frame each line once, for every member (keyed without its CR-LF, so
+        # never mistaken for a whole output, which always ends with one).
+        part = cache.get(line)
+        if part is None:
+            part = _frame(opcode, line, binary)
+            if len(cache) >= CACHE_ENTRIES:
+                cache.clear()
+            cache[line] = part
+        parts.append(part)
     framed = b"".join(parts)
-    if len(data) <= CACHE_MAX_BYTES:
+    if small:
         if len(cache) >= CACHE_ENTRIES:
             cache.clear()
         cache[data] = framed
     return framed
+
+
+def _frame(opcode: Opcode, line: bytes, binary: bool) -> bytes:
+    """One IRC line (without CR-LF) as one unmasked WebSocket message."""
+    if not binary and not line.isascii():
+        line = line.decode("utf-8", "replace").encode("utf-8")
+    return Frame(opcode, line).serialize(mask=False)
 
 
 def _close_code(error: str) -> CloseCode:
