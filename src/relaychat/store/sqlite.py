@@ -60,7 +60,7 @@ from relaychat.store.base import (
 from relaychat.store.keys import KeyRecord
 from relaychat.store.sqlite_keys import KeyTable
 from relaychat.store.sqlite_latest import Latest
-from relaychat.store.sqlite_reads import COLUMNS, Reads, row_entry
+from relaychat.store.sqlite_reads import Reads
 from relaychat.store.sqlite_retention import CHECKPOINT_EVERY, CHUNK, Retention
 from relaychat.store.sqlite_schema import (
     EPOCH_SHIFT,
@@ -134,8 +134,6 @@ class SqliteHistory(KeyTable, Retention, Latest, Targets, Reads):
     Raises:
         StoreError: the file cannot be opened, is not a database, or has a newer schema.
     """
-
-    _COLUMNS = COLUMNS  # what the SELECTs of the mixins read (sqlite_targets.py)
 
     def __init__(
         self,
@@ -351,10 +349,6 @@ class SqliteHistory(KeyTable, Retention, Latest, Targets, Reads):
             if tip != self._tip:
                 self._tip = tip
             return self._tip
-
-    def _entries(self, rows: Iterable[Sequence[Any]]) -> list[Entry]:
-        """Rows of :data:`COLUMNS` as entries (``sqlite_targets.Targets`` reads through it)."""
-        return [row_entry(row) for row in rows]
 
     # --- closing (retention, rules 5 and 7, is inherited from sqlite_retention.Retention) --
 

@@ -11,7 +11,7 @@ Rules:
    the committed newest messages not written to their row yet (``sqlite_latest.py``).
 
 :class:`Targets` is a mixin: it holds no state and works through the host's ``_buffered``,
-``_unlisted``, ``_read``, ``_entries`` and ``_COLUMNS``.
+``_unlisted`` and ``_read``.
 """
 
 from __future__ import annotations
@@ -20,15 +20,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from relaychat.store.base import Entry, Reader, is_private, select_targets
+from relaychat.store.sqlite_reads import COLUMNS, row_entry
 
 __all__ = ["Targets", "targets_sql"]
 
 
 class Targets:
     """:meth:`HistoryStore.targets` on the SQLite file (see the module rules)."""
-
-    #: The message columns a row of :meth:`_entries` holds (the host's).
-    _COLUMNS: str
 
     def _buffered(self, key: str | None = None) -> list[Entry]:  # the host's
         raise NotImplementedError
@@ -37,9 +35,6 @@ class Targets:
         raise NotImplementedError
 
     def _read(self, sql: str, params: Iterable[Any]) -> list[Any]:  # the host's
-        raise NotImplementedError
-
-    def _entries(self, rows: Iterable[Sequence[Any]]) -> list[Entry]:  # the host's
         raise NotImplementedError
 
     def targets(
@@ -66,9 +61,9 @@ class Targets:
             or (is_private(e.message.key) and nick in e.message.key.split(" "))
         ]
         sql, params = targets_sql(
-            nick, chans, after_ms, before_ms, limit + len(buffered), newest, reader, self._COLUMNS
+            nick, chans, after_ms, before_ms, limit + len(buffered), newest, reader, COLUMNS
         )
-        found = {e.message.key: e for e in self._entries(self._read(sql, params))}
+        found = {e.message.key: e for e in map(row_entry, self._read(sql, params))}
         if not buffered:
             out = sorted(found.values(), key=lambda e: (e.time_ms, e.seq))
             return out[-limit:] if newest else out[:limit]
