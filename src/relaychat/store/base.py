@@ -58,6 +58,7 @@ __all__ = [
     "StoreError",
     "StoredMessage",
     "conversation_key",
+    "involves",
     "is_private",
     "merge",
     "redaction_span",
@@ -106,6 +107,11 @@ def stored_tags(client_tags: dict[str, str] | None, *, bot: bool = False) -> dic
 def is_private(key: str) -> bool:
     """Whether ``key`` is a private conversation's (a channel's key has no space)."""
     return " " in key
+
+
+def involves(key: str, nick: str) -> bool:
+    """Whether ``key`` is a private conversation of the folded ``nick``."""
+    return is_private(key) and nick in key.split(" ")
 
 
 # Not ``frozen``: one is built for every relayed message, and a frozen dataclass's __init__

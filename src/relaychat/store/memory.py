@@ -20,6 +20,7 @@ from relaychat.store.base import (
     Position,
     Reader,
     StoredMessage,
+    involves,
     is_private,
     merge,
     redaction_span,
@@ -198,7 +199,7 @@ class MemoryHistory:
     def conversations_of(self, nick: str) -> list[Conversation]:
         """Every private conversation of ``nick`` (see :meth:`HistoryStore.conversations_of`)."""
         with self._lock:
-            keys = {k for k in (*self._by_key, *self._trimmed) if _involves(k, nick)}
+            keys = {k for k in (*self._by_key, *self._trimmed) if involves(k, nick)}
         return [c for k in sorted(keys) if (c := self.conversation(k)) is not None]
 
     def tip(self) -> Position:
@@ -219,7 +220,7 @@ class MemoryHistory:
     ) -> list[Entry]:
         """Conversations active in a window (see :meth:`HistoryStore.targets`)."""
         with self._lock:
-            keys = [k for k in self._by_key if _involves(k, nick)]
+            keys = [k for k in self._by_key if involves(k, nick)]
             keys += [k for k in channels if not is_private(k)]
             latest = [self._by_key[k][-1] for k in keys if self._by_key.get(k)]
         return select_targets(
@@ -301,7 +302,3 @@ class MemoryHistory:
 
 def _position(entry: Entry) -> Position:
     return entry.position
-
-
-def _involves(key: str, nick: str) -> bool:
-    return is_private(key) and nick in key.split(" ")

@@ -28,6 +28,7 @@ from relaychat.store.base import (
     Position,
     Reader,
     StoredMessage,
+    involves,
     is_private,
     merge,
     redaction_span,
@@ -219,9 +220,7 @@ class Reads:
             )
         }
         keys.update(
-            e.message.key
-            for e in self._unlisted(self._buffered())
-            if is_private(e.message.key) and nick in e.message.key.split(" ")
+            e.message.key for e in self._unlisted(self._buffered()) if involves(e.message.key, nick)
         )
         return [c for k in sorted(keys) if (c := self.conversation(k)) is not None]
 

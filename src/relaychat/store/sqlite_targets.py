@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from relaychat.store.base import Entry, Reader, is_private, select_targets
+from relaychat.store.base import Entry, Reader, involves, is_private, select_targets
 from relaychat.store.sqlite_reads import COLUMNS, row_entry
 
 __all__ = ["Targets", "targets_sql"]
@@ -57,8 +57,7 @@ class Targets:
         buffered = [
             e
             for e in self._unlisted(self._buffered())
-            if e.message.key in chans
-            or (is_private(e.message.key) and nick in e.message.key.split(" "))
+            if e.message.key in chans or involves(e.message.key, nick)
         ]
         sql, params = targets_sql(
             nick, chans, after_ms, before_ms, limit + len(buffered), newest, reader, COLUMNS
