@@ -614,10 +614,7 @@ def validate(config: Config) -> None:
     if lim.sendq < 4096:
         raise ConfigError("limits.sendq", "must be at least 4096")
     for section in ("history", "accounts", "metadata"):
-        for f in dataclasses.fields(SECTIONS[section]):
-            value = getattr(getattr(config, section), f.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise ConfigError(f"{section}.{f.name}", "must not be negative")
+        _non_negative(config, section)
     meta = config.metadata
     # A value must fit in one line: ":server 761 <nick> <target> <key> * :<value>".
     if not 1 <= meta.max_value_bytes <= 300:
@@ -697,13 +694,19 @@ def _validate_http(config: Config) -> None:
             )
 
 
+def _non_negative(config: Config, section: str) -> None:
+    """Refuse a negative number anywhere in ``section`` (booleans and strings are skipped)."""
+    values = getattr(config, section)
+    for f in dataclasses.fields(SECTIONS[section]):
+        value = getattr(values, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{section}.{f.name}", "must not be negative")
+
+
 def _validate_uploads(config: Config) -> None:
     """Check the ``[uploads]`` section (see :func:`validate`)."""
     up = config.uploads
-    for f in dataclasses.fields(Uploads):
-        value = getattr(up, f.name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"uploads.{f.name}", "must not be negative")
+    _non_negative(config, "uploads")
     if up.max_size < 1:
         raise ConfigError("uploads.max_size", "must be at least 1")
     if up.token_ttl <= 0:
@@ -753,9 +756,7 @@ def _validate_throttle(config: Config) -> None:
         ConfigError: the first wrong value, by key path.
     """
     thr = config.throttle
-    for f in dataclasses.fields(Throttle):
-        if getattr(thr, f.name) < 0:
-            raise ConfigError(f"throttle.{f.name}", "must not be negative")
+    _non_negative(config, "throttle")
     if not 8 <= thr.ipv4_prefix <= 32:
         raise ConfigError("throttle.ipv4_prefix", "must be 8 to 32")
     if not 16 <= thr.ipv6_prefix <= 128:
@@ -763,13 +764,19 @@ def _validate_throttle(config: Config) -> None:
     for key in ("tls_handshake_timeout", "log_interval"):
         if getattr(thr, key) <= 0:
             raise ConfigError(f"throttle.{key}", "must be greater than 0")
-    for key in ("max_handshaking", "hash_threads", "hash_queue_per_key", "lockout_max"):
-        if getattr(thr, key) < 1:
-            raise ConfigError(f"throttle.{key}", "must be at least 1")
-    for key in ("login_failures", "account_failures", "account_failures_total", "oper_failures"):
-        if getattr(thr, key) < 1:
-            raise ConfigError(f"throttle.{key}", "must be at least 1")
-    for key in ("register_ip_burst", "register_burst", "connect_burst"):
+    for key in (
+        "max_handshaking",
+        "hash_threads",
+        "hash_queue_per_key",
+        "lockout_max",
+        "login_failures",
+        "account_failures",
+        "account_failures_total",
+        "oper_failures",
+        "register_ip_burst",
+        "register_burst",
+        "connect_burst",
+    ):
         if getattr(thr, key) < 1:
             raise ConfigError(f"throttle.{key}", "must be at least 1")
     acc = config.accounts
