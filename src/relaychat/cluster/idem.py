@@ -48,6 +48,7 @@ from relaychat.cluster.base import Claim, Node
 from relaychat.cluster.jet import WRONG_LAST_SEQUENCE, Ack, Stored
 from relaychat.cluster.wire import dumps, read_channel, read_private
 from relaychat.protocol.casemap import irc_lower
+from relaychat.protocol.servertime import parse_server_time
 from relaychat.server.idempotency import TAG
 from relaychat.store.base import StoredMessage, conversation_key
 from relaychat.store.keys import KeyRecord
@@ -416,7 +417,5 @@ def _carries(payload: bytes, key: str, source: str) -> dict[str, Any] | None:
 
 def _epoch(stamp: str) -> float:
     """An IRCv3 server-time stamp as epoch seconds (0 when unreadable)."""
-    try:
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
+    ms = parse_server_time(stamp)
+    return ms / 1000 if ms is not None else 0.0
