@@ -15,10 +15,11 @@ Rules:
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from relaychat.cluster.wire import dumps
 
 __all__ = ["Link", "RemotePeer", "decode_batch"]
 
@@ -60,7 +61,7 @@ class Link:
 
     def request(self, body: dict[str, Any]) -> None:
         """Queue a request to the node itself (rule 3)."""
-        self.add(0, json.dumps(body, separators=(",", ":")).encode())
+        self.add(0, dumps(body))
 
     def flush(self, count: int | None = None) -> None:
         """Publish the first ``count`` records (all by default) as one message."""
