@@ -141,7 +141,7 @@ class ClusterKeys:
             if found is not None and found.value:
                 self._secret = bytes.fromhex(found.value.decode("ascii"))
                 return
-            ack = await self._put(
+            ack = await self.jet.kv_write(
                 bucket,
                 SECRET_KEY,
                 secrets.token_hex(32).encode(),
@@ -226,7 +226,7 @@ class ClusterKeys:
         deadline = time.monotonic() + cl.ack_timeout + 2 * cl.heartbeat
         last = 0
         for _ in range(MAX_TRIES):
-            ack = await self._put(self.bucket, kv_key, pending, last=last)
+            ack = await self.jet.kv_write(self.bucket, kv_key, pending, last=last)
             if ack.ok:
                 self.claims[(sender, key)] = ack.seq
                 return Claim.NEW
@@ -276,13 +276,13 @@ class ClusterKeys:
         since = float(claim.get("t") or 0.0)
         record = await self._search(sender, key, since, str(claim.get("src", "")), claim)
         if record is not None:
-            ack = await self._put(
+            ack = await self.jet.kv_write(
                 self.bucket, kv_key, dumps(record_to_json(record)), last=found.revision
             )
             self._remember(record)
             self.adopted += 1
             return Claim.KNOWN if ack.ok or ack.code == WRONG_LAST_SEQUENCE else Claim.UNAVAILABLE
-        ack = await self._put(self.bucket, kv_key, pending, last=found.revision)
+        ack = await self.jet.kv_write(self.bucket, kv_key, pending, last=found.revision)
         if not ack.ok:
             return Claim.UNAVAILABLE  # somebody else took it over meanwhile: asked again later
         self.claims[(sender, key)] = ack.seq
@@ -364,16 +364,6 @@ class ClusterKeys:
         revision = self.claims.pop((sender, key), None)
         if revision is not None:
             self.jet.kv_delete(self.bucket, self.kv_key(sender, key), last=revision)
-
-    async def _put(self, bucket: str, key: str, value: bytes, *, last: int) -> Ack:
-        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-
-        def done(ack: Ack) -> None:
-            if not future.done():
-                future.set_result(ack)
-
-        self.jet.kv_put(bucket, key, value, last=last, done=done)
-        return await future
 
 
 def _carries(payload: bytes, key: str, source: str) -> dict[str, Any] | None:

@@ -447,6 +447,17 @@ class Jet:
         headers = None if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)}
         self.publish_js(self.names.kv_subject(bucket, key), value, headers, done)
 
+    async def kv_write(self, bucket: str, key: str, value: bytes, *, last: int | None) -> Ack:
+        """:meth:`kv_put`, awaited: the write's acknowledgement."""
+        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+
+        def done(ack: Ack) -> None:
+            if not future.done():
+                future.set_result(ack)
+
+        self.kv_put(bucket, key, value, last=last, done=done)
+        return await future
+
     def kv_delete(
         self, bucket: str, key: str, *, last: int | None = None, done: Done | None = None
     ) -> None:

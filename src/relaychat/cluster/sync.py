@@ -107,16 +107,6 @@ class Sync:
 
     # --- nick claims (rule 2) ------------------------------------------------------------------
 
-    async def _put(self, key: str, value: bytes, last: int | None) -> Ack:
-        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-
-        def done(ack: Ack) -> None:
-            if not future.done():
-                future.set_result(ack)
-
-        self.jet.kv_put(self.bucket, key, value, last=last, done=done)
-        return await future
-
     async def claim(self, user: User, nick_key: str) -> int | None:
         """Claim ``nick_key`` for ``user`` network-wide.
 
@@ -127,7 +117,7 @@ class Sync:
         holder = self.holder(user).encode()
         key = self.node.names.nick_key(nick_key)
         for _ in range(3):
-            ack = await self._put(key, holder, 0)
+            ack = await self.jet.kv_write(self.bucket, key, holder, last=0)
             if ack.ok:
                 return ack.seq
             if ack.code != WRONG_LAST_SEQUENCE:
@@ -137,8 +127,8 @@ class Sync:
                 return stored.revision
             if stored is not None and stored.value is not None:
                 return None
-            last = stored.revision if stored is not None else 0
-            ack = await self._put(key, holder, last)  # over a deletion marker
+            last = stored.revision if stored is not None else 0  # over a deletion marker
+            ack = await self.jet.kv_write(self.bucket, key, holder, last=last)
             if ack.ok:
                 return ack.seq
             if ack.code != WRONG_LAST_SEQUENCE:
@@ -255,7 +245,7 @@ class Sync:
         key = self.node.names.chan_key(chan_key)
         last = 0
         for _ in range(3):
-            ack = await self._put(key, dumps(record), last)
+            ack = await self.jet.kv_write(self.bucket, key, dumps(record), last=last)
             if ack.ok:
                 self.mirror.base[chan_key] = (record, ack.seq)
                 return True
