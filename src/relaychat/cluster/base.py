@@ -118,6 +118,12 @@ class LivenessPart(Protocol):
     def nodes(self) -> Mapping[str, Any]:
         """What this node knows of every other node, by name."""
 
+    def incarnation_of(self, name: str) -> str | None:
+        """The incarnation of node ``name`` as last heard."""
+
+    def silent(self, name: str) -> bool:
+        """Whether node ``name`` is judged gone."""
+
     def gone(self, name: str) -> None:
         """Forget node ``name`` and its users."""
 
@@ -257,12 +263,6 @@ class Node(Protocol):
 
     def after_command(self, user: User, msg: Message) -> None:
         """What a command changed, written to the cluster."""
-
-    def incarnation_of(self, node: str) -> str | None:
-        """The incarnation of node ``node`` as last heard."""
-
-    def silent(self, node: str) -> bool:
-        """Whether node ``node`` is judged gone."""
 
     def is_quiet(self) -> bool:
         """Whether changes are applied without being written back."""

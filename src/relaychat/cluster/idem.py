@@ -261,7 +261,8 @@ class ClusterKeys:
         name, inc = str(claim.get("n")), str(claim.get("g"))
         if name == node.name and inc == node.incarnation:
             return True
-        return node.incarnation_of(name) == inc and not node.silent(name)
+        liveness = node.liveness
+        return liveness.incarnation_of(name) == inc and not liveness.silent(name)
 
     async def _take_over(
         self,

@@ -119,10 +119,10 @@ class Mirror:
             if user is not None:
                 # Its node said the QUIT itself, unless it stopped answering: then another node
                 # is cleaning up after it, and this node shows the split (rule 2).
-                self.drop(user, SPLIT_REASON, show=self.node.silent(node))
+                self.drop(user, SPLIT_REASON, show=self.node.liveness.silent(node))
             return
         record = json.loads(value)
-        known = self.node.incarnation_of(node)
+        known = self.node.liveness.incarnation_of(node)
         if known is not None and record.get("inc") != known:
             return  # a record of an earlier process of that node: stale
         if user is None:

@@ -274,14 +274,6 @@ class ClusterNode:
 
     # --- helpers for the parts -----------------------------------------------------------------
 
-    def incarnation_of(self, node: str) -> str | None:
-        """The incarnation the nodes bucket gives for ``node``, if known."""
-        return self.liveness.incarnation_of(node)
-
-    def silent(self, node: str) -> bool:
-        """Whether ``node`` missed its last two heartbeats (or is not known alive)."""
-        return self.liveness.silent(node)
-
     def is_quiet(self) -> bool:
         """Whether bytes for remote users are dropped (replaying locally, or cut off)."""
         return self._quiet > 0 or self.isolated
