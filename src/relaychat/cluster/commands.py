@@ -46,8 +46,9 @@ __all__ = ["ORIGINAL", "guest_nick", "install", "register", "unregister"]
 
 log = logging.getLogger("relaychat.cluster")
 
-#: Commands that change nothing shared: no sync after them (PRIVMSG is the hot path).
-QUIET = frozenset({"PRIVMSG", "NOTICE", "TAGMSG", "PING", "PONG", "BATCH", "CHATHISTORY"})
+#: Commands that change nothing shared: no sync after them. (PRIVMSG, NOTICE, TAGMSG, BATCH and
+#: CHATHISTORY, the hot ones, are in ``_SPECIAL``, whose wrappers never sync either.)
+QUIET = frozenset({"PING", "PONG"})
 
 #: The handlers as registered, before wrapping.
 ORIGINAL: dict[str, Handler] = {}
