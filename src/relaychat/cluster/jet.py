@@ -395,11 +395,10 @@ class Jet:
         """
         self._next += 1
         item = _Item(subject, payload, headers, self._next, done)
+        self._order.append(item.ident)
         if not self.connected:
-            self._order.append(item.ident)
             self._finish(item, Ack(0, "not connected to NATS"))
             return
-        self._order.append(item.ident)
         self._queue.append(item)
         self._kick()
 
