@@ -112,8 +112,8 @@ def _tls_context(tls: bool | ssl.SSLContext) -> ssl.SSLContext:
     return tls if isinstance(tls, ssl.SSLContext) else ssl.create_default_context()
 
 
-async def upload_auth(client: Client, url: str) -> str:
-    """The ``Authorization`` value to upload to ``url`` as ``client``'s account (rule 2).
+async def upload_auth(client: Client) -> str:
+    """The ``Authorization`` value to upload as ``client``'s account (rule 2).
 
     Raises:
         UploadError: the session has no account to upload as.
@@ -175,7 +175,7 @@ async def upload(
             f"the server's upload URL {url} is plain http:// and this connection uses TLS; "
             "refusing to send the file and credentials in clear (the server should set http.tls)"
         )
-    auth = await upload_auth(client, url)
+    auth = await upload_auth(client)
     return await post_file(
         url,
         path,
