@@ -26,7 +26,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import re
 import ssl
 import time
 from collections.abc import Awaitable
@@ -39,7 +38,15 @@ from relaychat.server.connection import Hub
 from relaychat.server.tls import server_context
 from relaychat.web.health import health, readiness
 from relaychat.web.hooks import HookStore, Webhooks
-from relaychat.web.http import Begin, HttpConnection, HttpRequest, Response, Upgrade
+from relaychat.web.http import (
+    HOST_FIELD,
+    Begin,
+    HttpConnection,
+    HttpRequest,
+    Response,
+    Upgrade,
+    request_base,
+)
 from relaychat.web.metrics import CONTENT_TYPE_LATEST, Metrics, RelaychatCollector
 from relaychat.web.static import StaticFiles
 from relaychat.web.uploads import UPLOAD_CSP, UploadService
@@ -51,7 +58,6 @@ log = logging.getLogger("relaychat.web")
 
 #: Seconds between event-loop lag samples.
 LAG_STEP = 0.25
-_HOST = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}\Z")
 _Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -227,7 +233,7 @@ class WebApp:
         """Security headers for every response (rule 3)."""
         host = request.headers.get("host") if request is not None else None
         connect = "'self'"
-        if host and _HOST.match(host):
+        if host and HOST_FIELD.match(host):
             connect += f" ws://{host} wss://{host}"
         csp = (
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -284,14 +290,12 @@ class WebApp:
             body = bytes(response.body)
             return Response(response.status_code, body, headers=headers, close=True)
         ip = client_ip(request.peer, request.headers.get("x-forwarded-for"), self.proxies)
-        host = request.headers.get("host")
-        scheme = "https" if request.tls else "http"
         conn = WebSocketConnection(
             self.host,
             subprotocol=subprotocol,
             ip=ip if ip != request.peer else None,
             max_message=self.settings.ws_max_message,
-            base_url=f"{scheme}://{host}" if host and _HOST.match(host) else None,
+            base_url=request_base(request),
         )
         return Upgrade(response.serialize(), conn)
 

@@ -28,6 +28,7 @@ import contextlib
 import http
 import logging
 import os
+import re
 from typing import cast
 
 import h11
@@ -45,6 +46,7 @@ from relaychat.web.http_types import (
 
 __all__ = [
     "DISCARD_LIMIT",
+    "HOST_FIELD",
     "MAX_HEAD_BYTES",
     "Begin",
     "BodySink",
@@ -54,6 +56,7 @@ __all__ = [
     "Response",
     "Router",
     "Upgrade",
+    "request_base",
 ]
 
 log = logging.getLogger("relaychat.web")
@@ -69,6 +72,17 @@ DISCARD_LIMIT = 4 << 20
 DISCARD_SECONDS = 2.0
 #: Bytes of a file read and written at a time.
 FILE_CHUNK = 256 << 10
+#: A ``Host`` field fit to put in a URL or a CSP (no spaces, quotes, slashes or commas).
+HOST_FIELD = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}\Z")
+
+
+def request_base(request: HttpRequest) -> str | None:
+    """``scheme://host[:port]`` of this port as the client reached it (its ``Host``), or
+    ``None`` when it sent none fit for a URL."""
+    host = request.headers.get("host")
+    if host and HOST_FIELD.match(host):
+        return f"{'https' if request.tls else 'http'}://{host}"
+    return None
 
 
 class HttpConnection(asyncio.Protocol):

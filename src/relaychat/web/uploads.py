@@ -52,7 +52,7 @@ from relaychat.server.authtokens import Service, attach_tokens
 from relaychat.server.connection import Connection
 from relaychat.server.core import ServerCore
 from relaychat.server.state import User
-from relaychat.web.http import Begin, BodySink, FileBody, HttpRequest, Response
+from relaychat.web.http import Begin, BodySink, FileBody, HttpRequest, Response, request_base
 from relaychat.web.upload_auth import UploadAuth
 from relaychat.web.upload_index import ID_PATTERN, StoredFile, UploadIndex
 from relaychat.web.upload_policy import (
@@ -204,13 +204,7 @@ class UploadService:
 
     def _request_base(self, request: HttpRequest) -> str:
         """Where the links of an upload point (``public_url``, else the request's ``Host``)."""
-        if self.public:
-            return self.public
-        host = request.headers.get("host", "")
-        if host and all(c.isalnum() or c in ".-:[]" for c in host) and len(host) < 256:
-            scheme = "https" if request.tls else "http"
-            return f"{scheme}://{host}"
-        return ""  # a relative Location
+        return self.public or request_base(request) or ""  # "": a relative Location
 
     # --- POST /upload --------------------------------------------------------------------------
 
