@@ -49,6 +49,7 @@ from relaychat.client.dcc import DccManager
 from relaychat.client.dccstate import DccConfig, DccProgress
 from relaychat.client.plain import PlainClient
 from relaychat.protocol.casemap import irc_lower
+from relaychat.tui import upload as _upload  # noqa: F401 (importing it registers /upload)
 from relaychat.tui.commands import COMMANDS, PLAIN_COMMANDS, run_input, run_plain_input
 from relaychat.tui.dcc import apply_dcc, busy, transfer_rows
 from relaychat.tui.editing import Completer, InputHistory
@@ -63,11 +64,8 @@ from relaychat.tui.model import (
     LinkStatus,
 )
 from relaychat.tui.render import buffer_label, line_renderable, nick_colour
-from relaychat.tui.upload import PROGRESS_EVERY as _UPLOAD_PROGRESS  # registers /upload
 
 __all__ = ["ChatApp", "ChatInput"]
-
-_ = _UPLOAD_PROGRESS
 
 log = logging.getLogger("relaychat.tui")
 #: Seconds after connecting before the first lag probe (the pacing bucket has refilled by then).
