@@ -434,11 +434,8 @@ class UploadService:
                 need_bytes = used - cfg.quota_per_account if cfg.quota_per_account else 0
                 need_files = files - cfg.max_files_per_account if cfg.max_files_per_account else 0
                 if need_bytes > 0 or need_files > 0:
-                    first = next(iter(self.index.by_account[key]))
-                    extra = self.index.oldest_to_free(
-                        self.index.files[first].account,
-                        need_bytes=need_bytes,
-                        need_files=need_files,
+                    extra = self.index.oldest_to_free(  # key is folded already
+                        key, need_bytes=need_bytes, need_files=need_files
                     )
                     victims += [v for v in extra or [] if v.id not in gone]
                     gone.update(v.id for v in extra or [])
