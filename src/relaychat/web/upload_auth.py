@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relaychat.accounts.store import AccountStoreError
-from relaychat.passwords import hash_password, verify_password
+from relaychat.passwords import verify_nothing, verify_password
 from relaychat.protocol.casemap import irc_lower
 from relaychat.server.accounts import service_of
 from relaychat.server.authtokens import tokens_of
@@ -44,16 +44,6 @@ REALM = "relaychat uploads"
 _BASIC = ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
 _BEARER = ("WWW-Authenticate", f'Bearer realm="{REALM}"')
 _BEARER_BAD = ("WWW-Authenticate", f'Bearer realm="{REALM}", error="invalid_token"')
-
-_decoy_hash: str | None = None
-
-
-def _decoy() -> str:
-    """A hash to check unknown accounts' passwords against (rule 1), made once, in a worker."""
-    global _decoy_hash
-    if _decoy_hash is None:
-        _decoy_hash = hash_password("relaychat: no such account")
-    return _decoy_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +151,7 @@ class UploadAuth:
 
         def job() -> bool:
             if hashed is None:
-                verify_password(_decoy(), password)
-                return False
+                return verify_nothing(password)  # as long as a wrong password (rule 1)
             return verify_password(hashed, password)
 
         loop = asyncio.get_running_loop()
