@@ -52,11 +52,9 @@ class Identity:
 
     Attributes:
         account: the account, as it is spelled.
-        method: ``password`` or ``token``.
     """
 
     account: str
-    method: str
 
 
 class UploadAuth:
@@ -121,7 +119,7 @@ class UploadAuth:
                 headers=(_BEARER_BAD,),
             )
         self.core.throttles.login_succeeded(group, irc_lower(grant.account))
-        return Identity(grant.account, "token")
+        return Identity(grant.account)
 
     async def _password(self, credentials: str, group: str, now: float) -> Identity | Response:
         try:
@@ -173,4 +171,4 @@ class UploadAuth:
             self.core.throttles.login_failed(group, folded, now)
             return Response.text(401, "Wrong account name or password", headers=(_BASIC,))
         self.core.throttles.login_succeeded(group, folded)
-        return Identity(account.name, "password")
+        return Identity(account.name)
