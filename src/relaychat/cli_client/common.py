@@ -44,6 +44,7 @@ __all__ = [
     "fail",
     "first_connection",
     "host_given",
+    "join_or_fail",
     "load_config",
     "parse_address",
     "parse_target",
@@ -251,6 +252,15 @@ def refusal_text(exc: RequestFailed) -> str:
     if err is None:
         return str(exc)
     return f"{err.command}: {err.params[-1]}" if err.params else err.command
+
+
+async def join_or_fail(client: Client, channel: str) -> int | None:
+    """Join ``channel``: ``None`` once joined, else the exit code, the refusal said on stderr."""
+    try:
+        await client.join(channel)
+    except RequestFailed as exc:
+        return fail(f"cannot join {channel}: {refusal_text(exc)}", EXIT_NOT_DELIVERED)
+    return None
 
 
 async def check_nick(client: Client, args: argparse.Namespace) -> None:

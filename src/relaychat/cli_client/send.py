@@ -18,10 +18,10 @@ from relaychat.cli_client.common import (
     check_nick,
     fail,
     first_connection,
+    join_or_fail,
     load_config,
-    refusal_text,
 )
-from relaychat.client import Client, ClientClosed, Delivery, NotSent, OutboxFull, RequestFailed
+from relaychat.client import Client, ClientClosed, Delivery, NotSent, OutboxFull
 
 __all__ = ["run_send"]
 
@@ -40,10 +40,9 @@ async def run_send(args: argparse.Namespace) -> int:
     try:
         await check_nick(client, args)
         if client.is_channel(args.target) and not args.no_join:
-            try:
-                await client.join(args.target)
-            except RequestFailed as exc:
-                return fail(f"cannot join {args.target}: {refusal_text(exc)}", EXIT_NOT_DELIVERED)
+            refused = await join_or_fail(client, args.target)
+            if refused is not None:
+                return refused
         texts: AsyncIterator[str] = _one(args.text) if args.text is not None else _stdin_lines()
         return await _post(client, args, texts)
     finally:

@@ -21,8 +21,8 @@ from relaychat.cli_client.common import (
     check_nick,
     fail,
     first_connection,
+    join_or_fail,
     load_config,
-    refusal_text,
 )
 from relaychat.client import (
     Client,
@@ -33,7 +33,6 @@ from relaychat.client import (
     GaveUp,
     Message,
     Reconnecting,
-    RequestFailed,
 )
 from relaychat.protocol.casemap import irc_lower
 
@@ -77,10 +76,9 @@ async def run_tail(args: argparse.Namespace) -> int:
     try:
         await check_nick(client, args)
         if client.is_channel(args.target):
-            try:
-                await client.join(args.target)
-            except RequestFailed as exc:
-                return fail(f"cannot join {args.target}: {refusal_text(exc)}", EXIT_NOT_DELIVERED)
+            refused = await join_or_fail(client, args.target)
+            if refused is not None:
+                return refused
         reading = asyncio.ensure_future(_follow(client, args, chain_events(seen, events), news))
         stopping = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)

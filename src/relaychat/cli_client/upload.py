@@ -24,10 +24,10 @@ from relaychat.cli_client.common import (
     check_nick,
     fail,
     first_connection,
+    join_or_fail,
     load_config,
-    refusal_text,
 )
-from relaychat.client import Client, RequestFailed
+from relaychat.client import Client
 from relaychat.client.dccstate import format_rate, format_size
 from relaychat.client.errors import UploadError
 from relaychat.client.upload import upload
@@ -92,10 +92,9 @@ async def run_upload(args: argparse.Namespace) -> int:
             )
         if args.to:
             if client.is_channel(args.to) and not args.no_join:
-                try:
-                    await client.join(args.to)
-                except RequestFailed as exc:
-                    return fail(f"cannot join {args.to}: {refusal_text(exc)}", EXIT_NOT_DELIVERED)
+                refused = await join_or_fail(client, args.to)
+                if refused is not None:
+                    return refused
             delivery = await client.send(args.to, done.url)
             error = await delivery.settled()
             if error is not None:
