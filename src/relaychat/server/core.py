@@ -203,8 +203,6 @@ class ServerCore(Lifecycle, Fanout, Bookkeeping, Pending):
         self._batch_cache = None
         self._batch_lines = []
         self._batch_skips = []
-        self._batch_sends = []
-        self._batch_held = []
         self._isupport: tuple[Config, list[str]] | None = None  # see isupport()
         #: K-lines and D-lines (server/bans.py); the edge loads them and saves on change.
         self.bans = BanList()

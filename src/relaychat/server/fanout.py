@@ -51,11 +51,10 @@ class Fanout(Bookkeeping):
     #: Called when a batch opens: the edge makes sure :meth:`flush_batch` runs this turn.
     batch_hook: Callable[[], None] | None
     _batch_channel: Channel | None
-    _batch_cache: object
+    #: The batch channel's cached fan-out when it opened: ``(sends, tagged, plain members)``.
+    _batch_cache: tuple[list[Callable[[bytes], None]], list[User], list[User]] | None
     _batch_lines: list[bytes]
     _batch_skips: list[User | None]
-    _batch_sends: list[Callable[[bytes], None]]
-    _batch_held: list[User]
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -180,23 +179,21 @@ class Fanout(Bookkeeping):
         :meth:`deliver`.
         """
         line = event.line
-        if self._batch_channel is not None:
-            if (
-                status
-                or tagmsg
-                or channel is not self._batch_channel
-                or channel._fanout is not self._batch_cache
-            ):
-                self.flush_batch()
+        if self._batch_channel is not None and (
+            status
+            or tagmsg
+            or channel is not self._batch_channel
+            or channel._fanout is not self._batch_cache
+        ):
+            self.flush_batch()
+        if self._batch_channel is not None or (
+            self.batch_fanout and not status and not tagmsg and self.backplane is None
+        ):
+            if self._batch_channel is None:
+                self._open_batch(channel, line, skip)
             else:
                 self._batch_lines.append(line)
                 self._batch_skips.append(skip)
-                for other in channel.fanout()[1]:
-                    if other is not skip:
-                        other.send(event.data(other))
-                return
-        elif self.batch_fanout and not status and not tagmsg and self.backplane is None:
-            self._open_batch(channel, line, skip)
             for other in channel.fanout()[1]:
                 if other is not skip:
                     other.send(event.data(other))
@@ -224,15 +221,12 @@ class Fanout(Bookkeeping):
 
     def _open_batch(self, channel: Channel, line: bytes, skip: User | None) -> None:
         """Rule 4: start a batch for ``channel`` with ``line``; hold its plain members."""
-        sends, _ = channel.fanout()
+        channel.fanout()  # builds the cache if it is not there
         self._batch_channel = channel
         self._batch_cache = channel._fanout
         self._batch_lines = [line]
         self._batch_skips = [skip]
-        self._batch_sends = sends
-        held = channel.plain_members()
-        self._batch_held = held
-        for member in held:
+        for member in channel.plain_members():
             hold = member.send_held
             if hold is None:
                 hold = member.send_held = partial(self._send_after_batch, member)
@@ -248,20 +242,18 @@ class Fanout(Bookkeeping):
     def flush_batch(self) -> None:
         """Rule 4: send the waiting batch, if any, to its members (one ``send`` each) and
         release them. The edge calls this at the end of every loop turn, before the commit."""
-        channel = self._batch_channel
-        if channel is None:
+        cache = self._batch_cache
+        if self._batch_channel is None or cache is None:
             return
         self._batch_channel = None
         self._batch_cache = None
         lines = self._batch_lines
         skips = self._batch_skips
-        sends = self._batch_sends
-        for member in self._batch_held:
+        sends, _, held = cache
+        for member in held:
             member.send = member.send_direct
-        self._batch_held = []
         self._batch_lines = []
         self._batch_skips = []
-        self._batch_sends = []
         data = b"".join(lines) if len(lines) > 1 else lines[0]
         own: dict[Callable[[bytes], None], bytes] = {}
         for skip in skips:
