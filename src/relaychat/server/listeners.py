@@ -560,9 +560,7 @@ def run(config: Config, *, source: ConfigSource | None = None) -> None:
         )
         loop = asyncio.get_running_loop()
         # SIGHUP: read the configuration again (server/reload.py); nobody is disconnected.
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: server.ops.reloader and server.ops.reloader.reload("SIGHUP")
-        )
+        loop.add_signal_handler(signal.SIGHUP, server.ops.sighup)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
         await server.wait_closed()
