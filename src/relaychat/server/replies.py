@@ -104,19 +104,20 @@ class Replies:
             if final:
                 items = self._labeled(items, label)
             else:
-                self.batch = self.core.new_batch_id()
-                tag = self._label_tag(label)
-                start = b"@%s :%s BATCH +%s labeled-response\r\n" % (
-                    tag,
-                    self.core.name.encode(),
-                    self.batch,
-                )
-                items = [start, *self._in_batch(items, self.batch, False)]
+                ref = self.batch = self.core.new_batch_id()
+                items = [
+                    self._batch_start(self._label_tag(label), ref),
+                    *self._in_batch(items, ref, False),
+                ]
         if items and not self.user.quitting:
             self.user.send(b"".join(items) if len(items) > 1 else items[0])
 
     def _label_tag(self, label: str) -> bytes:
         return b"label=" + escape_value(label).encode("utf-8", "replace")
+
+    def _batch_start(self, tag: bytes, ref: bytes) -> bytes:
+        """The ``BATCH +ref labeled-response`` line, carrying the label ``tag``."""
+        return b"@%s :%s BATCH +%s labeled-response\r\n" % (tag, self.core.name.encode(), ref)
 
     def _in_batch(self, items: list[bytes], ref: bytes, final: bool) -> list[bytes]:
         tag = b"batch=" + ref
@@ -134,8 +135,7 @@ class Replies:
         if len(items) == 1 and (_one_line(items[0]) or _one_batch(items[0])):
             return [add_tag(items[0], tag)]
         ref = self.core.new_batch_id()
-        start = b"@%s :%s BATCH +%s labeled-response\r\n" % (tag, self.core.name.encode(), ref)
-        return [start, *self._in_batch(items, ref, True)]
+        return [self._batch_start(tag, ref), *self._in_batch(items, ref, True)]
 
 
 #: RFC 1459 §2.3: a line is at most 512 bytes, CR-LF included.
