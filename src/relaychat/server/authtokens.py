@@ -164,11 +164,6 @@ class AuthTokens:
             del grants[digest]
             self._forget(irc_lower(grant.account), digest)
 
-    def revoke_account(self, account: str) -> None:
-        """Forget every token of ``account`` (it was dropped or logged out everywhere)."""
-        for digest in self._by_account.pop(irc_lower(account), deque()):
-            self._grants.pop(digest, None)
-
     def _forget(self, key: str, digest: str) -> None:
         mine = self._by_account.get(key)
         if mine is None:
