@@ -245,3 +245,33 @@ async def test_delay_past_the_timeout_reconnects(
     _, event = tally.of(Disconnected)[0]
     assert isinstance(event, Disconnected)
     assert "ping timeout" in event.reason
+
+
+async def test_close_as_a_connection_completes_ends_the_client(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() cancels the connecting task just as its TCP connection completes: the client
+    ends, and that connection is closed, not used. (On Python 3.11, ``asyncio.wait_for``
+    swallowed a cancel landing at that moment: the client connected, registered and kept
+    ``close()`` waiting forever; ``relaychat send`` hung after a reset this way.)"""
+    real = asyncio.open_connection
+    opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def open_connection(
+        *args: object, **kwargs: object
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        pair = await real(*args, **kwargs)  # type: ignore[arg-type]
+        opened.append(pair)
+        return pair
+
+    monkeypatch.setattr(asyncio, "open_connection", open_connection)
+    client = Client(*server.addresses[0], nick="late", **FAST)  # type: ignore[arg-type]
+    client.start()
+    while not opened:  # step the loop one turn at a time: close() comes right after the open
+        await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await asyncio.wait_for(client.close(timeout=1.0), TIMEOUT * 2)
+    assert loop.time() - began < 1.0, "close() waited for a session it should not have begun"
+    assert opened[0][1].transport.is_closing()
+    assert not client.connected

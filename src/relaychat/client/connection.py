@@ -554,6 +554,9 @@ class Client:
         if isinstance(opened, str):
             return opened
         reader, writer = opened
+        if self._closing:  # close() began while connecting: do not start a session
+            writer.transport.abort()
+            return "client closed"
         self._writer = writer
         proto = self._proto
         proto.connection_made(self._clock())

@@ -87,7 +87,8 @@ async def wait_accept(sock: socket.socket, timeout: float, who: str = "the peer"
     """
     loop = asyncio.get_running_loop()
     try:
-        conn, _ = await asyncio.wait_for(loop.sock_accept(sock), timeout)
+        async with asyncio.timeout(timeout):  # (not wait_for: see client.link.open_link)
+            conn, _ = await loop.sock_accept(sock)
     except TimeoutError:
         raise DccError(f"{who} did not connect within {timeout:g} s") from None
     except OSError as exc:
@@ -113,7 +114,8 @@ async def connect(host: str, port: int, timeout: float, bind: str | None = None)
         if bind and _family(bind) == family:
             with contextlib.suppress(OSError):
                 sock.bind((bind, 0))
-        await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+        async with asyncio.timeout(timeout):  # (not wait_for: see client.link.open_link)
+            await loop.sock_connect(sock, (host, port))
     except TimeoutError:
         sock.close()
         raise DccError(f"connecting to {host} port {port} timed out after {timeout:g} s") from None

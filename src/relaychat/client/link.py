@@ -83,12 +83,12 @@ async def open_link(
     elif isinstance(config.tls, ssl.SSLContext):
         ctx = config.tls
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # lands as the connection completes, and the caller's task would carry on connected.
+        async with asyncio.timeout(config.connect_timeout):
+            reader, writer = await asyncio.open_connection(
                 config.host, config.port, ssl=ctx, server_hostname=config.host if ctx else None
-            ),
-            config.connect_timeout,
-        )
+            )
     except TimeoutError:
         return f"connect to {label} timed out after {config.connect_timeout:g} s"
     except (OSError, ssl.SSLError) as exc:

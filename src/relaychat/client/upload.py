@@ -245,15 +245,13 @@ async def post_file(
         ]
         context = _tls_context(tls) if parts.scheme == "https" else None
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            async with asyncio.timeout(timeout):  # (not wait_for: see client.link.open_link)
+                reader, writer = await asyncio.open_connection(
                     parts.hostname,
                     port,
                     ssl=context,
                     server_hostname=parts.hostname if context else None,
-                ),
-                timeout,
-            )
+                )
         except (OSError, TimeoutError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
             raise UploadError(f"cannot connect to {parts.netloc}: {reason}") from None
