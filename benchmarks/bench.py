@@ -39,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import attack_bench
+import explain
 import report
 import servers
 from profile_summary import summarize
@@ -344,6 +345,60 @@ def _drive(
         result["profile"] = str(spy_out)
 
 
+def _explain(
+    doc: dict[str, Any], specs: list[servers.ServerSpec], args: argparse.Namespace
+) -> dict[str, Any]:
+    """For each workload with a target not met: profile relaychat on it in a separate run and
+    print what is left (benchmarks/explain.py). Returns the shares by workload, for the JSON."""
+    subject = next((s for s in specs if s.name == report.SUBJECT), None)
+    unmet: dict[str, list[dict[str, Any]]] = {}
+    for t in doc["targets"]:
+        if t["met"] is False:
+            unmet.setdefault(t["target"].split()[0].lower(), []).append(t)
+    spy = Path(sys.executable).parent / "py-spy"
+    if subject is None or not unmet:
+        return {}
+    if not spy.exists():
+        print("bench: py-spy is missing: no profile of the targets not met", file=sys.stderr)
+        return {}
+    out: dict[str, Any] = {}
+    for key, items in unmet.items():
+        print(f"  {key:<4} {subject.name:<10} ... profiling what is left", flush=True)
+        res = run_one(
+            subject,
+            WORKLOADS[key],
+            quick=False,
+            server_cpu=args.server_cpu,
+            gen_cpu=args.gen_cpu,
+            profile_dir=RESULTS / "explain",
+            verbose=args.verbose,
+        )
+        path = res.get("profile")
+        if not path:
+            print(f"bench: no profile of {key.upper()}: {report.one_line(res)}", file=sys.stderr)
+            continue
+        shares = explain.split(Path(path).read_text())
+        measured = doc["results"][subject.name].get(key)
+        base = doc["results"].get(args.baseline, {}).get(key)
+        cpu = report.value(measured, report.CPU_PER_MSG)
+        base_cpu = report.value(base, report.CPU_PER_MSG)
+        print()
+        print(
+            explain.explain_text(
+                key,
+                shares,
+                cpu_us=cpu,
+                base_cpu_us=base_cpu,
+                baseline=args.baseline,
+                unmet=items,
+                profile_path=str(Path(path).with_suffix(".summary.txt")),
+            )
+        )
+        out[key] = {"shares": shares, "profile": path}
+    print()
+    return out
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -393,6 +448,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         metavar="DIR",
         help="record relaychat with py-spy during each workload; stacks and summaries go in DIR",
+    )
+    p.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="for a target not met, do not profile that workload again to show what is left",
     )
     p.add_argument("--json-out", type=Path, default=RESULTS / "latest.json")
     p.add_argument("--verbose", action="store_true", help="show generator commands and stderr")
@@ -505,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(report.targets_text(doc["targets"]))
         print()
+    if not args.quick and not args.no_explain:
+        doc["explained"] = _explain(doc, specs, args)
     if attack is not None:
         doc["attack"] = attack
         print("Attack workload (issue 17): the bystander's PING while one attacker works")

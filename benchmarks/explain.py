@@ -1,0 +1,87 @@
+"""What is left of a target that was not met: where relaychat's CPU goes, and what it would take.
+
+``make bench`` prints this for every workload with a target of issue 16 not met (issue 16's "done
+when": every target met, or, for any not met, the profile that shows what is left and by how
+much). The figures come from a py-spy profile of a separate run of that workload (so the measured
+run is not slowed by the sampler), split into the parts that matter for a decision:
+
+- ``history commit``: the SQLite group commit and the store's maintenance thread (retention,
+  checkpoints) — every stack through ``relaychat/store/``;
+- ``socket writes``: time in ``Connection.flush``/``_send_slow`` itself (the ``write`` system
+  calls the kernel does for us);
+- ``event loop and reads``: samples whose innermost Python frame is the event loop's ``run``
+  (uvloop's C code: epoll, ``recv``, callbacks) — kernel and C, not our Python;
+- ``Python message path``: everything else (read callback, parse, handlers, fan-out, replies).
+
+For each part: its share, its CPU µs per delivered message (share times the measured CPU per
+message), and the best ratio to the baseline if that part cost nothing — which says whether a
+lever can reach the target at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from profile_summary import parse
+
+__all__ = ["PARTS", "explain_text", "split"]
+
+#: The parts, in the order they are printed.
+PARTS = ("history commit", "socket writes", "event loop and reads", "Python message path")
+
+_WRITES = ("Connection.flush", "Connection._send_slow")
+_LOOP = ("Runner.run", "run_forever", "run_until_complete", "run")
+
+
+def _part(frames: list[tuple[str, str, int]]) -> str:
+    if any(file.startswith("relaychat/store/") for _, file, _ in frames):
+        return "history commit"
+    if not frames:
+        return "event loop and reads"
+    func, file, _ = frames[-1]
+    if func in _WRITES:
+        return "socket writes"
+    if func in _LOOP and not file.startswith("relaychat/"):
+        return "event loop and reads"
+    return "Python message path"
+
+
+def split(raw_profile: str) -> dict[str, float]:
+    """The share (0..1) of the profile's CPU samples in each of :data:`PARTS`."""
+    counts: Counter[str] = Counter()
+    for frames, n in parse(raw_profile):
+        counts[_part(frames)] += n
+    total = sum(counts.values())
+    return {p: (counts[p] / total if total else 0.0) for p in PARTS}
+
+
+def explain_text(
+    workload: str,
+    shares: dict[str, float],
+    *,
+    cpu_us: float | None,
+    base_cpu_us: float | None,
+    baseline: str,
+    unmet: list[dict[str, Any]],
+    profile_path: str,
+) -> str:
+    """The "what is left" block for one workload (see the module docstring)."""
+    lines = [f"What is left in {workload.upper()} (py-spy, a separate run: {profile_path}):"]
+    for t in unmet:
+        lines.append(f"  NOT met: {t['target']}: {t['detail']}")
+    if cpu_us and base_cpu_us:
+        lines.append(
+            f"  server CPU per delivered message: relaychat {cpu_us:.2f} µs, {baseline} "
+            f"{base_cpu_us:.2f} µs: relaychat needs {cpu_us / base_cpu_us:.2f}x less to match"
+        )
+    head = f"  {'part':<22} {'share':>6} {'µs/msg':>8}   ratio to {baseline} if this part were free"
+    lines.append(head)
+    for p in PARTS:
+        share = shares.get(p, 0.0)
+        us = f"{share * cpu_us:8.2f}" if cpu_us else f"{'—':>8}"
+        best = "—"
+        if cpu_us and base_cpu_us and share < 1.0:
+            best = f"{base_cpu_us / (cpu_us * (1.0 - share)):.2f}x (by CPU per message)"
+        lines.append(f"  {p:<22} {100 * share:5.1f}% {us}   {best}")
+    return "\n".join(lines)
