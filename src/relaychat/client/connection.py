@@ -455,7 +455,8 @@ class Client:
         self._requests[rid] = fut
         self._flush()
         try:
-            return await asyncio.wait_for(fut, max(0.0, deadline - self._clock()))
+            async with asyncio.timeout(max(0.0, deadline - self._clock())):  # (see open_link)
+                return await fut
         except TimeoutError:
             raise RequestTimeout(command, timeout) from None
         finally:

@@ -131,7 +131,8 @@ class Delivery:
             NotSent: some lines were not delivered (``Rejected`` when the server refused them).
             TimeoutError: no outcome within ``timeout`` seconds (the lines are still on their way).
         """
-        await asyncio.wait_for(self._done.wait(), timeout)
+        async with asyncio.timeout(timeout):  # (not wait_for: see client.link.open_link)
+            await self._done.wait()
         err = self.error
         if err is not None:
             raise err
@@ -143,7 +144,8 @@ class Delivery:
         Raises:
             TimeoutError: no outcome within ``timeout`` seconds.
         """
-        await asyncio.wait_for(self._done.wait(), timeout)
+        async with asyncio.timeout(timeout):  # (not wait_for: see client.link.open_link)
+            await self._done.wait()
         return self.error
 
     def __await__(self) -> Generator[Any, None, str | None]:
@@ -253,4 +255,5 @@ class EventHub:
         """
         timeout = None if deadline is None else max(0.0, deadline - self._clock())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):  # (not wait_for: see client.link.open_link)
+                await self._changed.wait()
