@@ -392,6 +392,8 @@ def _explain(
                 baseline=args.baseline,
                 unmet=items,
                 profile_path=str(Path(path).with_suffix(".summary.txt")),
+                rate=report.value(measured, "reg_per_s") if key == "w1" else None,
+                goal=report.W1_GOAL if key == "w1" else None,
             )
         )
         out[key] = {"shares": shares, "profile": path}

@@ -65,8 +65,17 @@ def explain_text(
     baseline: str,
     unmet: list[dict[str, Any]],
     profile_path: str,
+    rate: float | None = None,
+    goal: float | None = None,
 ) -> str:
-    """The "what is left" block for one workload (see the module docstring)."""
+    """The "what is left" block for one workload (see the module docstring).
+
+    With ``rate`` and ``goal`` (a target in events per second of its own, W1's), each part's
+    column is the rate relaychat would reach if that part cost nothing, against that goal,
+    instead of a ratio to the baseline's CPU per message.
+    """
+    if rate and goal:
+        return _against_goal(workload, shares, cpu_us, rate, goal, unmet, profile_path)
     lines = [f"What is left in {workload.upper()} (py-spy, a separate run: {profile_path}):"]
     for t in unmet:
         lines.append(f"  NOT met: {t['target']}: {t['detail']}")
@@ -84,4 +93,26 @@ def explain_text(
         if cpu_us and base_cpu_us and share < 1.0:
             best = f"{base_cpu_us / (cpu_us * (1.0 - share)):.2f}x (by CPU per message)"
         lines.append(f"  {p:<22} {100 * share:5.1f}% {us}   {best}")
+    return "\n".join(lines)
+
+
+def _against_goal(
+    workload: str,
+    shares: dict[str, float],
+    cpu_us: float | None,
+    rate: float,
+    goal: float,
+    unmet: list[dict[str, Any]],
+    profile_path: str,
+) -> str:
+    lines = [f"What is left in {workload.upper()} (py-spy, a separate run: {profile_path}):"]
+    for t in unmet:
+        lines.append(f"  NOT met: {t['target']}: {t['detail']}")
+    lines.append(f"  {rate:,.0f}/s against a goal of {goal:,.0f}/s: {goal / rate:.2f}x to go")
+    lines.append(f"  {'part':<22} {'share':>6} {'µs each':>8}   rate if this part were free")
+    for p in PARTS:
+        share = shares.get(p, 0.0)
+        us = f"{share * cpu_us:8.2f}" if cpu_us else f"{'—':>8}"
+        best = f"{rate / (1.0 - share):,.0f}/s" if share < 1.0 else "—"
+        lines.append(f"  {p:<22} {100 * share:5.1f}% {us}   {best} (if CPU-bound)")
     return "\n".join(lines)

@@ -58,3 +58,20 @@ def test_the_text_says_how_far_each_part_could_take_the_ratio() -> None:
     rows = {line[:24].strip(): line[24:].split()[:3] for line in text.splitlines()[4:]}
     assert rows["history commit"] == ["50.0%", "15.00", "0.67x"]
     assert rows["Python message path"] == ["15.0%", "4.50", "0.39x"]
+
+
+def test_a_target_of_its_own_is_explained_as_a_rate() -> None:
+    text = explain.explain_text(
+        "w1",
+        explain.split(RAW),
+        cpu_us=90.0,
+        base_cpu_us=None,
+        baseline="ngircd",
+        unmet=[],
+        profile_path="w1.summary.txt",
+        rate=8_000.0,
+        goal=10_000.0,
+    )
+    assert "8,000/s against a goal of 10,000/s: 1.25x to go" in text
+    # Half the samples are the commit: free, a CPU-bound run would do twice the rate.
+    assert "history commit          50.0%    45.00   16,000/s (if CPU-bound)" in text

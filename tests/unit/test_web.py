@@ -235,6 +235,11 @@ def test_frame_lines_of_a_big_coalesced_output_one_message_per_line() -> None:
                 ln.decode("utf-8", "replace").encode("utf-8") for ln in lines
             ]
         assert frame_lines(data, binary) == frame_lines(data, binary)
+        # The same output object (what every member of the batch gets) is framed once.
+        assert frame_lines(data, binary) is frame_lines(data, binary)
+    huge = b"".join([b":a PRIVMSG #x :" + b"y" * 400 + b"\r\n"] * 3000)  # > the cache's budget
+    assert len(parse_frames(frame_lines(huge, False))) == 3000
+    assert frame_lines(huge, False) is not frame_lines(huge, False)  # framed, not kept
 
 
 def test_static_table_never_reaches_outside(tmp_path: Path) -> None:

@@ -54,6 +54,13 @@ CACHE_MAX_BYTES = 4096
 #: Most cached framings per mode before the cache starts afresh.
 CACHE_ENTRIES = 256
 _CACHES: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})  # text, binary
+#: Outputs too big for the cache, and their framing (text, binary), a few at a time: a channel's
+#: coalesced lines of one loop turn are one ``bytes`` object handed to every member (its senders
+#: get their own, without their lines), framed once for all of them.
+_BIG: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
+#: What the big-output caches may hold (outputs and framings, bytes) before they start afresh.
+BIG_BYTES = 1 << 20
+_big_bytes = [0, 0]
 #: Close codes that end a connection normally (the server going away, too).
 _PLAIN_CLOSES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY})
 
@@ -95,11 +102,12 @@ def frame_lines(data: bytes, binary: bool) -> bytes:
     small ``data`` is cached (rule 3).
     """
     cache = _CACHES[binary]
-    framed = cache.get(data)
+    small = len(data) <= CACHE_MAX_BYTES
+    # (A dict finds the same object by identity, and bytes keep their hash: a hit is cheap.)
+    framed = cache.get(data) if small else _BIG[binary].get(data)
     if framed is not None:
         return framed
     opcode = Opcode.BINARY if binary else Opcode.TEXT
-    small = len(data) <= CACHE_MAX_BYTES
     parts = []
     for line in data.split(b"\r\n"):
         if not line:
@@ -122,6 +130,15 @@ def frame_lines(data: bytes, binary: bool) -> bytes:
         if len(cache) >= CACHE_ENTRIES:
             cache.clear()
         cache[data] = framed
+    else:
+        big = _BIG[binary]
+        size = len(data) + len(framed)
+        if _big_bytes[binary] + size > BIG_BYTES:
+            big.clear()
+            _big_bytes[binary] = 0
+        if size <= BIG_BYTES:
+            big[data] = framed
+            _big_bytes[binary] += size
     return framed
 
 
