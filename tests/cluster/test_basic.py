@@ -99,3 +99,47 @@ async def test_monitor_sees_users_of_other_nodes(network: Callable[..., Any]) ->
     await bob.send("QUIT")
     await alice.expect(r" 731 alice :?bobby$")
     await alice.close()
+
+
+async def test_a_busy_channel_reads_the_same_on_every_node(network: Callable[..., Any]) -> None:
+    """Bursts from two nodes at once, then a PART: every member, on either node, reads the
+    channel's lines in one and the same order (coalesced per loop turn on each node,
+    server/fanout.py rule 4), the PART after the parting user's last line."""
+    a, b = await network(2)
+    alice, bob = await client(a, "alice"), await client(a, "bob")
+    carol, dave = await client(b, "carol"), await client(b, "dave")
+    for c in (alice, bob, carol, dave):
+        await c.send("JOIN #busy")
+        await c.expect(r" 366 \w+ #busy ")
+    for c in (alice, bob, carol):
+        await c.expect(r"^:dave!\S+ JOIN #busy$")  # everyone is in, seen from both nodes
+
+    async def burst(c: LineClient, nick: str) -> None:
+        for i in range(40):
+            c.writer.write(f"PRIVMSG #busy :{nick} {i}\r\n".encode())
+        await c.writer.drain()
+
+    await asyncio.gather(burst(alice, "alice"), burst(carol, "carol"))
+    await carol.send("PART #busy :done")
+
+    async def channel_lines(c: LineClient) -> list[str]:
+        got: list[str] = []
+        done = {"carol PART #busy done", "alice PRIVMSG #busy :alice 39"}
+        while not done <= set(got):
+            line = await c.readline()
+            if " #busy" in line and (" PRIVMSG " in line or " PART " in line):
+                nick, rest = line[1:].split("!", 1)[0], line.split(" ", 1)[1]
+                got.append(f"{nick} {rest.replace('PART #busy :done', 'PART #busy done')}")
+        return got
+
+    views = {nick: await channel_lines(c) for nick, c in (("bob", bob), ("dave", dave))}
+    assert views["bob"] == views["dave"], "the same order on both nodes"
+    seen = views["bob"]
+    carols = [m for m in seen if m.startswith("carol ")]
+    assert carols == [f"carol PRIVMSG #busy :carol {i}" for i in range(40)] + [
+        "carol PART #busy done"
+    ]
+    alices = [m for m in seen if m.startswith("alice ")]
+    assert alices == [f"alice PRIVMSG #busy :alice {i}" for i in range(40)]
+    for c in (alice, bob, carol, dave):
+        await c.close()

@@ -16,7 +16,8 @@ Rules:
    a batch waits, each of its members' ``send`` is ``send_held`` (flush the batch, then send),
    and the batch is flushed before any other fan-out, when the channel's membership or tag
    profiles change, and before a connection closes. One batch at a time (a message to another
-   channel flushes it), so the order across channels is kept too.
+   channel flushes it), so the order across channels is kept too. On a cluster the same holds
+   for the events a node delivers from the channels stream (``cluster/feeds.py``).
 """
 
 from __future__ import annotations
@@ -186,9 +187,7 @@ class Fanout(Bookkeeping):
             or channel._fanout is not self._batch_cache
         ):
             self.flush_batch()
-        if self._batch_channel is not None or (
-            self.batch_fanout and not status and not tagmsg and self.backplane is None
-        ):
+        if self._batch_channel is not None or (self.batch_fanout and not status and not tagmsg):
             if self._batch_channel is None:
                 self._open_batch(channel, line, skip)
             else:
