@@ -363,21 +363,32 @@ def _explain(
         return {}
     out: dict[str, Any] = {}
     for key, items in unmet.items():
-        print(f"  {key:<4} {subject.name:<10} ... profiling what is left", flush=True)
-        res = run_one(
-            subject,
-            WORKLOADS[key],
-            quick=False,
-            server_cpu=args.server_cpu,
-            gen_cpu=args.gen_cpu,
-            profile_dir=RESULTS / "explain",
-            verbose=args.verbose,
-        )
-        path = res.get("profile")
-        if not path:
+        # A workload over in a fraction of a second (W1's storm) gives py-spy too few samples:
+        # it is run a few times and the profiles added up.
+        runs = explain.REPEAT.get(key, 1)
+        print(f"  {key:<4} {subject.name:<10} ... profiling what is left ({runs}x)", flush=True)
+        raws: list[str] = []
+        res: dict[str, Any] = {}
+        for _ in range(runs):
+            res = run_one(
+                subject,
+                WORKLOADS[key],
+                quick=False,
+                server_cpu=args.server_cpu,
+                gen_cpu=args.gen_cpu,
+                profile_dir=RESULTS / "explain",
+                verbose=args.verbose,
+            )
+            if res.get("profile"):
+                raws.append(Path(res["profile"]).read_text())
+        if not raws:
             print(f"bench: no profile of {key.upper()}: {report.one_line(res)}", file=sys.stderr)
             continue
-        shares = explain.split(Path(path).read_text())
+        raw = "\n".join(raws)
+        path = str(RESULTS / "explain" / f"{subject.name}-{key}.txt")
+        Path(path).write_text(raw)
+        Path(path).with_suffix(".summary.txt").write_text(summarize(raw, top=25))
+        shares = explain.split(raw)
         measured = doc["results"][subject.name].get(key)
         base = doc["results"].get(args.baseline, {}).get(key)
         cpu = report.value(measured, report.CPU_PER_MSG)
@@ -394,6 +405,7 @@ def _explain(
                 profile_path=str(Path(path).with_suffix(".summary.txt")),
                 rate=report.value(measured, "reg_per_s") if key == "w1" else None,
                 goal=report.W1_GOAL if key == "w1" else None,
+                samples=explain.sample_count(raw),
             )
         )
         out[key] = {"shares": shares, "profile": path}

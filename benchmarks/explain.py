@@ -25,10 +25,17 @@ from typing import Any
 
 from profile_summary import parse
 
-__all__ = ["PARTS", "explain_text", "split"]
+__all__ = ["FEW_SAMPLES", "PARTS", "REPEAT", "explain_text", "sample_count", "split"]
 
 #: The parts, in the order they are printed.
 PARTS = ("history commit", "socket writes", "event loop and reads", "Python message path")
+
+#: Below this many samples the split is too coarse to act on (py-spy samples at 250 Hz: W1's
+#: whole storm lasts a fraction of a second); the text says so.
+FEW_SAMPLES = 200
+
+#: Workloads profiled over several runs (their profiles added up) to get enough samples.
+REPEAT = {"w1": 10}
 
 _WRITES = ("Connection.flush", "Connection._send_slow")
 _LOOP = ("Runner.run", "run_forever", "run_until_complete", "run")
@@ -56,6 +63,19 @@ def split(raw_profile: str) -> dict[str, float]:
     return {p: (counts[p] / total if total else 0.0) for p in PARTS}
 
 
+def sample_count(raw_profile: str) -> int:
+    """How many CPU samples the profile holds."""
+    return sum(n for _, n in parse(raw_profile))
+
+
+def _caveat(samples: int | None) -> list[str]:
+    if samples is None:
+        return []
+    if samples < FEW_SAMPLES:
+        return [f"  ({samples} samples only: too few to split reliably; read it as a hint)"]
+    return [f"  ({samples} samples)"]
+
+
 def explain_text(
     workload: str,
     shares: dict[str, float],
@@ -67,6 +87,7 @@ def explain_text(
     profile_path: str,
     rate: float | None = None,
     goal: float | None = None,
+    samples: int | None = None,
 ) -> str:
     """The "what is left" block for one workload (see the module docstring).
 
@@ -75,7 +96,8 @@ def explain_text(
     instead of a ratio to the baseline's CPU per message.
     """
     if rate and goal:
-        return _against_goal(workload, shares, cpu_us, rate, goal, unmet, profile_path)
+        text = _against_goal(workload, shares, cpu_us, rate, goal, unmet, profile_path)
+        return "\n".join([text, *_caveat(samples)])
     lines = [f"What is left in {workload.upper()} (py-spy, a separate run: {profile_path}):"]
     for t in unmet:
         lines.append(f"  NOT met: {t['target']}: {t['detail']}")
@@ -93,7 +115,7 @@ def explain_text(
         if cpu_us and base_cpu_us and share < 1.0:
             best = f"{base_cpu_us / (cpu_us * (1.0 - share)):.2f}x (by CPU per message)"
         lines.append(f"  {p:<22} {100 * share:5.1f}% {us}   {best}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *_caveat(samples)])
 
 
 def _against_goal(

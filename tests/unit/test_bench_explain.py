@@ -75,3 +75,15 @@ def test_a_target_of_its_own_is_explained_as_a_rate() -> None:
     assert "8,000/s against a goal of 10,000/s: 1.25x to go" in text
     # Half the samples are the commit: free, a CPU-bound run would do twice the rate.
     assert "history commit          50.0%    45.00   16,000/s (if CPU-bound)" in text
+
+
+def test_a_thin_profile_is_flagged() -> None:
+    def text(samples: int) -> str:
+        return explain.explain_text(
+            "w1", explain.split(RAW), cpu_us=90.0, base_cpu_us=None, baseline="ngircd",
+            unmet=[], profile_path="p", rate=9_000.0, goal=10_000.0, samples=samples,
+        )  # fmt: skip
+
+    assert explain.sample_count(RAW) == 100
+    assert "(22 samples only: too few to split reliably" in text(22)
+    assert text(900).endswith("(900 samples)")
