@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from tests.cluster.support import needs_nats
@@ -181,7 +182,7 @@ async def test_one_order_for_every_member_on_every_node(network: Callable[..., A
     # Everyone sees everyone before the burst.
     for w in watchers:
         await until(
-            lambda w=w: asks(w, "NAMES #order", r" 353 \S+ = #order :?(\S+ ){5}\S+$", r" 366 "),
+            partial(asks, w, "NAMES #order", r" 353 \S+ = #order :?(\S+ ){5}\S+$", r" 366 "),
             "six members everywhere",
         )
     count = 40
