@@ -75,6 +75,10 @@ async def test_a_repeat_on_another_node_or_after_a_restart_is_not_relayed_again(
     await alice.send("JOIN #once")
     await alice.expect(r" 366 alice #once ")
     first = await keyed(alice, "k-channel-1", "a1", "#once", "hello")
+    deadline = time.monotonic() + TIMEOUT  # node 1 learns of reader through a watch
+    while n1.core.find_user("reader") is None:
+        assert time.monotonic() < deadline, "node 1 never learnt of reader"
+        await asyncio.sleep(0.01)
     private = await keyed(alice, "k-private-1", "a2", "reader", "psst")
     await reader.expect(r"PRIVMSG #once :hello$")
     await reader.expect(r"PRIVMSG reader :psst$")

@@ -179,6 +179,8 @@ async def test_a_nick_taken_later_does_not_read_its_former_owners_private_histor
     n1, n2 = await network(2)
     alice = await client(n1, "alice")
     bob = await client(n2, "bob")
+    # (node 1 learns of bob through the state bucket's watch: not in the same instant)
+    await until(lambda: n1.core.find_user("bob") is not None, "bob known on node 1")
     await alice.send("PRIVMSG bob :for bob's eyes only")
     await bob.expect(r"PRIVMSG bob :for bob's eyes only$")
     await bob.send("QUIT")
