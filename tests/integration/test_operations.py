@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import os
-import ssl
 import stat
 import sys
 import tempfile
@@ -23,7 +21,7 @@ from relaychat.passwords import hash_password
 from relaychat.server.listeners import Server
 from relaychat.server.reload import ConfigSource
 from tests.harness import TIMEOUT, LineClient, ServerProcess
-from tests.integration.tls_support import client_context, free_port
+from tests.integration.tls_support import client_context, free_port, leaf, served_fingerprint
 
 OPER_PASSWORD = "oper-secret-7731"
 
@@ -81,23 +79,6 @@ def write_toml(path: Path, **values: object) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
-
-
-def leaf(ca: trustme.CA, folder: Path, n: int) -> tuple[Path, Path, str]:
-    """Certificate ``n`` for 127.0.0.1, as files, and its SHA-256 fingerprint."""
-    cert = ca.issue_cert("127.0.0.1")
-    cert_path, key_path = folder / f"cert{n}.pem", folder / f"key{n}.pem"
-    cert_path.write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
-    key_path.write_bytes(cert.private_key_pem.bytes())
-    der = ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode())
-    return cert_path, key_path, hashlib.sha256(der).hexdigest()
-
-
-async def served_fingerprint(port: int, ctx: ssl.SSLContext) -> str:
-    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
-    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    writer.close()
-    return hashlib.sha256(der).hexdigest()
 
 
 # --- reload ----------------------------------------------------------------------------------

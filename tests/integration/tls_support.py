@@ -7,6 +7,7 @@ certificates are: the server cannot verify them and must accept them anyway.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 import ssl
@@ -18,7 +19,15 @@ import trustme
 from relaychat.config import Config
 from tests.harness import LineClient, free_config
 
-__all__ = ["client_context", "der_fingerprint", "free_port", "tls_client", "tls_config"]
+__all__ = [
+    "client_context",
+    "der_fingerprint",
+    "free_port",
+    "leaf",
+    "served_fingerprint",
+    "tls_client",
+    "tls_config",
+]
 
 
 def free_port() -> int:
@@ -61,6 +70,23 @@ def client_context(ca: trustme.CA, cert: trustme.LeafCert | None = None) -> ssl.
 def der_fingerprint(cert: trustme.LeafCert) -> str:
     """The SHA-256 of a trustme certificate's DER form: what the server shows as certfp."""
     der = ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode())
+    return hashlib.sha256(der).hexdigest()
+
+
+def leaf(ca: trustme.CA, folder: Path, n: int) -> tuple[Path, Path, str]:
+    """Certificate ``n`` for 127.0.0.1, as files, and its SHA-256 fingerprint (for reloads)."""
+    cert = ca.issue_cert("127.0.0.1")
+    cert_path, key_path = folder / f"cert{n}.pem", folder / f"key{n}.pem"
+    cert_path.write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
+    key_path.write_bytes(cert.private_key_pem.bytes())
+    return cert_path, key_path, der_fingerprint(cert)
+
+
+async def served_fingerprint(port: int, ctx: ssl.SSLContext) -> str:
+    """The fingerprint of the certificate a new handshake on ``port`` gets."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
     return hashlib.sha256(der).hexdigest()
 
 
