@@ -96,18 +96,16 @@ class Bookkeeping:
 
     def set_invisible(self, user: User, on: bool) -> None:
         """Give or take user mode +i, keeping the count for LUSERS."""
-        if on and "i" not in user.modes:
-            user.set_mode("i", True)
-            self.invisible_count += 1
-        elif not on and "i" in user.modes:
-            user.set_mode("i", False)
-            self.invisible_count -= 1
+        self.invisible_count += _counted_mode(user, "i", on)
 
     def set_oper(self, user: User, on: bool) -> None:
         """Give or take user mode +o, keeping the count for LUSERS."""
-        if on and "o" not in user.modes:
-            user.set_mode("o", True)
-            self.oper_count += 1
-        elif not on and "o" in user.modes:
-            user.set_mode("o", False)
-            self.oper_count -= 1
+        self.oper_count += _counted_mode(user, "o", on)
+
+
+def _counted_mode(user: User, mode: str, on: bool) -> int:
+    """Set or clear ``user``'s ``mode``; returns how the number of users with it changed."""
+    if on == (mode in user.modes):
+        return 0
+    user.set_mode(mode, on)
+    return 1 if on else -1
