@@ -33,9 +33,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import nats.errors
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
-from relaychat.cluster.jet import MERGE_MAX
+from relaychat.cluster.jet import MERGE_MAX, scan_config
 from relaychat.cluster.names import Names
 from relaychat.cluster.wire import (
     dumps,
@@ -269,13 +269,8 @@ class ClusterHistory(MemoryHistory):
             start = self._loaded.get(key, 0) + 1
             first_load = key not in self._loaded
             js = self._jet.js
-            config = ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=start,
-                ack_policy=AckPolicy.NONE,
-                filter_subject=subject,
-                inactive_threshold=30.0,
-                mem_storage=True,
+            config = scan_config(
+                subject, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
             )
             sub = await js.pull_subscribe(subject, stream=stream, config=config)
             try:

@@ -42,10 +42,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import nats.errors
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 from relaychat.cluster.base import Claim, Node
-from relaychat.cluster.jet import WRONG_LAST_SEQUENCE, Ack, Stored
+from relaychat.cluster.jet import WRONG_LAST_SEQUENCE, Ack, Stored, scan_config
 from relaychat.cluster.wire import dumps, read_channel, read_private
 from relaychat.protocol.casemap import irc_lower
 from relaychat.protocol.servertime import parse_server_time
@@ -327,13 +327,8 @@ class ClusterKeys:
         """The first message of ``subject`` from ``since`` on whose tags carry ``key``."""
         js = self.jet.js
         start = datetime.datetime.fromtimestamp(max(0.0, since - 2.0), datetime.UTC)
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=start,
-            ack_policy=AckPolicy.NONE,
-            filter_subject=subject,
-            inactive_threshold=30.0,
-            mem_storage=True,
+        config = scan_config(
+            subject, deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start
         )
         try:
             sub = await js.pull_subscribe(subject, stream=stream, config=config)

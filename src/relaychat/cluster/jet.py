@@ -38,6 +38,8 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
     DiscardPolicy,
     KeyValueConfig,
     RePublish,
@@ -50,9 +52,22 @@ from relaychat.cluster.names import Names
 from relaychat.config import Config
 from relaychat.errors import RelaychatError
 
-__all__ = ["Ack", "ClusterError", "Jet", "Stored"]
+__all__ = ["Ack", "ClusterError", "Jet", "Stored", "scan_config"]
 
 log = logging.getLogger("relaychat.cluster")
+
+
+def scan_config(subject: str, **start: Any) -> ConsumerConfig:
+    """A throwaway pull consumer that reads ``subject`` once from ``start`` (``deliver_policy``
+    and its ``opt_start_*``): in memory, no acknowledgements, gone after 30 s unused."""
+    return ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        filter_subject=subject,
+        inactive_threshold=30.0,
+        mem_storage=True,
+        **start,
+    )
+
 
 #: Most events merged into one stream message, and most bytes (NATS's default limit is 1 MiB).
 MERGE_MAX = 256
