@@ -21,6 +21,7 @@ lever can reach the target at all.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from profile_summary import parse
@@ -95,46 +96,32 @@ def explain_text(
     column is the rate relaychat would reach if that part cost nothing, against that goal,
     instead of a ratio to the baseline's CPU per message.
     """
+    lines = [f"What is left in {workload.upper()} (py-spy, a separate run: {profile_path}):"]
+    lines += [f"  NOT met: {t['target']}: {t['detail']}" for t in unmet]
+    best: Callable[[float], str]
     if rate and goal:
-        text = _against_goal(workload, shares, cpu_us, rate, goal, unmet, profile_path)
-        return "\n".join([text, *_caveat(samples)])
-    lines = [f"What is left in {workload.upper()} (py-spy, a separate run: {profile_path}):"]
-    for t in unmet:
-        lines.append(f"  NOT met: {t['target']}: {t['detail']}")
-    if cpu_us and base_cpu_us:
-        lines.append(
-            f"  server CPU per delivered message: relaychat {cpu_us:.2f} µs, {baseline} "
-            f"{base_cpu_us:.2f} µs: relaychat needs {cpu_us / base_cpu_us:.2f}x less to match"
-        )
-    head = f"  {'part':<22} {'share':>6} {'µs/msg':>8}   ratio to {baseline} if this part were free"
-    lines.append(head)
+        lines.append(f"  {rate:,.0f}/s against a goal of {goal:,.0f}/s: {goal / rate:.2f}x to go")
+        unit, column = "µs each", "rate if this part were free"
+
+        def best(share: float) -> str:
+            return f"{rate / (1.0 - share):,.0f}/s (if CPU-bound)"
+
+    else:
+        if cpu_us and base_cpu_us:
+            lines.append(
+                f"  server CPU per delivered message: relaychat {cpu_us:.2f} µs, {baseline} "
+                f"{base_cpu_us:.2f} µs: relaychat needs {cpu_us / base_cpu_us:.2f}x less to match"
+            )
+        unit, column = "µs/msg", f"ratio to {baseline} if this part were free"
+
+        def best(share: float) -> str:
+            if not (cpu_us and base_cpu_us):
+                return "—"
+            return f"{base_cpu_us / (cpu_us * (1.0 - share)):.2f}x (by CPU per message)"
+
+    lines.append(f"  {'part':<22} {'share':>6} {unit:>8}   {column}")
     for p in PARTS:
         share = shares.get(p, 0.0)
         us = f"{share * cpu_us:8.2f}" if cpu_us else f"{'—':>8}"
-        best = "—"
-        if cpu_us and base_cpu_us and share < 1.0:
-            best = f"{base_cpu_us / (cpu_us * (1.0 - share)):.2f}x (by CPU per message)"
-        lines.append(f"  {p:<22} {100 * share:5.1f}% {us}   {best}")
+        lines.append(f"  {p:<22} {100 * share:5.1f}% {us}   {best(share) if share < 1.0 else '—'}")
     return "\n".join([*lines, *_caveat(samples)])
-
-
-def _against_goal(
-    workload: str,
-    shares: dict[str, float],
-    cpu_us: float | None,
-    rate: float,
-    goal: float,
-    unmet: list[dict[str, Any]],
-    profile_path: str,
-) -> str:
-    lines = [f"What is left in {workload.upper()} (py-spy, a separate run: {profile_path}):"]
-    for t in unmet:
-        lines.append(f"  NOT met: {t['target']}: {t['detail']}")
-    lines.append(f"  {rate:,.0f}/s against a goal of {goal:,.0f}/s: {goal / rate:.2f}x to go")
-    lines.append(f"  {'part':<22} {'share':>6} {'µs each':>8}   rate if this part were free")
-    for p in PARTS:
-        share = shares.get(p, 0.0)
-        us = f"{share * cpu_us:8.2f}" if cpu_us else f"{'—':>8}"
-        best = f"{rate / (1.0 - share):,.0f}/s" if share < 1.0 else "—"
-        lines.append(f"  {p:<22} {100 * share:5.1f}% {us}   {best} (if CPU-bound)")
-    return "\n".join(lines)
